@@ -1,0 +1,243 @@
+"""Run plugins in this process: build each kind, serve it on its socket, wire lookups between them.
+
+A :class:`PluginHost` is what ``infrakit up``, ``infrakit plugin start`` and the console scripts
+(``infrakit-instance-file`` ...) run. For each plugin it:
+
+1. builds the kind with a :class:`~infrakit.spi.plugin.Context` whose lookups resolve names to
+   plugin objects;
+2. serves the result over RPC on ``<plugin dir>/<name>`` (mode 0600), optionally on TCP too;
+3. runs its start hook, and on shutdown its stop hook, then removes the socket.
+
+Lookups prefer plugins running in this same process (called directly, through the same sync/async
+adapter as the RPC service, so behaviour is identical and ``infrakit up`` converges 1000 instances
+without 2000 local RPC round trips) and otherwise connect to the named socket in the plugin
+directory with an RPC client. Clients are cached per name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infrakit import discovery, errors
+from infrakit.rpc import flavor as rpc_flavor
+from infrakit.rpc import group as rpc_group
+from infrakit.rpc import instance as rpc_instance
+from infrakit.rpc.client import Client
+from infrakit.rpc.server import PluginServer, Service
+from infrakit.spi import flavor, group, instance
+from infrakit.spi.adapt import AsyncFlavor, AsyncInstance
+from infrakit.spi.plugin import Context, Kind, Served
+
+__all__ = ["PluginHost", "services_for"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Adapted:
+    """The uniform async view of what a plugin serves, and the RPC services exposing it."""
+
+    instance: dict[str, AsyncInstance]
+    flavor: dict[str, AsyncFlavor]
+    services: list[Service]
+
+
+def services_for(name: str, served: Served) -> Adapted:
+    """Adapt ``served`` once and build the RPC services over those same adapters."""
+    inst = {k: _as_instance(v, name, k) for k, v in served.instance.items()}
+    flav = {k: _as_flavor(v, name, k) for k, v in served.flavor.items()}
+    services: list[Service] = []
+    if inst:
+        services.append(rpc_instance.service(inst))
+    if flav:
+        services.append(rpc_flavor.service(flav))
+    if served.group:
+        services.append(rpc_group.service(dict(served.group)))
+    if not services and served.events is None:
+        raise errors.SpecError(f"plugin {name} serves nothing: no instance, flavor or group object")
+    return Adapted(inst, flav, services)
+
+
+def _label(name: str, type_: str) -> str:
+    return f"{name}/{type_}" if type_ else name
+
+
+def _as_instance(obj: object, name: str, type_: str) -> AsyncInstance:
+    return obj if isinstance(obj, AsyncInstance) else AsyncInstance(obj, _label(name, type_))
+
+
+def _as_flavor(obj: object, name: str, type_: str) -> AsyncFlavor:
+    return obj if isinstance(obj, AsyncFlavor) else AsyncFlavor(obj, _label(name, type_))
+
+
+@dataclass
+class Running:
+    """One plugin served by this host."""
+
+    name: str
+    kind: Kind | None
+    served: Served
+    server: PluginServer
+    instance: dict[str, AsyncInstance] = field(default_factory=dict)
+    flavor: dict[str, AsyncFlavor] = field(default_factory=dict)
+
+
+class PluginHost:
+    """Serves plugins in this process and resolves plugin names for them."""
+
+    def __init__(
+        self,
+        plugin_dir: Path | None = None,
+        *,
+        home: Path | None = None,
+        tcp_host: str | None = None,
+        prefer_local: bool = True,
+    ) -> None:
+        self.plugin_dir = plugin_dir or discovery.plugins_dir()
+        self.home = home or discovery.infrakit_home()
+        self.tcp_host = tcp_host
+        self.prefer_local = prefer_local
+        self.running: dict[str, Running] = {}
+        self._clients: dict[str, Client] = {}
+        self._remote: dict[tuple[str, str], Any] = {}
+        self._done = asyncio.Event()
+
+    # --- lookups (what plugins receive) ---------------------------------------------------------
+
+    def _client(self, lookup: str) -> Client:
+        client = self._clients.get(lookup)
+        if client is None:
+            entry = discovery.find(lookup, self.plugin_dir)
+            client = Client(lookup, entry.address)
+            self._clients[lookup] = client
+        return client
+
+    def instance_lookup(self, name: str) -> instance.Plugin:
+        lookup, sub = discovery.split_name(name)
+        local = self.running.get(lookup) if self.prefer_local else None
+        if local is not None and sub in local.instance:
+            return local.instance[sub]  # type: ignore[return-value]
+        if local is not None and local.instance:
+            raise errors.NotFoundError(f"no-plugin:{sub} (plugin {lookup} has no such type)")
+        key = ("instance", name)
+        if key not in self._remote:
+            self._remote[key] = rpc_instance.InstanceClient(self._client(lookup), sub)
+        return self._remote[key]  # type: ignore[no-any-return]
+
+    def flavor_lookup(self, name: str) -> flavor.Plugin:
+        lookup, sub = discovery.split_name(name)
+        local = self.running.get(lookup) if self.prefer_local else None
+        if local is not None and sub in local.flavor:
+            return local.flavor[sub]  # type: ignore[return-value]
+        if local is not None and local.flavor:
+            raise errors.NotFoundError(f"no-plugin:{sub} (plugin {lookup} has no such type)")
+        key = ("flavor", name)
+        if key not in self._remote:
+            self._remote[key] = rpc_flavor.FlavorClient(self._client(lookup), sub)
+        return self._remote[key]  # type: ignore[no-any-return]
+
+    def group_lookup(self, name: str) -> group.Plugin:
+        lookup, _sub = discovery.split_name(name)
+        local = self.running.get(lookup) if self.prefer_local else None
+        if local is not None and local.served.group:
+            return rpc_group.resolve_name(local.served.group, name)  # type: ignore[no-any-return]
+        key = ("group", name)
+        if key not in self._remote:
+            self._remote[key] = rpc_group.GroupClient(self._client(lookup), name)
+        return self._remote[key]  # type: ignore[no-any-return]
+
+    def forget_client(self, lookup: str) -> None:
+        """Drop a cached client (the plugin restarted elsewhere)."""
+        self._clients.pop(lookup, None)
+        for key in [k for k in self._remote if discovery.split_name(k[1])[0] == lookup]:
+            self._remote.pop(key, None)
+
+    # --- serving --------------------------------------------------------------------------------
+
+    def context(self, name: str, options: dict[str, Any] | None = None) -> Context:
+        return Context(
+            name=name,
+            options=dict(options or {}),
+            home=self.home,
+            instance_lookup=self.instance_lookup,
+            flavor_lookup=self.flavor_lookup,
+            group_lookup=self.group_lookup,
+        )
+
+    async def start_kind(
+        self, kind: Kind, name: str, options: dict[str, Any] | None = None
+    ) -> Running:
+        """Build ``kind`` and serve it as ``name``."""
+        if name in self.running:
+            raise errors.ConflictError(f"plugin {name} is already running in this process")
+        ctx = self.context(name, options)
+        built = kind.build(ctx)
+        served = await built if inspect.isawaitable(built) else built
+        return await self.serve(name, served, kind=kind)
+
+    async def serve(self, name: str, served: Served, *, kind: Kind | None = None) -> Running:
+        """Serve already-built objects as plugin ``name``."""
+        adapted = services_for(name, served)
+        server = PluginServer(
+            name,
+            adapted.services,
+            events=served.events,
+            vendor=served.vendor,
+            on_stop_request=lambda: asyncio.ensure_future(self.stop(name)),
+        )
+        running = Running(name, kind, served, server, adapted.instance, adapted.flavor)
+        tcp = (self.tcp_host, 0) if self.tcp_host else None
+        await server.start(self.plugin_dir / name, tcp=tcp)
+        self.running[name] = running
+        try:
+            if served.start is not None:
+                await served.start()
+        except BaseException:
+            self.running.pop(name, None)
+            await server.stop()
+            raise
+        return running
+
+    async def stop(self, name: str) -> None:
+        running = self.running.pop(name, None)
+        if running is None:
+            return
+        if running.served.stop is not None:
+            try:
+                await running.served.stop()
+            except Exception:
+                log.exception("plugin %s: stop hook failed", name)
+        await running.server.stop()
+        if not self.running:
+            self._done.set()
+
+    async def stop_all(self) -> None:
+        # Stop in reverse start order: the group controller before the plugins it drives.
+        for name in reversed(list(self.running)):
+            await self.stop(name)
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+        self._remote.clear()
+        self._done.set()
+
+    async def run_until_stopped(self) -> None:
+        """Wait for SIGINT/SIGTERM (or every plugin stopped), then stop everything cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._done.set)
+        try:
+            await self._done.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            await self.stop_all()

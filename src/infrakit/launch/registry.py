@@ -1,0 +1,76 @@
+"""Plugin kinds, found through the ``infrakit.plugins`` entry-point group (no import side effects).
+
+``infrakit plugin start file:instance-file`` looks up the kind ``file`` here. First-party kinds are
+registered in infrakit's own ``pyproject.toml`` like any third-party package would register its own,
+so there is exactly one mechanism. A kind that fails to load is reported with the entry point and
+the error, and the other kinds stay usable.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+
+from infrakit import errors
+from infrakit.spi.plugin import Kind
+
+__all__ = ["ENTRY_POINT_GROUP", "available", "get_kind", "parse_spec"]
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "infrakit.plugins"
+
+_cache: dict[str, Kind] | None = None
+_broken: dict[str, str] = {}
+
+
+def available() -> dict[str, Kind]:
+    """All loadable kinds by name."""
+    global _cache
+    if _cache is None:
+        found: dict[str, Kind] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                kind = ep.load()
+            except Exception as exc:
+                _broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+                log.warning("plugin kind %s (%s) failed to load: %s", ep.name, ep.value, exc)
+                continue
+            if not isinstance(kind, Kind):
+                _broken[ep.name] = f"{ep.value} is a {type(kind).__name__}, not infrakit Kind"
+                continue
+            found[ep.name] = kind
+        _cache = found
+    return _cache
+
+
+def register(kind: Kind) -> None:
+    """Register a kind at run time (tests and embedding; packages should use entry points)."""
+    available()[kind.name] = kind
+
+
+def get_kind(name: str) -> Kind:
+    kinds = available()
+    if name in kinds:
+        return kinds[name]
+    if name in _broken:
+        raise errors.SpecError(
+            f"plugin kind {name} is installed but failed to load: {_broken[name]}"
+        )
+    known = ", ".join(sorted(kinds)) or "none"
+    raise errors.NotFoundError(
+        f"unknown plugin kind {name!r} (available: {known}); "
+        "install the package that provides it or check the spelling"
+    )
+
+
+def parse_spec(text: str) -> tuple[Kind, str]:
+    """``KIND[:NAME]`` -> (kind, name); NAME defaults to the kind's default name."""
+    kind_name, _, name = text.partition(":")
+    kind = get_kind(kind_name)
+    name = name or kind.default_name
+    if "/" in name or not name or name.startswith("."):
+        raise errors.SpecError(
+            f"plugin name {name!r}: expected a plain socket name like instance-file (no '/')"
+        )
+    return kind, name

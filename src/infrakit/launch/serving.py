@@ -1,0 +1,63 @@
+"""``infrakit.serve(plugin, name=...)``: the one call a plugin author needs.
+
+It recognises what ``plugin`` is by its methods (``provision`` -> instance, ``prepare`` -> flavor,
+``commit_group`` -> group; ``subscribe`` + ``topics`` -> it also publishes events), serves it on
+``<plugin dir>/<name>`` and blocks until SIGINT/SIGTERM, then removes the socket. Sync and async
+methods both work (sync ones run in a worker thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from infrakit import errors
+from infrakit.spi.adapt import event_source_of
+from infrakit.spi.plugin import Served
+
+__all__ = ["detect", "run", "serve", "serve_async"]
+
+
+def detect(plugin: object, name: str) -> Served:
+    """Wrap a bare plugin object in :class:`Served` according to the methods it has."""
+    served = Served(events=event_source_of(plugin))
+    if callable(getattr(plugin, "provision", None)):
+        served.instance[""] = plugin
+    elif callable(getattr(plugin, "prepare", None)):
+        served.flavor[""] = plugin
+    elif callable(getattr(plugin, "commit_group", None)):
+        served.group["."] = plugin
+    else:
+        raise errors.SpecError(
+            f"plugin {name}: {type(plugin).__name__} is neither an instance plugin "
+            "(provision, destroy, describe_instances, validate), a flavor (prepare, validate) "
+            "nor a group (commit_group ...); see docs/writing-a-plugin.md"
+        )
+    return served
+
+
+async def serve_async(plugin: object, name: str, *, plugin_dir: Path | None = None) -> None:
+    """Serve ``plugin`` as ``name`` until SIGINT/SIGTERM (async form of :func:`serve`)."""
+    from infrakit.launch.host import PluginHost
+
+    host = PluginHost(plugin_dir)
+    await host.serve(name, detect(plugin, name))
+    await host.run_until_stopped()
+
+
+def run(main: object) -> None:
+    """Run a coroutine on uvloop when installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+    else:
+        uvloop.run(main)  # type: ignore[arg-type]
+
+
+def serve(plugin: object, name: str, *, plugin_dir: str | Path | None = None) -> None:
+    """Serve ``plugin`` on a UNIX socket named ``name`` in the plugin directory; blocks."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run(serve_async(plugin, name, plugin_dir=Path(plugin_dir) if plugin_dir else None))

@@ -1,0 +1,577 @@
+"""Clients for plugins: async (aiohttp, for daemons) and sync (plain sockets, for the fast CLI).
+
+Both speak InfraKit HEAD first and fall back to SEED per plugin:
+
+1. Before the first call to a target, ``Handshake.Hello`` is posted to ``/``.
+2. A HEAD plugin answers with the objects it serves per interface; the client checks the interface
+   it needs (name and version, exactly as Go does) and caches the answer.
+3. A SEED plugin answers 404 (HEAD router without Hello) or a SEED-shaped error: the client then
+   speaks SEED to it (``POST /rpc``, ``params`` as a one-element array) for the rest of its life.
+4. A transport failure during the handshake is not cached: the next call tries again.
+
+Timeouts are split: ``connect_timeout`` bounds reaching the socket, ``call_timeout`` bounds the
+whole call. Every error names the plugin, the method and the address, e.g.::
+
+    plugin instance-file (Instance.Provision) at ~/.infrakit/plugins/instance-file: not running
+    (connection refused); start it with `infrakit plugin start file:instance-file`
+
+Addresses are a UNIX socket path, or ``tcp://host:port`` / ``http://host:port`` (``.listen`` files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infrakit import errors
+from infrakit.rpc import envelope
+from infrakit.spi import event as spi_event
+from infrakit.spi.types import Era, InterfaceSpec
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "Address",
+    "Client",
+    "SyncClient",
+    "parse_address",
+]
+
+#: Seconds allowed to reach a plugin's socket.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds allowed for a whole call; ``INFRAKIT_CLIENT_TIMEOUT`` (Go syntax, e.g. ``15s``) overrides.
+DEFAULT_CALL_TIMEOUT = 60.0
+
+
+def default_call_timeout() -> float:
+    raw = os.environ.get("INFRAKIT_CLIENT_TIMEOUT")
+    if not raw:
+        return DEFAULT_CALL_TIMEOUT
+    from infrakit._utils.duration import parse_duration
+
+    try:
+        return parse_duration(raw)
+    except ValueError:
+        return DEFAULT_CALL_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a plugin listens: a UNIX socket path or a TCP host and port."""
+
+    path: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            home = str(Path.home())
+            return "~" + self.path[len(home) :] if self.path.startswith(home + "/") else self.path
+        return f"tcp://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return "http://plugin" if self.path is not None else f"http://{self.host}:{self.port}"
+
+
+def parse_address(address: str | Path | Address) -> Address:
+    if isinstance(address, Address):
+        return address
+    text = str(address)
+    for scheme in ("tcp://", "http://"):
+        if text.startswith(scheme):
+            hostport = text[len(scheme) :].rstrip("/")
+            host, _, port = hostport.rpartition(":")
+            if not host or not port.isdigit():
+                raise errors.SpecError(f"address {text!r}: expected {scheme}HOST:PORT")
+            return Address(host=host.strip("[]"), port=int(port))
+    if text.startswith("unix://"):
+        text = text[len("unix://") :]
+    return Address(path=text)
+
+
+class _Base:
+    """Handshake state and message formatting shared by both clients."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str | Path | Address,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        call_timeout: float | None = None,
+        era: Era | None = None,
+    ) -> None:
+        self.name = name
+        self.address = parse_address(address)
+        self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout if call_timeout is not None else default_call_timeout()
+        #: Era in use; ``None`` until the handshake ran.
+        self.era: Era | None = era
+        #: ``Handshake.Hello`` objects (``{"Instance/0.6.1": [{"Name": "."}]}``), None for SEED.
+        self.objects: dict[str, Any] | None = None
+
+    def what(self, method: str) -> str:
+        return f"plugin {self.name} ({method}) at {self.address}"
+
+    def _decide_handshake(self, status: int, doc: Any) -> None:
+        if status == 404 or envelope.looks_seed_reply(status, doc):
+            self.era, self.objects = Era.SEED, None
+            return
+        if status == 200 and isinstance(doc, dict):
+            result = doc.get("result")
+            if isinstance(result, dict) and isinstance(result.get("Objects"), dict):
+                self.era, self.objects = Era.HEAD, result["Objects"]
+                return
+            err = doc.get("error")
+            if isinstance(err, dict):
+                # A 2017-era HEAD plugin without Handshake.Hello: speak HEAD, skip the check.
+                self.era, self.objects = Era.HEAD, None
+                return
+        raise errors.ProtocolError(
+            f"{self.what('Handshake.Hello')}: unexpected reply (HTTP {status}); "
+            "is this an InfraKit plugin socket?"
+        )
+
+    def check_interface(self, interface: InterfaceSpec | None) -> None:
+        if interface is None or self.objects is None:
+            return
+        if str(interface) in self.objects:
+            return
+        for key in self.objects:
+            name, _, version = key.partition("/")
+            if name == interface.name:
+                raise errors.VersionMismatchError(
+                    f"plugin {self.name} at {self.address} supports {name} interface version "
+                    f"{version.split('/')[0]}, client requires {interface.version}; "
+                    "run matching versions of infrakit and the plugin"
+                )
+        offered = ", ".join(sorted(self.objects)) or "nothing"
+        raise errors.VersionMismatchError(
+            f"plugin {self.name} at {self.address} does not support interface {interface} "
+            f"(it implements {offered}); check the plugin name"
+        )
+
+    def _path(self) -> str:
+        return "/rpc" if self.era is Era.SEED else "/"
+
+    def _unreachable(self, method: str, exc: BaseException) -> errors.InfrakitError:
+        reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc)
+        if isinstance(exc, FileNotFoundError):
+            reason = "socket file is missing"
+        hint = (
+            f"start it (infrakit plugin start ...:{self.name}) or check INFRAKIT_PLUGINS_DIR"
+            if self.address.path is not None
+            else "check that it runs and the address in its .listen file"
+        )
+        return errors.PluginUnreachableError(f"{self.what(method)}: not running ({reason}); {hint}")
+
+    def _timeout(self, method: str, seconds: float, phase: str) -> errors.PluginTimeoutError:
+        return errors.PluginTimeoutError(
+            f"{self.what(method)}: no {phase} within {seconds:g}s; "
+            "the plugin may be hung - check its log, or raise INFRAKIT_CLIENT_TIMEOUT"
+        )
+
+
+class Client(_Base):
+    """Async client (aiohttp). One per plugin; reuses connections; safe to share across tasks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session: aiohttp.ClientSession | None = None
+        self._handshake_lock: Any = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            connector: aiohttp.BaseConnector
+            if self.address.path is not None:
+                connector = aiohttp.UnixConnector(path=self.address.path, limit=64)
+            else:
+                connector = aiohttp.TCPConnector(limit=64)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _post(
+        self, path: str, doc: Any, method: str, timeout: float | None = None
+    ) -> tuple[int, Any]:
+        import asyncio
+
+        import aiohttp
+
+        from infrakit.rpc import codec
+
+        total = timeout if timeout is not None else self.call_timeout
+        session = self._get_session()
+        try:
+            async with session.post(
+                self.address.base_url + path,
+                data=codec.dumps(doc),
+                headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=total, sock_connect=self.connect_timeout),
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise self._unreachable(method, getattr(exc, "os_error", exc)) from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise self._timeout(method, self.connect_timeout, "connection") from exc
+        except TimeoutError as exc:
+            raise self._timeout(method, total, "answer") from exc
+        except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise errors.ProtocolError(
+                f"{self.what(method)}: connection dropped before a reply ({exc!s}); "
+                "the plugin may have crashed - check its log"
+            ) from exc
+        if not body.strip():
+            return status, None
+        try:
+            return status, codec.loads(body)
+        except ValueError as exc:
+            if status == 404:
+                return status, None
+            raise errors.ProtocolError(
+                f"{self.what(method)}: reply is not JSON (HTTP {status}): {body[:80]!r}"
+            ) from exc
+
+    async def handshake(self, interface: InterfaceSpec | None = None) -> None:
+        import asyncio
+
+        if self.era is None:
+            if self._handshake_lock is None:
+                self._handshake_lock = asyncio.Lock()
+            async with self._handshake_lock:
+                if self.era is None:
+                    hello = envelope.encode_request(
+                        "Handshake.Hello", {}, envelope.new_id(), Era.HEAD
+                    )
+                    status, doc = await self._post("/", hello, "Handshake.Hello")
+                    self._decide_handshake(status, doc)
+        self.check_interface(interface)
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        interface: InterfaceSpec | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``method``; return the wire ``result`` or raise an :mod:`infrakit.errors` error."""
+        await self.handshake(interface)
+        era = self.era or Era.HEAD
+        doc = envelope.encode_request(method, params, envelope.new_id(), era)
+        status, reply = await self._post(self._path(), doc, method, timeout)
+        if reply is None and status == 404 and era is Era.HEAD:
+            raise errors.ProtocolError(f"{self.what(method)}: HTTP 404; not an InfraKit plugin?")
+        return envelope.decode_response(status, reply, era, lambda: self.what(method))
+
+    async def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
+        """Yield events from the plugin's ``/events`` stream until the stream ends.
+
+        Raises :class:`~infrakit.errors.NotFoundError` if the plugin publishes no events (Go
+        plugins): the caller then falls back to polling. The first item is yielded only after the
+        subscription is live on the server.
+        """
+        import aiohttp
+
+        from infrakit.rpc import codec
+
+        session = self._get_session()
+        url = self.address.base_url + "/events"
+        try:
+            response = await session.get(
+                url,
+                params={"topic": topic},
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.connect_timeout, sock_read=None
+                ),
+            )
+        except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise self._unreachable("GET /events", getattr(exc, "os_error", exc)) from exc
+        try:
+            if response.status != 200 or not response.headers.get("Content-Type", "").startswith(
+                "text/event-stream"
+            ):
+                raise errors.NotFoundError(
+                    f"plugin {self.name} at {self.address} serves no event stream "
+                    f"(HTTP {response.status})"
+                )
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    frame, buffer = buffer.split(b"\n\n", 1)
+                    data = b"".join(
+                        line[5:].lstrip()
+                        for line in frame.split(b"\n")
+                        if line.startswith(b"data:")
+                    )
+                    if data:
+                        with contextlib.suppress(ValueError, errors.SpecError):
+                            yield spi_event.event_from_wire(codec.loads(data))
+                    elif frame.startswith(b": subscribed"):
+                        yield spi_event.Event(topic="", type="subscribed")
+        except aiohttp.ClientError as exc:
+            raise errors.PluginUnreachableError(
+                f"plugin {self.name} at {self.address}: event stream ended ({exc!s})"
+            ) from exc
+        finally:
+            response.release()
+
+
+class SyncClient(_Base):
+    """Blocking client over plain sockets, with no heavy imports (the CLI starts in milliseconds)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        self._sock = None
+        self._buf = bytearray()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connect(self, method: str) -> socket.socket:
+        try:
+            if self.address.path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.connect_timeout)
+                sock.connect(self.address.path)
+            else:
+                sock = socket.create_connection(
+                    (self.address.host, self.address.port), timeout=self.connect_timeout
+                )
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            raise self._unreachable(method, exc) from exc
+        except TimeoutError as exc:
+            raise self._timeout(method, self.connect_timeout, "connection") from exc
+        except OSError as exc:
+            raise self._unreachable(method, exc) from exc
+        sock.settimeout(self.call_timeout)
+        self._sock = sock
+        self._buf = bytearray()
+        return sock
+
+    def request(
+        self, http_method: str, path: str, body: bytes | None, method: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP/1.1 exchange on a kept-alive connection (reconnects once if it went stale)."""
+        for attempt in (0, 1):
+            reused = self._sock is not None
+            sock = self._sock or self._connect(method)
+            head = (
+                f"{http_method} {path} HTTP/1.1\r\nHost: plugin\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body or b'')}\r\n\r\n"
+            ).encode()
+            try:
+                sock.sendall(head + (body or b""))
+                return self._read_response(method)
+            except TimeoutError as exc:
+                self.close()
+                raise self._timeout(method, self.call_timeout, "answer") from exc
+            except (ConnectionError, _EmptyReply) as exc:
+                self.close()
+                if reused and attempt == 0 and isinstance(exc, _EmptyReply | BrokenPipeError):
+                    continue
+                raise errors.ProtocolError(
+                    f"{self.what(method)}: connection dropped before a reply ({exc!s}); "
+                    "the plugin may have crashed - check its log"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _recv_more(self) -> bool:
+        assert self._sock is not None
+        data = self._sock.recv(262144)
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def _read_line(self) -> bytes:
+        while True:
+            idx = self._buf.find(b"\r\n")
+            if idx >= 0:
+                line = bytes(self._buf[:idx])
+                del self._buf[: idx + 2]
+                return line
+            if not self._recv_more():
+                raise _EmptyReply("connection closed")
+
+    def _read_exact(self, size: int) -> bytes:
+        while len(self._buf) < size:
+            if not self._recv_more():
+                raise _EmptyReply("connection closed mid-body")
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def _read_head(self, method: str) -> tuple[int, dict[str, str]]:
+        """Read a status line and headers."""
+        while b"\r\n\r\n" not in self._buf:
+            if not self._recv_more():
+                if not self._buf:
+                    raise _EmptyReply("empty reply")
+                self.close()
+                raise errors.ProtocolError(f"{self.what(method)}: truncated HTTP reply")
+        head_end = self._buf.index(b"\r\n\r\n")
+        head = bytes(self._buf[:head_end]).split(b"\r\n")
+        del self._buf[: head_end + 4]
+        parts = head[0].split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            self.close()
+            raise errors.ProtocolError(f"{self.what(method)}: not an HTTP reply: {head[0][:60]!r}")
+        status = int(parts[1])
+        headers: dict[str, str] = {}
+        for line in head[1:]:
+            key, _, value = line.decode("latin-1").partition(":")
+            headers[key.strip().lower()] = value.strip()
+        return status, headers
+
+    def _read_response(self, method: str) -> tuple[int, dict[str, str], bytes]:
+        """Parse one HTTP/1.1 response (Content-Length, chunked, or read-to-close bodies)."""
+        status, headers = self._read_head(method)
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self._read_line().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self._read_line():
+                        pass
+                    break
+                chunks.append(self._read_exact(size))
+                self._read_line()
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            body = self._read_exact(int(headers["content-length"]))
+        else:
+            while self._recv_more():
+                pass
+            body = bytes(self._buf)
+            self.close()
+            return status, headers, body
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, body
+
+    def _post(self, path: str, doc: Any, method: str) -> tuple[int, Any]:
+        status, _, body = self.request("POST", path, json.dumps(doc).encode(), method)
+        if not body.strip():
+            return status, None
+        try:
+            return status, json.loads(body)
+        except ValueError as exc:
+            if status == 404:
+                return status, None
+            raise errors.ProtocolError(
+                f"{self.what(method)}: reply is not JSON (HTTP {status}): {body[:80]!r}"
+            ) from exc
+
+    def handshake(self, interface: InterfaceSpec | None = None) -> None:
+        if self.era is None:
+            hello = envelope.encode_request("Handshake.Hello", {}, envelope.new_id(), Era.HEAD)
+            status, doc = self._post("/", hello, "Handshake.Hello")
+            self._decide_handshake(status, doc)
+        self.check_interface(interface)
+
+    def call(
+        self, method: str, params: dict[str, Any], *, interface: InterfaceSpec | None = None
+    ) -> Any:
+        self.handshake(interface)
+        era = self.era or Era.HEAD
+        doc = envelope.encode_request(method, params, envelope.new_id(), era)
+        status, reply = self._post(self._path(), doc, method)
+        if reply is None and status == 404 and era is Era.HEAD:
+            raise errors.ProtocolError(f"{self.what(method)}: HTTP 404; not an InfraKit plugin?")
+        return envelope.decode_response(status, reply, era, lambda: self.what(method))
+
+    def get_json(self, path: str) -> Any:
+        status, _, body = self.request("GET", path, None, f"GET {path}")
+        if status != 200:
+            raise errors.NotFoundError(
+                f"plugin {self.name} at {self.address}: GET {path} -> {status}"
+            )
+        return json.loads(body)
+
+    def stop(self) -> bool:
+        """Ask an infrakit plugin to stop; False if it does not offer that (Go plugins)."""
+        try:
+            status, _, _ = self.request("POST", "/_infrakit/stop", b"{}", "stop")
+        except errors.ProtocolError:
+            return False
+        return status == 200
+
+    def events(self, topic: str) -> Iterator[spi_event.Event]:
+        """Yield events from ``/events`` (blocking). Ends when the plugin closes the stream."""
+        self.close()
+        sock = self._connect("GET /events")
+        sock.settimeout(None)
+        from urllib.parse import quote
+
+        sock.sendall(f"GET /events?topic={quote(topic)} HTTP/1.1\r\nHost: plugin\r\n\r\n".encode())
+        try:
+            status, headers = self._read_head("GET /events")
+        except _EmptyReply as exc:
+            self.close()
+            raise errors.ProtocolError(f"plugin {self.name}: event stream closed") from exc
+        if status != 200 or not headers.get("content-type", "").startswith("text/event-stream"):
+            self.close()
+            raise errors.NotFoundError(
+                f"plugin {self.name} at {self.address} publishes no events (HTTP {status})"
+            )
+        chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+        pending = b""
+        try:
+            while True:
+                if chunked:
+                    size = int(self._read_line().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        return
+                    data = self._read_exact(size)
+                    self._read_line()
+                else:
+                    if not self._buf and not self._recv_more():
+                        return
+                    data = bytes(self._buf)
+                    self._buf.clear()
+                pending += data
+                while b"\n\n" in pending:
+                    frame, pending = pending.split(b"\n\n", 1)
+                    payload = b"".join(
+                        ln[5:].lstrip() for ln in frame.split(b"\n") if ln.startswith(b"data:")
+                    )
+                    if payload:
+                        with contextlib.suppress(ValueError, errors.SpecError):
+                            yield spi_event.event_from_wire(json.loads(payload))
+        except _EmptyReply:
+            return
+        finally:
+            self.close()
+
+
+class _EmptyReply(ConnectionError):
+    """The peer closed a kept-alive connection before answering (safe to retry once)."""

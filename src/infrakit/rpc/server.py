@@ -1,0 +1,407 @@
+"""Serve plugin objects over HTTP on a UNIX socket (and optionally TCP), speaking both InfraKit eras.
+
+Routes (one aiohttp application per socket):
+
+* ``POST /``                   JSON-RPC 2.0 (InfraKit HEAD), including ``Handshake.Hello``.
+* ``POST <any other path>``    SEED-era JSON-RPC 1.0 envelope (the Go SEED client posts ``/rpc``),
+                               answered in SEED shape: ``result`` + ``error``, HTTP 400 on error.
+* ``GET /info/api.json``       what this socket implements, with an example request per method.
+* ``GET /events?topic=T``      Server-Sent Events from the plugin's event source, if it has one.
+* ``POST /_infrakit/stop``     (UNIX socket only) stop this plugin; ``infrakit plugin stop`` uses it.
+
+A :class:`Service` is one interface's dispatch table (built by ``rpc.instance``, ``rpc.flavor``,
+``rpc.group``); a :class:`PluginServer` serves one or more services under one plugin name.
+
+Robustness rules: a request can never crash the server. Bodies that are not JSON, envelopes of the
+wrong shape, unknown methods, wrong parameter types, bodies over 16 MiB and exceptions raised by the
+plugin all become JSON-RPC errors with a message naming the method and what was expected.
+
+Sockets are created mode 0600 in a 0700 directory. A socket file whose owner is gone (connection
+refused) is replaced; a live one makes :meth:`PluginServer.start` fail with
+:class:`~infrakit.errors.ConflictError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from infrakit import errors
+from infrakit.rpc import codec, envelope
+from infrakit.spi import event as spi_event
+from infrakit.spi.types import Era, InterfaceSpec
+
+__all__ = ["Handler", "PluginServer", "Service"]
+
+log = logging.getLogger(__name__)
+
+#: ``handler(params, era) -> result`` for one ``Service.Method``.
+Handler = Callable[[dict[str, Any], Era], Awaitable[Any]]
+
+#: Seconds between SSE keep-alive comments (detects vanished subscribers on TCP).
+SSE_HEARTBEAT_SECONDS = 30.0
+
+
+@dataclass
+class Service:
+    """One interface served on a socket: its handlers and the names of the objects behind it."""
+
+    interface: InterfaceSpec
+    handlers: dict[str, Handler]
+    #: Object names for the handshake: ``"."`` is the default (unnamed) object.
+    objects: list[str] = field(default_factory=lambda: ["."])
+    #: Example params per method for ``/info/api.json`` (method -> params).
+    examples: dict[str, Any] = field(default_factory=dict)
+
+
+class PluginServer:
+    """Serves a set of :class:`Service` objects under one plugin name."""
+
+    def __init__(
+        self,
+        name: str,
+        services: list[Service],
+        *,
+        events: spi_event.Source | None = None,
+        vendor: dict[str, Any] | None = None,
+        on_stop_request: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.services = services
+        self.events = events
+        self.vendor = vendor
+        self.on_stop_request = on_stop_request
+        self.socket_path: Path | None = None
+        self.listen_file: Path | None = None
+        self.tcp_address: tuple[str, int] | None = None
+        self._handlers: dict[str, Handler] = {}
+        for svc in services:
+            for method, handler in svc.handlers.items():
+                if method in self._handlers:
+                    raise errors.ConflictError(
+                        f"plugin {name}: method {method} is served twice; "
+                        "serve each interface once per plugin name"
+                    )
+                self._handlers[method] = handler
+        for method, handler in self._handshake_handlers().items():
+            self._handlers.setdefault(method, handler)
+        self._runner: web.AppRunner | None = None
+        self._sse_tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self, socket_path: Path, *, tcp: tuple[str, int] | None = None) -> None:
+        """Bind ``socket_path`` (and ``tcp`` host/port, advertised in ``<name>.listen``)."""
+        socket_path = Path(socket_path)
+        if len(os.fsencode(socket_path)) > 107:
+            raise errors.SpecError(
+                f"plugin {self.name}: socket path {socket_path} is longer than 107 bytes; "
+                "use a shorter plugin directory (INFRAKIT_PLUGINS_DIR)"
+            )
+        prepare_socket_path(self.name, socket_path)
+        app = web.Application(client_max_size=envelope.MAX_BODY_BYTES * 4)
+        app.router.add_post("/", self._post_head)
+        app.router.add_get("/info/api.json", self._get_api_info)
+        app.router.add_get("/info/functions.json", self._get_functions)
+        app.router.add_get("/events", self._get_events)
+        app.router.add_post("/_infrakit/stop", self._post_stop)
+        app.router.add_route("*", "/", self._wrong_method)
+        app.router.add_post("/{tail:.*}", self._post_seed)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await runner.setup()
+        self._runner = runner
+        site = web.UnixSite(runner, str(socket_path))
+        await site.start()
+        os.chmod(socket_path, 0o600)
+        self.socket_path = socket_path
+        if tcp is not None:
+            tcp_site = web.TCPSite(runner, tcp[0], tcp[1])
+            await tcp_site.start()
+            server = tcp_site._server
+            sockets = getattr(server, "sockets", None) or []
+            port = sockets[0].getsockname()[1] if sockets else tcp[1]
+            self.tcp_address = (tcp[0], port)
+            self.listen_file = socket_path.with_name(socket_path.name + ".listen")
+            self.listen_file.write_text(f"tcp://{tcp[0]}:{port}")
+        log.info("plugin %s listening on %s", self.name, socket_path)
+
+    async def stop(self) -> None:
+        """Stop serving and remove the socket (and ``.listen``) files."""
+        self._stopping.set()
+        for task in list(self._sse_tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for path in (self.socket_path, self.listen_file):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        log.info("plugin %s stopped", self.name)
+
+    # --- JSON-RPC ------------------------------------------------------------------------------
+
+    async def _post_head(self, request: web.Request) -> web.StreamResponse:
+        return await self._rpc(request, Era.HEAD)
+
+    async def _post_seed(self, request: web.Request) -> web.StreamResponse:
+        return await self._rpc(request, Era.SEED)
+
+    async def _rpc(self, request: web.Request, era: Era) -> web.StreamResponse:
+        body = await _read_capped(request)
+        if body is None:
+            status, doc = envelope.error_reply(
+                None,
+                envelope.INVALID_REQUEST,
+                f"request body too large: over {envelope.MAX_BODY_BYTES} bytes "
+                f"(16 MiB); send smaller Properties",
+                era,
+            )
+            return _json_response(status, doc)
+        status, doc = await self.dispatch_bytes(body, era)
+        if doc is None:
+            return web.Response(status=200, body=b"")
+        return _json_response(status, doc)
+
+    async def dispatch_bytes(self, body: bytes, era: Era) -> tuple[int, Any]:
+        """Decode, dispatch and encode-ready reply for one request body (used by tests too)."""
+        try:
+            doc = codec.loads(body)
+        except ValueError as exc:
+            return envelope.error_reply(
+                None, envelope.PARSE_ERROR, f"parse error: body is not valid JSON ({exc})", era
+            )
+        try:
+            call = envelope.parse_request(doc, era)
+        except envelope.RequestError as exc:
+            return envelope.error_reply(exc.id, exc.code, exc.message, era, exc.data)
+        result_or_error = await self.dispatch(call)
+        if call.notification:
+            return 200, None
+        return result_or_error
+
+    async def dispatch(self, call: envelope.Call) -> tuple[int, Any]:
+        handler = self._handlers.get(call.method)
+        if handler is None:
+            service = call.method.split(".", 1)[0]
+            known = any(m.startswith(service + ".") for m in self._handlers)
+            what = "method" if known else "service"
+            name = call.method if known else service
+            return envelope.error_reply(
+                call.id, envelope.SERVER_ERROR, f'rpc: can\'t find {what} "{name}"', call.era
+            )
+        try:
+            result = await handler(call.params, call.era)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            code, message, data = envelope.exception_to_error(exc)
+            if not isinstance(exc, errors.InfrakitError):
+                log.exception("plugin %s: %s raised", self.name, call.method)
+            return envelope.error_reply(call.id, code, message, call.era, data)
+        return 200, envelope.ok_reply(call.id, result, call.era)
+
+    async def _wrong_method(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            status=405, text=f"rpc: POST method required, received {request.method}\n"
+        )
+
+    # --- handshake and info --------------------------------------------------------------------
+
+    def _handshake_handlers(self) -> dict[str, Handler]:
+        async def hello(params: dict[str, Any], era: Era) -> Any:
+            return {"Objects": self.objects_by_interface()}
+
+        async def implements(params: dict[str, Any], era: Era) -> Any:
+            apis = [
+                {"Name": s.interface.name, "Version": s.interface.version} for s in self.services
+            ]
+            return {"APIs": apis}
+
+        async def types(params: dict[str, Any], era: Era) -> Any:
+            return {"Types": {str(s.interface): list(s.objects) for s in self.services}}
+
+        async def event_list(params: dict[str, Any], era: Era) -> Any:
+            topics = self.events.topics() if self.events is not None else []
+            return {"Nodes": sorted(topics)}
+
+        handlers: dict[str, Handler] = {
+            "Handshake.Hello": hello,
+            "Handshake.Implements": implements,
+            "Handshake.Types": types,
+            "Plugin.Implements": implements,
+        }
+        if self.events is not None:
+            handlers["Event.List"] = event_list
+        return handlers
+
+    def objects_by_interface(self) -> dict[str, list[dict[str, str]]]:
+        objects = {
+            str(s.interface): [{"Name": o, "ProxyFor": ""} for o in s.objects]
+            for s in self.services
+        }
+        if self.events is not None:
+            objects.setdefault(str(spi_event.INTERFACE), [{"Name": ".", "ProxyFor": ""}])
+        return objects
+
+    async def _get_api_info(self, request: web.Request) -> web.StreamResponse:
+        interfaces = []
+        for svc in self.services:
+            methods = []
+            for method in sorted(svc.handlers):
+                params = svc.examples.get(method, {})
+                methods.append(
+                    {
+                        "Request": {
+                            "jsonrpc": "2.0",
+                            "method": method,
+                            "params": params,
+                            "id": "1",
+                        },
+                        "Response": {"jsonrpc": "2.0", "result": {}, "id": "1"},
+                    }
+                )
+            interfaces.append({**svc.interface.to_wire(), "Methods": methods})
+        doc = {
+            "Vendor": self.vendor,
+            "Implements": [s.interface.to_wire() for s in self.services],
+            "Interfaces": interfaces,
+        }
+        return _json_response(200, doc)
+
+    async def _get_functions(self, request: web.Request) -> web.StreamResponse:
+        return _json_response(200, {"base": []})
+
+    # --- events --------------------------------------------------------------------------------
+
+    async def _get_events(self, request: web.Request) -> web.StreamResponse:
+        if self.events is None:
+            return _json_response(
+                404, {"error": f"plugin {self.name} publishes no events; poll it instead"}
+            )
+        topic = request.query.get("topic", "")
+        response = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+        )
+        await response.prepare(request)
+        # A comment line first: the subscriber knows the subscription is live from here on.
+        await response.write(b": subscribed " + topic.encode() + b"\n\n")
+        task = asyncio.current_task()
+        if task is not None:
+            self._sse_tasks.add(task)
+        events = self.events.subscribe(topic)
+        try:
+            await self._pump_events(events, response)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            if task is not None:
+                self._sse_tasks.discard(task)
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        return response
+
+    async def _pump_events(
+        self, events: AsyncIterator[spi_event.Event], response: web.StreamResponse
+    ) -> None:
+        iterator = events.__aiter__()
+        pending: asyncio.Task[spi_event.Event] | None = None
+        try:
+            while not self._stopping.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(iterator.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=SSE_HEARTBEAT_SECONDS)
+                if not done:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                try:
+                    item = pending.result()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    pending = None
+                payload = codec.dumps(spi_event.event_to_wire(item))
+                await response.write(b"data: " + payload + b"\n\n")
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    # --- control -------------------------------------------------------------------------------
+
+    async def _post_stop(self, request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        family = None
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            family = getattr(sock, "family", None)
+        if family != socket.AF_UNIX or self.on_stop_request is None:
+            return _json_response(403, {"error": "stop is only accepted on the UNIX socket"})
+        asyncio.get_running_loop().call_soon(self.on_stop_request)
+        return _json_response(200, {"stopping": self.name})
+
+
+async def _read_capped(request: web.Request) -> bytes | None:
+    """Read the body; ``None`` if it exceeds the cap (the rest is drained so the reply arrives)."""
+    limit = envelope.MAX_BODY_BYTES
+    if request.content_length is not None and request.content_length <= limit:
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        return None
+    return b"".join(chunks)
+
+
+def _json_response(status: int, doc: Any) -> web.Response:
+    return web.Response(
+        status=status, body=codec.dumps(doc) + b"\n", content_type="application/json"
+    )
+
+
+def prepare_socket_path(name: str, path: Path) -> None:
+    """Make sure ``path`` can be bound: dir exists (0700), no live plugin owns it, stale removed."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not path.is_socket():
+        raise errors.ConflictError(
+            f"plugin {name}: {path} exists and is not a socket; remove it or choose another --name"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        log.warning("plugin %s: removing stale socket %s left by a stopped process", name, path)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    except OSError:
+        # A timeout or EAGAIN means something is there and busy: treat as live.
+        pass
+    finally:
+        probe.close()
+    raise errors.ConflictError(
+        f"plugin {name}: a running plugin already listens on {path}; "
+        f"stop it first (infrakit plugin stop {name}) or start this one with another --name"
+    )

@@ -1,0 +1,78 @@
+"""The Event SPI: plugins that notice changes publish them; subscribers react in milliseconds.
+
+A plugin that can observe its instances (the file plugin watches its directory, the process plugin
+sees exits, the docker plugin reads the engine's event stream) implements :class:`Source`. Served
+over RPC, a source is exposed at ``GET /events?topic=...`` as Server-Sent Events, the endpoint
+shape of InfraKit HEAD; in-process, the group controller subscribes directly.
+
+Events are *triggers*, never state: a subscriber must re-read the actual state (level-triggered).
+Topics are slash paths; a subscription to ``instance/`` (trailing slash) receives every topic under
+it, one without a trailing slash only that exact topic (InfraKit's rule).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from infrakit._utils.aio import topic_matches
+from infrakit.spi.types import JSON, InterfaceSpec, ci_get, ci_view, want_str
+
+__all__ = ["INTERFACE", "Event", "Source", "event_from_wire", "event_to_wire", "topic_matches"]
+
+INTERFACE = InterfaceSpec("Event", "0.1.1")
+
+#: Topic an instance plugin publishes on when its set of instances changes.
+TOPIC_INSTANCE_CHANGE = "instance/change"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Event:
+    """One event. ``data`` is any JSON; ``timestamp`` is RFC 3339."""
+
+    topic: str
+    type: str
+    id: str = ""
+    message: str = ""
+    data: JSON = None
+    timestamp: str = field(default_factory=_now)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Something that publishes events."""
+
+    def topics(self) -> list[str]:
+        """The topics this source publishes on."""
+
+    def subscribe(self, topic: str) -> AsyncIterator[Event]:
+        """Yield events matching ``topic`` until the consumer stops iterating."""
+
+
+def event_to_wire(event: Event) -> dict[str, Any]:
+    return {
+        "Topic": event.topic,
+        "Type": event.type,
+        "ID": event.id,
+        "Message": event.message,
+        "Timestamp": event.timestamp,
+        "Data": event.data,
+    }
+
+
+def event_from_wire(obj: Any) -> Event:
+    view = ci_view(obj, "Event")
+    return Event(
+        topic=want_str(ci_get(view, "Topic"), "Event.Topic"),
+        type=want_str(ci_get(view, "Type"), "Event.Type"),
+        id=want_str(ci_get(view, "ID"), "Event.ID"),
+        message=want_str(ci_get(view, "Message"), "Event.Message"),
+        data=ci_get(view, "Data"),
+        timestamp=want_str(ci_get(view, "Timestamp"), "Event.Timestamp") or _now(),
+    )

@@ -1,0 +1,100 @@
+"""The Group SPI: commit a desired group spec, and ask how it is doing.
+
+A group plugin (the default one is :mod:`infrakit.controller.group`) keeps a set of instances equal
+to a committed spec. The spec's ``properties`` are opaque at this level: the default controller's
+schema (Allocation, Instance, Flavor, Updating, Health) lives with the controller.
+
+Wire shapes are InfraKit's ``Group/0.1.1``: SEED has five methods, HEAD adds DestroyInstances, Size
+and SetSize and echoes ``Name``/``ID``. infrakit adds a few methods of its own (status, pause,
+resume, promote, rollback, reset) under the same ``Group.`` service; Go clients never call them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from infrakit.spi.instance import Description, description_from_wire, description_to_wire
+from infrakit.spi.types import JSON, Era, InterfaceSpec, ci_get, ci_view, want_str
+
+__all__ = [
+    "INTERFACE",
+    "Description",
+    "GroupDescription",
+    "Plugin",
+    "Spec",
+    "group_description_from_wire",
+    "group_description_to_wire",
+    "spec_from_wire",
+    "spec_to_wire",
+]
+
+INTERFACE = InterfaceSpec("Group", "0.1.1")
+
+
+@dataclass(slots=True)
+class Spec:
+    """A group spec as committed: an ID and plugin-defined properties."""
+
+    id: str
+    properties: JSON = None
+
+
+@dataclass(slots=True)
+class GroupDescription:
+    """The members of a group right now, and whether it has converged to its spec."""
+
+    instances: list[Description] = field(default_factory=list)
+    converged: bool = False
+
+
+@runtime_checkable
+class Plugin(Protocol):
+    """A group controller."""
+
+    async def commit_group(self, spec: Spec, pretend: bool) -> str:
+        """Adopt ``spec``; return the plan sentence (``Managing 5 instances`` ...)."""
+
+    async def free_group(self, id: str) -> None:
+        """Stop managing the group; leave its instances alone."""
+
+    async def describe_group(self, id: str) -> GroupDescription: ...
+
+    async def destroy_group(self, id: str) -> None:
+        """Stop managing the group and destroy all of its instances."""
+
+    async def inspect_groups(self) -> list[Spec]: ...
+
+    async def destroy_instances(self, id: str, instances: list[str]) -> None:
+        """Destroy these members and shrink the group by as many."""
+
+    async def size(self, id: str) -> int: ...
+
+    async def set_size(self, id: str, size: int) -> None: ...
+
+
+def spec_to_wire(spec: Spec) -> dict[str, Any]:
+    return {"ID": spec.id, "Properties": spec.properties}
+
+
+def spec_from_wire(obj: Any, what: str = "Spec") -> Spec:
+    view = ci_view(obj, what)
+    return Spec(
+        id=want_str(ci_get(view, "ID"), f"{what}.ID"), properties=ci_get(view, "Properties")
+    )
+
+
+def group_description_to_wire(desc: GroupDescription, era: Era = Era.HEAD) -> dict[str, Any]:
+    return {
+        "Instances": [description_to_wire(d, era) for d in desc.instances],
+        "Converged": desc.converged,
+    }
+
+
+def group_description_from_wire(obj: Any, what: str = "Description") -> GroupDescription:
+    view = ci_view(obj, what)
+    raw = ci_get(view, "Instances") or []
+    return GroupDescription(
+        instances=[description_from_wire(d, f"{what}.Instances[{i}]") for i, d in enumerate(raw)],
+        converged=bool(ci_get(view, "Converged", False)),
+    )

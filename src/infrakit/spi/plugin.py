@@ -1,0 +1,124 @@
+"""How a plugin *kind* is described so that ``infrakit plugin start KIND[:NAME]`` can run it.
+
+Every runnable plugin kind (``file``, ``vanilla``, ``combo``, ``group``, third-party ones) exposes a
+:class:`Kind` object and registers it under the entry-point group ``infrakit.plugins``::
+
+    [project.entry-points."infrakit.plugins"]
+    my-cloud = "my_package:KIND"
+
+``Kind.build(ctx)`` receives a :class:`Context` (the name to serve under, options, where infrakit
+keeps its state, and *lookups* for other plugins) and returns :class:`Served`: the objects to put
+on the socket, keyed by interface and by type/name, plus optional start/stop hooks. ``launch`` then
+serves them over RPC and makes them reachable in-process.
+
+Lookups are how plugins reach other plugins without knowing about sockets: the group controller
+asks ``ctx.instance_lookup("instance-file")`` and gets an object implementing the async
+:class:`infrakit.spi.instance.Plugin` protocol - an RPC client in production, a fake in tests.
+Such objects may also offer ``subscribe(topic)`` (events) which raises
+:class:`infrakit.errors.NotFoundError` when the plugin publishes none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infrakit.spi import event, flavor, group, instance
+
+__all__ = [
+    "Context",
+    "FlavorLookup",
+    "GroupLookup",
+    "InstanceLookup",
+    "Kind",
+    "Option",
+    "Served",
+]
+
+#: ``name`` (``"instance-file"`` or ``"aws/ec2-instance"``) -> async instance plugin.
+InstanceLookup = Callable[[str], instance.Plugin]
+#: ``name`` -> async flavor plugin.
+FlavorLookup = Callable[[str], flavor.Plugin]
+#: ``name`` -> async group plugin.
+GroupLookup = Callable[[str], group.Plugin]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a kind: ``--<name>`` on its console script, ``-o kind.name=value`` elsewhere.
+
+    ``env`` names an environment variable that sets the default (InfraKit HEAD style).
+    """
+
+    name: str
+    help: str
+    default: Any = None
+    env: str | None = None
+
+    def resolve(self, given: dict[str, Any]) -> Any:
+        """The value from ``given``, else the environment variable, else the default."""
+        if given.get(self.name) is not None:
+            return given[self.name]
+        if self.env and os.environ.get(self.env):
+            return os.environ[self.env]
+        return self.default
+
+
+@dataclass
+class Context:
+    """What a kind's ``build`` gets."""
+
+    #: The plugin name to serve under (socket file name), e.g. ``instance-file``.
+    name: str
+    #: Option values given by the user (missing ones: use ``Option.resolve``).
+    options: dict[str, Any]
+    #: infrakit's home directory (``$INFRAKIT_HOME`` or ``~/.infrakit``).
+    home: Path
+    instance_lookup: InstanceLookup
+    flavor_lookup: FlavorLookup
+    group_lookup: GroupLookup
+    #: Extra wiring some kinds need (the group kind gets ``store`` here), keyed by name.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def option(self, kind: Kind, name: str) -> Any:
+        for opt in kind.options:
+            if opt.name == name:
+                return opt.resolve(self.options)
+        raise KeyError(f"kind {kind.name} has no option {name}")
+
+
+@dataclass
+class Served:
+    """What one plugin process serves under one name."""
+
+    #: Instance plugin objects keyed by type (``""`` = default object).
+    instance: dict[str, object] = field(default_factory=dict)
+    #: Flavor plugin objects keyed by type.
+    flavor: dict[str, object] = field(default_factory=dict)
+    #: Group plugin objects keyed by name (``"."`` = default object).
+    group: dict[str, object] = field(default_factory=dict)
+    #: Event source served at ``/events`` (and offered to in-process subscribers).
+    events: event.Source | None = None
+    #: Called once after the socket is up (start background work here).
+    start: Callable[[], Awaitable[None]] | None = None
+    #: Called once on shutdown, before the socket is removed.
+    stop: Callable[[], Awaitable[None]] | None = None
+    #: ``/info/api.json`` vendor block.
+    vendor: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A runnable plugin kind."""
+
+    #: Kind name used on the command line: ``file``, ``vanilla``, ``group`` ...
+    name: str
+    #: Name served under when none is given (``instance-file``, ``flavor-vanilla``, ``group``).
+    default_name: str
+    #: One line for ``infrakit plugin kinds``.
+    summary: str
+    build: Callable[[Context], Served | Awaitable[Served]]
+    options: tuple[Option, ...] = ()
