@@ -1,0 +1,34 @@
+"""Shared fixtures: every test gets its own short INFRAKIT_HOME and plugin directory.
+
+Nothing a test does may touch the real ~/.infrakit: HOME-derived paths are redirected to a fresh
+directory directly under /tmp (UNIX socket paths must stay under 107 bytes).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infrakit.testing import short_tempdir
+
+
+@pytest.fixture(autouse=True)
+def infrakit_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private INFRAKIT_HOME (with plugins/ inside) for each test."""
+    home = short_tempdir("ikh")
+    monkeypatch.setenv("INFRAKIT_HOME", str(home))
+    monkeypatch.setenv("INFRAKIT_PLUGINS_DIR", str(home / "plugins"))
+    monkeypatch.delenv("INFRAKIT_CLIENT_TIMEOUT", raising=False)
+    monkeypatch.delenv("INFRAKIT_INSTANCE_FILE_DIR", raising=False)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def plugin_dir(infrakit_home: Path) -> Path:
+    path = infrakit_home / "plugins"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
