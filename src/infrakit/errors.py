@@ -19,6 +19,7 @@ raise the same class again on its side.
     │   └── ProtocolError              the reply was not the protocol we speak
     ├── VersionMismatchError           handshake: interface missing or of another version
     ├── DegradedError                  a group refuses to act until reset (circuit breaker open)
+    ├── StoreError                     the spec store cannot be read or written (never wiped)
     └── NotLeaderError                 this manager does not lead and cannot forward
 
 Messages follow one rule: name the thing, say what was expected, and say what to do next, in one
@@ -42,6 +43,7 @@ __all__ = [
     "PluginUnreachableError",
     "ProtocolError",
     "SpecError",
+    "StoreError",
     "TransportError",
     "VersionMismatchError",
     "error_from_kind",
@@ -115,6 +117,10 @@ class DegradedError(InfrakitError):
     """A group's circuit breaker is open; it creates nothing until reset or re-committed."""
 
 
+class StoreError(InfrakitError):
+    """The spec store is unreadable or unwritable; infrakit refuses to guess (it never wipes it)."""
+
+
 class NotLeaderError(InfrakitError):
     """This manager is not the leader and could not forward the request to one."""
 
@@ -135,6 +141,7 @@ _KINDS: dict[str, type[InfrakitError]] = {
         ProtocolError,
         VersionMismatchError,
         DegradedError,
+        StoreError,
         NotLeaderError,
     )
 }

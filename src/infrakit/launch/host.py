@@ -108,6 +108,7 @@ class PluginHost:
         self._clients: dict[str, Client] = {}
         self._remote: dict[tuple[str, str], Any] = {}
         self._done = asyncio.Event()
+        self._background: set[asyncio.Future[None]] = set()
 
     # --- lookups (what plugins receive) ---------------------------------------------------------
 
@@ -123,7 +124,7 @@ class PluginHost:
         lookup, sub = discovery.split_name(name)
         local = self.running.get(lookup) if self.prefer_local else None
         if local is not None and sub in local.instance:
-            return local.instance[sub]  # type: ignore[return-value]
+            return local.instance[sub]
         if local is not None and local.instance:
             raise errors.NotFoundError(f"no-plugin:{sub} (plugin {lookup} has no such type)")
         key = ("instance", name)
@@ -135,7 +136,7 @@ class PluginHost:
         lookup, sub = discovery.split_name(name)
         local = self.running.get(lookup) if self.prefer_local else None
         if local is not None and sub in local.flavor:
-            return local.flavor[sub]  # type: ignore[return-value]
+            return local.flavor[sub]
         if local is not None and local.flavor:
             raise errors.NotFoundError(f"no-plugin:{sub} (plugin {lookup} has no such type)")
         key = ("flavor", name)
@@ -190,7 +191,7 @@ class PluginHost:
             adapted.services,
             events=served.events,
             vendor=served.vendor,
-            on_stop_request=lambda: asyncio.ensure_future(self.stop(name)),
+            on_stop_request=lambda: self._stop_soon(name),
         )
         running = Running(name, kind, served, server, adapted.instance, adapted.flavor)
         tcp = (self.tcp_host, 0) if self.tcp_host else None
@@ -204,6 +205,11 @@ class PluginHost:
             await server.stop()
             raise
         return running
+
+    def _stop_soon(self, name: str) -> None:
+        task = asyncio.ensure_future(self.stop(name))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def stop(self, name: str) -> None:
         running = self.running.pop(name, None)

@@ -83,7 +83,7 @@ def service(plugins: dict[str, AsyncFlavor]) -> Service:
     example = (default.info() or {}).get("example")
     alloc = {"Size": 0, "LogicalIDs": None}
     spec = instance.spec_to_wire(instance.Spec())
-    desc = {"ID": "", "LogicalID": None, "Tags": {}}
+    desc: dict[str, Any] = {"ID": "", "LogicalID": None, "Tags": {}}
     examples = {
         "Flavor.Validate": {"Type": "", "Properties": example, "Allocation": alloc},
         "Flavor.Prepare": {

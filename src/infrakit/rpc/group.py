@@ -186,7 +186,7 @@ def service(objects: dict[str, Any]) -> Service:
     for wire_name, py_name in EXTENSIONS.items():
         if callable(getattr(sample, py_name, None)):
             handlers[wire_name] = extension(py_name)
-    examples = {m: {"Name": "", "ID": ""} for m in handlers}
+    examples: dict[str, Any] = {m: {"Name": "", "ID": ""} for m in handlers}
     examples["Group.CommitGroup"] = {
         "Name": "",
         "Spec": {"ID": "", "Properties": None},

@@ -1,0 +1,1129 @@
+"""The default group controller: keeps each committed group's instances equal to its spec.
+
+How it works
+------------
+Every group is reconciled through one :class:`~infrakit.controller.queue.WorkQueue`, so a group is
+handled by one worker at a time and bursts of triggers collapse into one pass. Triggers are:
+
+* API calls (commit, free, scale, pause/resume/promote/rollback/reset);
+* **instance-change events** from the group's instance plugin (the file plugin publishes one when
+  any file in its directory changes; the process plugin when a process exits) - this is what heals
+  in milliseconds instead of InfraKit's 10 s poll;
+* completion of the controller's own work (a create returned, a destroy finished);
+* a resync timer (``poll_interval``, default 10 s) - the safety net, and the only trigger for
+  plugins that publish no events (Go InfraKit plugins).
+
+One reconcile pass (:meth:`GroupController._reconcile`) is level-triggered:
+
+1. **observe** - ``DescribeInstances({"infrakit.group": gid})``. An error means *no action this
+   round* (never "zero instances": that is how InfraKit ran away, #677).
+2. **remember** - match the answer against in-flight creates (so a provider whose Describe lags
+   behind Provision never causes duplicates), notice instances that vanished (crash-loop
+   detection), and keep health history.
+3. **ask health** - ``Flavor.Healthy`` for the members that need it (every member each
+   ``Health.CheckInterval`` when the group has a Health section; otherwise only new instances a
+   rolling update waits for). An error counts as UNKNOWN.
+4. **decide** - the pure rules of :mod:`infrakit.controller.group.reconcile`.
+5. **act** - creates (Prepare + Provision) and destroys (Drain + Destroy) run as background tasks,
+   so a slow or hung provider never blocks the loop; each is bounded by a timeout and its outcome
+   triggers the next pass.
+
+Never running away: pending creates count toward the group; creates are bounded by
+``Provisioning.MaxParallel``; failed creates back off exponentially (with jitter); and after
+``Provisioning.MaxFailures`` consecutive failures - Provision errors, instances that never appear,
+or instances that die within ``Provisioning.CrashLoopWindow`` of creation - the group turns
+*Degraded* and creates nothing until ``Provisioning.CoolDown`` has passed (then one trial create),
+the next commit, or ``infrakit group reset``.
+
+What is persisted (``store``): the committed spec (``groups/<gid>``) before it takes effect, the
+last spec that fully converged (``stable/<gid>``, the rollback target), and rolling-update progress
+(``updates/<gid>``), so a restarted controller resumes every group and every update.
+
+The controller never talks RPC itself: it is given *lookups* that turn plugin names into objects
+implementing the instance and flavor SPIs (RPC clients in production, fakes in tests), and a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from infrakit import errors
+from infrakit._utils.aio import Broker
+from infrakit._utils.duration import format_duration
+from infrakit.controller.clock import Clock, SystemClock
+from infrakit.controller.group.plan import plan_sentence, structured_plan
+from infrakit.controller.group.reconcile import (
+    decide,
+    health_checks_due,
+    is_ready,
+    logical_id_of,
+)
+from infrakit.controller.group.spec import GroupSettings, parse_spec
+from infrakit.controller.group.state import (
+    GroupState,
+    InFlightCreate,
+    InstanceHealth,
+    UpdateProgress,
+)
+from infrakit.controller.queue import WorkQueue
+from infrakit.spi import event as spi_event
+from infrakit.spi import flavor as spi_flavor
+from infrakit.spi import group as spi_group
+from infrakit.spi import instance as spi_instance
+from infrakit.spi.types import CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG, Health
+from infrakit.store import Store
+
+__all__ = ["GroupController"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds allowed for DescribeInstances during a reconcile.
+DESCRIBE_TIMEOUT = 30.0
+#: Seconds allowed for one Flavor.Healthy call (a timeout counts as UNKNOWN).
+HEALTH_TIMEOUT = 10.0
+#: Seconds allowed for Drain, and for Destroy.
+DRAIN_TIMEOUT = 300.0
+DESTROY_TIMEOUT = 120.0
+#: Concurrent Flavor.Healthy calls per group.
+HEALTH_PARALLEL = 32
+#: Concurrent destroys when a whole group is destroyed.
+DESTROY_PARALLEL = 32
+#: Retry delays (seconds) after a failed observation: doubled per failure up to the maximum.
+OBSERVE_RETRY_INITIAL = 0.5
+OBSERVE_RETRY_MAX = 30.0
+
+
+@dataclass
+class Group:
+    """One managed group: its settings and runtime memory."""
+
+    settings: GroupSettings
+    state: GroupState = field(default_factory=GroupState)
+    #: Raw properties of the last spec that fully converged (rollback target).
+    stable: Any = None
+    converged: bool = False
+    observe_failures: int = 0
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: Ready desired members seen on the last pass (progress detection).
+    ready_count: int = 0
+
+
+class GroupController:
+    """Implements :class:`infrakit.spi.group.Plugin` (plus infrakit's extensions) for many groups."""
+
+    def __init__(
+        self,
+        instance_lookup: Callable[[str], Any],
+        flavor_lookup: Callable[[str], Any],
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        poll_interval: float = 10.0,
+        name: str = "group",
+        rng: random.Random | None = None,
+        workers: int = 4,
+    ) -> None:
+        self.instance_lookup = instance_lookup
+        self.flavor_lookup = flavor_lookup
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.poll_interval = poll_interval
+        self.name = name
+        self.rng = rng or random.Random()
+        self.groups: dict[str, Group] = {}
+        self.queue = WorkQueue(self._reconcile, self.clock, workers=workers)
+        self.events: Broker[spi_event.Event] = Broker()
+        self._watches: dict[str, asyncio.Task[None]] = {}
+        #: Instance plugin name -> "events" | "polling" | "reconnecting" (shown in describe).
+        self.watch_mode: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._create_tokens = 0
+        self._started = False
+
+    # ============================================================================================
+    # lifecycle
+    # ============================================================================================
+
+    async def start(self) -> None:
+        """Load committed groups from the store and start reconciling them."""
+        if self._started:
+            return
+        self._started = True
+        self.queue.start()
+        if self.store is None:
+            return
+        specs = await self.store.list("groups/")
+        for key, doc in sorted(specs.items()):
+            gid = key.removeprefix("groups/")
+            try:
+                spec = spi_group.spec_from_wire(doc)
+                settings = parse_spec(spec)
+            except errors.InfrakitError as exc:
+                log.error("stored group %s is invalid and is not managed: %s", gid, exc)
+                continue
+            group = Group(settings)
+            group.stable = await self.store.get(f"stable/{gid}")
+            group.state.update = UpdateProgress.from_json(await self.store.get(f"updates/{gid}"))
+            self.groups[gid] = group
+            self._ensure_watch(settings.properties.instance.plugin)
+            self._publish(gid, "resumed", f"resumed managing {gid} from the store")
+            self.queue.add(gid)
+        if self.groups:
+            log.info("resumed %d group(s) from %s", len(self.groups), self.store.describe())
+
+    async def stop(self) -> None:
+        """Stop reconciling; wait for in-flight work to be cancelled. Instances are untouched."""
+        await self.queue.stop()
+        for task in self._watches.values():
+            task.cancel()
+        tasks = [t for g in self.groups.values() for t in g.tasks]
+        for task in tasks:
+            task.cancel()
+        for task in [*self._watches.values(), *tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._watches.clear()
+        self._started = False
+
+    # ============================================================================================
+    # the Group SPI
+    # ============================================================================================
+
+    async def commit_group(self, spec: spi_group.Spec, pretend: bool) -> str:
+        settings = parse_spec(spec)
+        await self._validate_with_plugins(settings)
+        gid = settings.id
+        async with self._lock(gid):
+            old = self.groups.get(gid)
+            members: list[spi_instance.Description] = []
+            if old is not None:
+                members = await self._describe(settings, gid)
+            details = plan_sentence(old.settings if old else None, settings, members)
+            if pretend:
+                return details
+            await self._persist_spec(settings)
+            if old is None:
+                group = Group(settings)
+                group.stable = await self._store_get(f"stable/{gid}")
+                self.groups[gid] = group
+                self._publish(gid, "committed", f"managing {gid}: {details}")
+            else:
+                group = old
+                previous_plugin = old.settings.properties.instance.plugin
+                if old.settings.hash != settings.hash:
+                    group.state.update = None
+                    await self._store_delete(f"updates/{gid}")
+                elif group.state.update is not None:
+                    group.state.update.failed = False
+                group.settings = settings
+                group.state.breaker.reset()
+                group.converged = False
+                self._publish(gid, "committed", f"{gid}: {details}")
+                if previous_plugin != settings.properties.instance.plugin:
+                    self._release_watch(previous_plugin)
+            group.converged = False
+            self._ensure_watch(settings.properties.instance.plugin)
+        self.queue.add(gid)
+        return details
+
+    async def free_group(self, id: str) -> None:
+        group = self._get(id)
+        async with self._lock(id):
+            await self._forget(id, group)
+            for key in (f"groups/{id}", f"updates/{id}", f"stable/{id}"):
+                await self._store_delete(key)
+        self._publish(id, "freed", f"no longer managing {id}; its instances were left alone")
+
+    async def describe_group(self, id: str) -> spi_group.GroupDescription:
+        group = self._get(id)
+        found = await self._describe(group.settings, id, properties=True)
+        state = group.state
+        members = [d for d in found if d.id not in state.destroyed_until]
+        return spi_group.GroupDescription(
+            instances=members, converged=group.converged and not state.creating
+        )
+
+    async def destroy_group(self, id: str) -> None:
+        group = self._get(id)
+        async with self._lock(id):
+            await self._forget(id, group)
+            for key in (f"groups/{id}", f"updates/{id}", f"stable/{id}"):
+                await self._store_delete(key)
+            self._publish(id, "destroying", f"destroying every instance of {id}")
+            members = await self._describe(group.settings, id)
+            sem = asyncio.Semaphore(DESTROY_PARALLEL)
+            failures: list[str] = []
+
+            async def one(desc: spi_instance.Description) -> None:
+                async with sem:
+                    try:
+                        await self._drain_and_destroy(
+                            group, desc, spi_instance.REASON_TERMINATE, strict_drain=False
+                        )
+                    except errors.InfrakitError as exc:
+                        failures.append(f"{desc.id}: {exc}")
+
+            await asyncio.gather(*(one(m) for m in members))
+        if failures:
+            raise errors.PluginError(
+                f"group {id}: {len(failures)} of {len(members)} instance(s) could not be "
+                f"destroyed ({'; '.join(failures[:3])}); the group is no longer managed - "
+                "destroy them with `infrakit instance destroy`"
+            )
+        self._publish(id, "destroyed", f"destroyed {len(members)} instance(s) of {id}")
+
+    async def inspect_groups(self) -> list[spi_group.Spec]:
+        return [
+            spi_group.Spec(id=gid, properties=g.settings.normalized())
+            for gid, g in sorted(self.groups.items())
+        ]
+
+    async def destroy_instances(self, id: str, instances: list[str]) -> None:
+        group = self._get(id)
+        async with self._lock(id):
+            members = await self._describe(group.settings, id)
+            by_id = {m.id: m for m in members}
+            unknown = [i for i in instances if i not in by_id]
+            if unknown:
+                raise errors.NotFoundError(
+                    f"group {id}: {', '.join(unknown)} not among its {len(members)} instances; "
+                    f"nothing was destroyed (see `infrakit group describe {id}`)"
+                )
+            victims = [by_id[i] for i in dict.fromkeys(instances)]
+            settings = group.settings
+            if not settings.is_quorum:
+                new_size = max(0, settings.size - len(victims))
+                raw = _with_size(settings.raw, new_size)
+                new_settings = parse_spec(spi_group.Spec(id, raw))
+                await self._persist_spec(new_settings)
+                group.settings = new_settings
+                group.converged = False
+            for v in victims:
+                group.state.destroying[v.id] = self.clock.now()
+        try:
+            await asyncio.gather(
+                *(
+                    self._drain_and_destroy(
+                        group, v, spi_instance.REASON_TERMINATE, strict_drain=False
+                    )
+                    for v in victims
+                )
+            )
+        finally:
+            self.queue.add(id)
+
+    async def size(self, id: str) -> int:
+        return self._get(id).settings.size
+
+    async def set_size(self, id: str, size: int) -> None:
+        group = self._get(id)
+        if size < 0:
+            raise errors.SpecError("size cannot be negative")
+        if group.settings.is_quorum:
+            raise errors.SpecError(
+                "cannot set size if logic ids are explicitly set (edit Allocation.LogicalIDs "
+                "and commit instead)"
+            )
+        if size == 0:
+            raise errors.SpecError(
+                f"cannot scale {id} to 0: Allocation must not be blank; "
+                f"use `infrakit group destroy {id}` to remove the group"
+            )
+        await self.commit_group(spi_group.Spec(id, _with_size(group.settings.raw, size)), False)
+
+    # --- infrakit extensions (Group.Status, Group.Plan, ...) ------------------------------------
+
+    async def status(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Desired / actual / healthy / updating / degraded, and per-instance state."""
+        group = self._get(id)
+        settings, state = group.settings, group.state
+        try:
+            members = await self._describe(settings, id)
+        except errors.InfrakitError as exc:
+            members = []
+            state.last_error = str(exc)
+        members = [m for m in members if m.id not in state.destroyed_until]
+        now = self.clock.now()
+        instances = []
+        for m in sorted(members, key=lambda m: (logical_id_of(m) or "", m.id)):
+            h = state.health.get(m.id)
+            instances.append(
+                {
+                    "ID": m.id,
+                    "LogicalID": logical_id_of(m),
+                    "Config": "desired" if settings.hash.matches(m.tags) else "old",
+                    "Health": _health_word(h),
+                    "HealthSince": round(now - h.since, 3)
+                    if h and h.last_check is not None
+                    else None,
+                    "Destroying": m.id in state.destroying,
+                    "Note": h.note if h else "",
+                }
+            )
+        healthy = sum(1 for i in instances if i["Health"] == "healthy")
+        upd = state.update
+        breaker = state.breaker
+        return {
+            "Desired": settings.size,
+            "Actual": len(members),
+            "Healthy": healthy,
+            "HealthChecked": settings.properties.health is not None,
+            "Pending": len(state.creating),
+            "Destroying": len(state.destroying),
+            "Converged": group.converged and not state.creating,
+            "ConfigHash": settings.hash.head,
+            "Updating": (
+                {
+                    "Target": upd.target,
+                    "Replaced": upd.replaced,
+                    "Total": upd.total,
+                    "Paused": upd.paused,
+                    "Failed": upd.failed,
+                    "Canary": settings.properties.updating.canary,
+                    "Promoted": upd.promoted,
+                    "Reason": upd.reason,
+                }
+                if upd is not None
+                else None
+            ),
+            "Degraded": (
+                {
+                    "Reason": breaker.reason,
+                    "Failures": breaker.failures,
+                    "HalfOpen": breaker.half_open,
+                }
+                if breaker.open
+                else None
+            ),
+            "Backoff": round(max(0.0, breaker.next_create_at - now), 3),
+            "ShortCircuit": state.short_circuit,
+            "LastError": state.last_error,
+            "Events": self.watch_mode.get(settings.properties.instance.plugin, "polling"),
+            "Instances": instances,
+            "Decisions": list(state.decisions[-10:]),
+        }
+
+    async def plan(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The structured plan for committing ``options["spec"]`` (nothing changes)."""
+        raw_spec = (options or {}).get("spec")
+        if raw_spec is None:
+            raise errors.SpecError("Group.Plan: params.Spec (the group spec to plan) must be set")
+        settings = parse_spec(spi_group.spec_from_wire(raw_spec))
+        await self._validate_with_plugins(settings)
+        old = self.groups.get(settings.id)
+        members = await self._describe(settings, settings.id) if old is not None else []
+        return {"Plan": structured_plan(old.settings if old else None, settings, members)}
+
+    async def pause(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        group = self._get(id)
+        upd = group.state.update
+        if upd is None:
+            raise errors.ConflictError(f"group {id} has no rolling update to pause")
+        upd.paused = True
+        upd.reason = "paused by user"
+        await self._persist_update(id, group)
+        self._publish(id, "update-paused", f"update of {id} paused by user")
+        self.queue.add(id)
+        return {"Paused": True}
+
+    async def resume(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        group = self._get(id)
+        upd = group.state.update
+        if upd is None:
+            raise errors.ConflictError(f"group {id} has no rolling update to resume")
+        upd.paused = False
+        upd.failed = False
+        upd.reason = ""
+        upd.last_progress_at = self.clock.wall()
+        await self._persist_update(id, group)
+        self._publish(id, "update-resumed", f"update of {id} resumed")
+        self.queue.add(id)
+        return {"Paused": False}
+
+    async def promote(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        group = self._get(id)
+        upd = group.state.update
+        if upd is None or group.settings.properties.updating.canary == 0:
+            raise errors.ConflictError(f"group {id} has no canary update waiting for promotion")
+        upd.promoted = True
+        upd.last_progress_at = self.clock.wall()
+        await self._persist_update(id, group)
+        self._publish(id, "update-promoted", f"canary of {id} promoted: rolling the rest")
+        self.queue.add(id)
+        return {"Promoted": True}
+
+    async def rollback(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        group = self._get(id)
+        if group.stable is None:
+            raise errors.ConflictError(
+                f"group {id} has no earlier spec that fully converged; commit the spec you want"
+            )
+        if group.stable == group.settings.raw:
+            raise errors.ConflictError(f"group {id} already runs its last converged spec")
+        details = await self.commit_group(spi_group.Spec(id, group.stable), False)
+        self._publish(id, "rolled-back", f"{id} rolled back to its last converged spec: {details}")
+        return {"Details": details}
+
+    async def reset(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        group = self._get(id)
+        group.state.breaker.reset()
+        self._publish(id, "reset", f"{id}: circuit breaker reset; creating again")
+        self.queue.add(id)
+        return {"Degraded": False}
+
+    # --- event source ---------------------------------------------------------------------------
+
+    def topics(self) -> list[str]:
+        return sorted(f"group/{gid}" for gid in self.groups)
+
+    def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
+        return self.events.subscribe(topic)
+
+    # ============================================================================================
+    # reconcile
+    # ============================================================================================
+
+    async def _reconcile(self, gid: str) -> float | None:
+        group = self.groups.get(gid)
+        if group is None:
+            return None
+        settings, state = group.settings, group.state
+        try:
+            found = await self._describe(settings, gid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            group.observe_failures += 1
+            delay = min(
+                OBSERVE_RETRY_MAX, OBSERVE_RETRY_INITIAL * 2.0 ** (group.observe_failures - 1)
+            )
+            message = str(exc) if isinstance(exc, errors.InfrakitError) else repr(exc)
+            if state.last_error != message:
+                self._publish(gid, "observe-failed", f"cannot list {gid}: {message}; no action")
+            state.last_error = message
+            group.converged = False
+            return delay
+        if self.groups.get(gid) is not group or group.settings is not settings:
+            return 0.0  # changed while we waited: look again
+        group.observe_failures = 0
+        state.last_error = ""
+        now = self.clock.now()
+        members = self._remember(gid, group, found, now)
+        due = health_checks_due(settings, members, state, now)
+        if due:
+            await self._check_health(group, due)
+            if self.groups.get(gid) is not group or group.settings is not settings:
+                return 0.0
+            now = self.clock.now()
+        await self._track_update(gid, group, members, now)
+        settings = group.settings
+        decision = decide(settings, members, state, now, self.rng)
+        for note in decision.notes:
+            if not state.decisions or state.decisions[-1] != note:
+                state.note(note)
+                self._publish(gid, "decision", note)
+        for lid in decision.creates:
+            self._spawn(group, self._create(gid, group, lid))
+        for desc, reason in decision.destroys:
+            state.destroying[desc.id] = now
+            self._spawn(group, self._destroy_in_background(gid, group, desc, reason))
+        was_converged = group.converged
+        group.converged = decision.converged
+        if decision.converged and not was_converged:
+            self._publish(gid, "converged", f"{gid} converged: {settings.size} instance(s)")
+            if group.stable != settings.raw:
+                group.stable = settings.raw
+                await self._store_put(f"stable/{gid}", settings.raw)
+        return _min_delay(
+            decision.requeue_after, self.poll_interval, self._visibility_due(state, now)
+        )
+
+    def _remember(
+        self, gid: str, group: Group, found: list[spi_instance.Description], now: float
+    ) -> list[spi_instance.Description]:
+        """Reconcile what the provider says with what we know is in flight (see module doc)."""
+        state, settings = group.state, group.settings
+        prov = settings.properties.provisioning
+        listed = {d.id for d in found}
+        created_ids = {c.instance_id: c for c in state.creating.values() if c.instance_id}
+        members: list[spi_instance.Description] = []
+        for d in found:
+            if d.logical_id is None and d.tags.get(LOGICAL_ID_TAG):
+                d.logical_id = d.tags[LOGICAL_ID_TAG]
+            if d.id in state.destroying:
+                continue
+            until = state.destroyed_until.get(d.id)
+            if until is not None:
+                if now < until:
+                    continue
+                del state.destroyed_until[d.id]  # destroy silently failed: it is back
+            members.append(d)
+            if d.id not in state.health:
+                state.health[d.id] = InstanceHealth(
+                    first_seen=now, since=now, created_by_us=d.id in created_ids
+                )
+        # Creates that became visible, or never did.
+        for token, c in list(state.creating.items()):
+            if c.instance_id is not None and c.instance_id in listed:
+                del state.creating[token]
+            elif c.visible_by is not None and now >= c.visible_by:
+                del state.creating[token]
+                self._record_failure(
+                    gid,
+                    group,
+                    f"instance {c.instance_id or '(no ID)'} was provisioned but never appeared "
+                    f"in DescribeInstances within {prov.visibility_timeout:g}s",
+                    provision_error=False,
+                )
+        for iid in list(state.destroyed_until):
+            if iid not in listed:
+                del state.destroyed_until[iid]
+        # Members that vanished without us destroying them.
+        vanished = state.last_seen - listed - set(state.destroying)
+        for iid in vanished:
+            h = state.health.pop(iid, None)
+            if h is None:
+                continue
+            age = now - h.first_seen
+            if h.created_by_us and age < prov.crash_loop_window:
+                self._record_failure(
+                    gid,
+                    group,
+                    f"instance {iid} died {age:.1f}s after it was created (crash loop?)",
+                    provision_error=False,
+                )
+            self._publish(gid, "instance-lost", f"{iid} disappeared; it will be replaced", iid)
+        for iid in list(state.health):
+            if iid not in listed:
+                del state.health[iid]
+        # Creates that survived long enough (or became ready) confirm the provider works.
+        for m in members:
+            h = state.health[m.id]
+            if h.created_by_us and (
+                now - h.first_seen >= prov.crash_loop_window or is_ready(h, settings, now)
+            ):
+                h.created_by_us = False
+                if not state.breaker.open:
+                    state.breaker.failures = 0
+        state.last_seen = {m.id for m in members}
+        state.observed_members = len(members)
+        return members
+
+    async def _check_health(self, group: Group, due: list[spi_instance.Description]) -> None:
+        settings = group.settings
+        try:
+            flavor = self.flavor_lookup(settings.properties.flavor.plugin)
+        except errors.InfrakitError as exc:
+            for m in due:
+                self._record_health(group, m.id, Health.UNKNOWN, f"flavor unreachable: {exc}")
+            return
+        props = settings.properties.flavor.properties
+        sem = asyncio.Semaphore(HEALTH_PARALLEL)
+
+        async def one(m: spi_instance.Description) -> None:
+            async with sem:
+                try:
+                    status = await self.clock.wait_for(flavor.healthy(props, m), HEALTH_TIMEOUT)
+                    note = ""
+                except asyncio.CancelledError:
+                    raise
+                except TimeoutError:
+                    status, note = Health.UNKNOWN, f"Healthy did not answer in {HEALTH_TIMEOUT:g}s"
+                except Exception as exc:
+                    status, note = Health.UNKNOWN, f"Healthy failed: {exc}"
+                self._record_health(group, m.id, Health(status), note)
+
+        await asyncio.gather(*(one(m) for m in due))
+
+    def _record_health(self, group: Group, iid: str, status: Health, note: str) -> None:
+        now = self.clock.now()
+        h = group.state.health.get(iid)
+        if h is None:
+            return
+        if status is not h.status:
+            if status is Health.UNHEALTHY:
+                self._publish(
+                    group.settings.id,
+                    "instance-unhealthy",
+                    f"{iid} is unhealthy {note}".strip(),
+                    iid,
+                )
+            h.status = status
+            h.since = now
+        if status is Health.HEALTHY:
+            h.ever_healthy = True
+            h.healthy_streak += 1
+        else:
+            h.healthy_streak = 0
+        h.last_check = now
+        h.note = note
+
+    async def _track_update(
+        self, gid: str, group: Group, members: list[spi_instance.Description], now: float
+    ) -> None:
+        """Start, advance, time out or finish the group's rolling-update record."""
+        settings, state = group.settings, group.state
+        wall = self.clock.wall()
+        undesired = [m for m in members if not settings.hash.matches(m.tags)]
+        upd = state.update
+        u = settings.properties.updating
+        if undesired and (upd is None or upd.target != settings.hash.head):
+            state.update = UpdateProgress(
+                target=settings.hash.head,
+                previous=group.stable if group.stable != settings.raw else None,
+                started_at=wall,
+                last_progress_at=wall,
+                total=len(undesired),
+                promoted=u.canary == 0,
+            )
+            group.ready_count = 0
+            await self._persist_update(gid, group)
+            self._publish(
+                gid,
+                "update-started",
+                f"rolling update of {gid}: {len(undesired)} instance(s) to replace",
+            )
+            return
+        if upd is None:
+            return
+        ready = sum(
+            1
+            for m in members
+            if settings.hash.matches(m.tags) and is_ready(state.health.get(m.id), settings, now)
+        )
+        if ready > group.ready_count:
+            upd.last_progress_at = wall
+        group.ready_count = ready
+        finished = (
+            not undesired
+            and not state.creating
+            and len([m for m in members if settings.hash.matches(m.tags)]) >= settings.size
+        )
+        if finished:
+            state.update = None
+            await self._store_delete(f"updates/{gid}")
+            self._publish(gid, "update-done", f"rolling update of {gid} complete")
+            return
+        if upd.paused or upd.failed or not u.progress_deadline:
+            return
+        if wall - upd.last_progress_at > u.progress_deadline:
+            if u.auto_rollback and upd.previous is not None:
+                upd.failed = True
+                upd.reason = f"no progress for {format_duration(u.progress_deadline)}: rolling back"
+                self._publish(gid, "update-failed", f"{gid}: {upd.reason}")
+                self._spawn(group, self._auto_rollback(gid, upd.previous))
+            else:
+                upd.paused = True
+                upd.reason = (
+                    f"no progress for {format_duration(u.progress_deadline)} "
+                    f"(Updating.ProgressDeadline); fix the cause, then "
+                    f"`infrakit group resume {gid}` or `infrakit group rollback {gid}`"
+                )
+                self._publish(gid, "update-paused", f"{gid}: {upd.reason}")
+            await self._persist_update(gid, group)
+
+    async def _auto_rollback(self, gid: str, previous: Any) -> None:
+        try:
+            details = await self.commit_group(spi_group.Spec(gid, previous), False)
+        except errors.InfrakitError as exc:
+            self._publish(gid, "rollback-failed", f"{gid}: automatic rollback failed: {exc}")
+            return
+        self._publish(gid, "rolled-back", f"{gid} rolled back automatically: {details}")
+
+    # ============================================================================================
+    # acting
+    # ============================================================================================
+
+    async def _create(self, gid: str, group: Group, logical_id: str | None) -> None:
+        state = group.state
+        settings = group.settings
+        prov = settings.properties.provisioning
+        self._create_tokens += 1
+        token = self._create_tokens
+        pending = InFlightCreate(
+            token=token,
+            logical_id=logical_id,
+            started_at=self.clock.now(),
+            config=settings.hash.head,
+        )
+        state.creating[token] = pending
+        state.sequence += 1
+        tags = {GROUP_TAG: gid, CONFIG_HASH_TAG: settings.hash.head}
+        if logical_id is not None:
+            tags[LOGICAL_ID_TAG] = logical_id
+        spec = spi_instance.Spec(
+            properties=settings.properties.instance.properties,
+            tags=dict(tags),
+            init="",
+            logical_id=logical_id,
+        )
+        index = spi_flavor.Index(group=gid, sequence=state.sequence)
+        try:
+            flavor = self.flavor_lookup(settings.properties.flavor.plugin)
+            plugin = self.instance_lookup(settings.properties.instance.plugin)
+            instance_id = await self.clock.wait_for(
+                self._prepare_and_provision(flavor, plugin, settings, spec, tags, index),
+                prov.provision_timeout,
+            )
+        except asyncio.CancelledError:
+            state.creating.pop(token, None)
+            raise
+        except Exception as exc:
+            state.creating.pop(token, None)
+            reason = (
+                f"Provision did not finish within {prov.provision_timeout:g}s"
+                if isinstance(exc, TimeoutError)
+                else (str(exc) if isinstance(exc, errors.InfrakitError) else repr(exc))
+            )
+            self._record_failure(gid, group, f"create failed: {reason}", provision_error=True)
+            self.queue.add(gid)
+            return
+        pending.instance_id = instance_id
+        pending.visible_by = self.clock.now() + prov.visibility_timeout
+        state.breaker.provision_errors = 0
+        state.breaker.next_create_at = 0.0
+        if state.breaker.half_open:
+            state.breaker.opened_at = None
+            state.breaker.half_open = False
+            state.breaker.failures = max(0, prov.max_failures - 1)
+            self._publish(gid, "recovered", f"{gid}: trial create succeeded; creating again")
+        self._publish(
+            gid,
+            "instance-created",
+            f"created {instance_id}" + (f" ({logical_id})" if logical_id else ""),
+            instance_id or "",
+        )
+        self.queue.add(gid)
+
+    async def _prepare_and_provision(
+        self,
+        flavor: Any,
+        plugin: Any,
+        settings: GroupSettings,
+        spec: spi_instance.Spec,
+        tags: dict[str, str],
+        index: spi_flavor.Index,
+    ) -> str | None:
+        prepared = await flavor.prepare(
+            settings.properties.flavor.properties, spec, settings.allocation, index
+        )
+        # A flavor may add tags but must not drop membership: an untagged instance would be
+        # invisible to us and we would create another one (runaway).
+        prepared.tags = {**prepared.tags, **tags}
+        if spec.logical_id is not None:
+            prepared.logical_id = spec.logical_id
+        result: str | None = await plugin.provision(prepared)
+        return result
+
+    def _record_failure(
+        self, gid: str, group: Group, message: str, *, provision_error: bool
+    ) -> None:
+        settings, breaker = group.settings, group.state.breaker
+        prov = settings.properties.provisioning
+        now = self.clock.now()
+        breaker.failures += 1
+        if provision_error:
+            breaker.provision_errors += 1
+            delay = min(
+                prov.backoff_max, prov.backoff_initial * 2 ** (breaker.provision_errors - 1)
+            )
+            delay *= 1.0 + self.rng.uniform(-0.2, 0.2)
+            breaker.next_create_at = now + delay
+            self._publish(
+                gid, "backoff", f"{message}; next create in {delay:.1f}s", data={"delay": delay}
+            )
+        else:
+            self._publish(gid, "create-failed", message)
+        group.state.note(message)
+        if breaker.half_open or (not breaker.open and breaker.failures >= prov.max_failures):
+            breaker.opened_at = now
+            breaker.half_open = False
+            breaker.reason = (
+                f"{breaker.failures} consecutive failed creates, last: {message}; "
+                f"retrying one in {format_duration(prov.cool_down)}, or run "
+                f"`infrakit group reset {gid}`"
+            )
+            self._publish(gid, "degraded", f"{gid} degraded: {breaker.reason}")
+            log.warning("group %s degraded: %s", gid, breaker.reason)
+
+    async def _destroy_in_background(
+        self, gid: str, group: Group, desc: spi_instance.Description, reason: str
+    ) -> None:
+        try:
+            await self._drain_and_destroy(
+                group, desc, reason, strict_drain=reason == spi_instance.REASON_ROLLING_UPDATE
+            )
+        except errors.InfrakitError as exc:
+            message = f"could not destroy {desc.id} ({reason}): {exc}"
+            group.state.note(message)
+            self._publish(gid, "destroy-failed", message, desc.id)
+            upd = group.state.update
+            if reason == spi_instance.REASON_ROLLING_UPDATE and upd is not None:
+                upd.paused = True
+                upd.reason = message + f"; fix it, then `infrakit group resume {gid}`"
+                await self._persist_update(gid, group)
+        finally:
+            self.queue.add(gid)
+
+    async def _drain_and_destroy(
+        self, group: Group, desc: spi_instance.Description, reason: str, *, strict_drain: bool
+    ) -> None:
+        """Drain (unless skipped) then destroy one instance; record it as gone."""
+        settings, state = group.settings, group.state
+        gid = settings.id
+        state.destroying[desc.id] = self.clock.now()
+        try:
+            skip_drain = (
+                reason == spi_instance.REASON_ROLLING_UPDATE
+                and settings.properties.updating.skip_before_instance_destroy == "drain"
+            )
+            if not skip_drain:
+                try:
+                    flavor = self.flavor_lookup(settings.properties.flavor.plugin)
+                    await self.clock.wait_for(
+                        flavor.drain(settings.properties.flavor.properties, desc), DRAIN_TIMEOUT
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    text = str(exc) if isinstance(exc, errors.InfrakitError) else repr(exc)
+                    if strict_drain:
+                        raise errors.PluginError(f"Drain failed: {text}") from exc
+                    self._publish(
+                        gid,
+                        "drain-failed",
+                        f"drain of {desc.id} failed ({text}); destroying anyway",
+                        desc.id,
+                    )
+            plugin = self.instance_lookup(settings.properties.instance.plugin)
+            try:
+                await self.clock.wait_for(
+                    plugin.destroy(desc.id, spi_instance.Context(reason)), DESTROY_TIMEOUT
+                )
+            except errors.NotFoundError:
+                pass  # already gone: that is what we wanted
+            except TimeoutError as exc:
+                raise errors.PluginTimeoutError(
+                    f"Destroy of {desc.id} did not finish within {DESTROY_TIMEOUT:g}s"
+                ) from exc
+        finally:
+            state.destroying.pop(desc.id, None)
+        now = self.clock.now()
+        state.destroyed_until[desc.id] = now + settings.properties.provisioning.visibility_timeout
+        state.health.pop(desc.id, None)
+        state.last_seen.discard(desc.id)
+        upd = state.update
+        if reason == spi_instance.REASON_ROLLING_UPDATE and upd is not None:
+            upd.replaced += 1
+            upd.destroyed.append(desc.id)
+            upd.last_progress_at = self.clock.wall()
+            await self._persist_update(gid, group)
+        self._publish(gid, "instance-destroyed", f"destroyed {desc.id} ({reason})", desc.id)
+
+    # ============================================================================================
+    # helpers
+    # ============================================================================================
+
+    async def _validate_with_plugins(self, settings: GroupSettings) -> None:
+        p = settings.properties
+        try:
+            flavor = self.flavor_lookup(p.flavor.plugin)
+        except errors.InfrakitError as exc:
+            raise errors.SpecError(
+                f"Failed to find Flavor plugin '{p.flavor.plugin}':{exc}"
+            ) from exc
+        await _named(
+            flavor.validate(p.flavor.properties, settings.allocation), "Flavor", p.flavor.plugin
+        )
+        try:
+            plugin = self.instance_lookup(p.instance.plugin)
+        except errors.InfrakitError as exc:
+            raise errors.SpecError(
+                f"Failed to find Instance plugin '{p.instance.plugin}':{exc}"
+            ) from exc
+        await _named(plugin.validate(p.instance.properties), "Instance", p.instance.plugin)
+
+    async def _describe(
+        self, settings: GroupSettings, gid: str, *, properties: bool = False
+    ) -> list[spi_instance.Description]:
+        plugin = self.instance_lookup(settings.properties.instance.plugin)
+        try:
+            found: list[spi_instance.Description] = await self.clock.wait_for(
+                plugin.describe_instances({GROUP_TAG: gid}, properties), DESCRIBE_TIMEOUT
+            )
+        except TimeoutError as exc:
+            raise errors.PluginTimeoutError(
+                f"plugin {settings.properties.instance.plugin} (Instance.DescribeInstances) did "
+                f"not answer within {DESCRIBE_TIMEOUT:g}s"
+            ) from exc
+        # Never touch an instance that lacks our group tag, whatever the plugin returned.
+        return [d for d in found if d.tags.get(GROUP_TAG) == gid]
+
+    def _get(self, gid: str) -> Group:
+        group = self.groups.get(gid)
+        if group is None:
+            known = ", ".join(sorted(self.groups)) or "none"
+            raise errors.GroupNotFoundError(
+                f"Group '{gid}' is not being watched (groups: {known}); "
+                "commit it first with `infrakit group commit FILE`"
+            )
+        return group
+
+    def _lock(self, gid: str) -> asyncio.Lock:
+        lock = self._locks.get(gid)
+        if lock is None:
+            lock = self._locks[gid] = asyncio.Lock()
+        return lock
+
+    async def _forget(self, gid: str, group: Group) -> None:
+        """Stop managing ``gid``: no more reconciles, in-flight creates cancelled."""
+        self.groups.pop(gid, None)
+        self.queue.forget(gid)
+        tasks = list(group.tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._release_watch(group.settings.properties.instance.plugin)
+
+    def _spawn(self, group: Group, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        group.tasks.add(task)
+        task.add_done_callback(group.tasks.discard)
+
+    def _visibility_due(self, state: GroupState, now: float) -> float | None:
+        deadlines = [c.visible_by - now for c in state.creating.values() if c.visible_by]
+        return max(0.0, min(deadlines)) if deadlines else None
+
+    def _publish(
+        self, gid: str, type_: str, message: str, instance_id: str = "", data: Any = None
+    ) -> None:
+        log.info("%s: %s", gid, message)
+        self.events.publish(
+            f"group/{gid}",
+            spi_event.Event(
+                topic=f"group/{gid}", type=type_, id=instance_id or gid, message=message, data=data
+            ),
+        )
+
+    # --- instance-plugin event subscriptions ----------------------------------------------------
+
+    def _groups_using(self, plugin: str) -> list[str]:
+        return [
+            g for g, grp in self.groups.items() if grp.settings.properties.instance.plugin == plugin
+        ]
+
+    def _ensure_watch(self, plugin: str) -> None:
+        if plugin not in self._watches or self._watches[plugin].done():
+            self._watches[plugin] = asyncio.create_task(self._watch(plugin))
+
+    def _release_watch(self, plugin: str) -> None:
+        if self._groups_using(plugin):
+            return
+        task = self._watches.pop(plugin, None)
+        if task is not None:
+            task.cancel()
+        self.watch_mode.pop(plugin, None)
+
+    async def _watch(self, plugin_name: str) -> None:
+        """Follow the plugin's instance events; re-subscribe after restarts; else rely on polling."""
+        delay = 0.5
+        while True:
+            try:
+                plugin = self.instance_lookup(plugin_name)
+                subscribe = getattr(plugin, "subscribe", None)
+                if subscribe is None:
+                    self.watch_mode[plugin_name] = "polling"
+                    return
+                async for ev in subscribe("instance/"):
+                    if self.watch_mode.get(plugin_name) != "events":
+                        self.watch_mode[plugin_name] = "events"
+                        delay = 0.5
+                        if ev.type == "subscribed":
+                            # Live again: catch up on whatever happened while we were away.
+                            for gid in self._groups_using(plugin_name):
+                                self.queue.add(gid)
+                            continue
+                    for gid in self._groups_using(plugin_name):
+                        self.queue.add(gid)
+                self.watch_mode[plugin_name] = "reconnecting"
+            except asyncio.CancelledError:
+                raise
+            except errors.NotFoundError:
+                # The plugin publishes no events (a Go plugin): the resync timer does the work.
+                self.watch_mode[plugin_name] = "polling"
+                delay = 30.0
+            except Exception as exc:
+                log.debug("event stream of %s interrupted: %s", plugin_name, exc)
+                self.watch_mode[plugin_name] = "reconnecting"
+            for gid in self._groups_using(plugin_name):
+                self.queue.add(gid)
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 10.0) if self.watch_mode.get(plugin_name) != "polling" else 30.0
+
+    # --- store -----------------------------------------------------------------------------------
+
+    async def _persist_spec(self, settings: GroupSettings) -> None:
+        await self._store_put(
+            f"groups/{settings.id}", {"ID": settings.id, "Properties": settings.raw}
+        )
+
+    async def _persist_update(self, gid: str, group: Group) -> None:
+        upd = group.state.update
+        if upd is None:
+            await self._store_delete(f"updates/{gid}")
+        else:
+            await self._store_put(f"updates/{gid}", upd.to_json())
+
+    async def _store_put(self, key: str, value: Any) -> None:
+        if self.store is not None:
+            await self.store.put(key, value)
+
+    async def _store_get(self, key: str) -> Any:
+        return None if self.store is None else await self.store.get(key)
+
+    async def _store_delete(self, key: str) -> None:
+        if self.store is not None:
+            await self.store.delete(key)
+
+
+async def _named(awaitable: Any, kind: str, name: str) -> None:
+    """Await a plugin's Validate; make sure its error names the plugin."""
+    try:
+        await awaitable
+    except errors.SpecError:
+        raise
+    except errors.InfrakitError as exc:
+        text = str(exc)
+        if name not in text:
+            text = f"{kind} plugin {name} rejected the spec: {text}"
+        raise type(exc)(text) from exc
+
+
+def _with_size(raw: Any, size: int) -> dict[str, Any]:
+    """A copy of group properties with ``Allocation.Size`` replaced (keys matched like Go)."""
+    props = dict(raw) if isinstance(raw, dict) else {}
+    key = next((k for k in props if isinstance(k, str) and k.lower() == "allocation"), "Allocation")
+    alloc = dict(props.get(key) or {})
+    size_key = next((k for k in alloc if k.lower() == "size"), "Size")
+    alloc[size_key] = size
+    props[key] = alloc
+    return props
+
+
+def _health_word(h: InstanceHealth | None) -> str:
+    if h is None or h.last_check is None:
+        return "-"
+    return h.status.name.lower()
+
+
+def _min_delay(*delays: float | None) -> float | None:
+    values = [d for d in delays if d is not None]
+    return min(values) if values else None

@@ -1,0 +1,513 @@
+"""The group controller's decisions, as pure functions of (desired spec, observed members, memory).
+
+Nothing here does I/O: :func:`decide` looks at one consistent picture and says which instances to
+create, which to destroy (and why), and when to look again. The controller
+(:mod:`infrakit.controller.group.controller`) observes, calls this, and carries the decisions out.
+Because it is pure, every rule below is unit-tested with plain data.
+
+Vocabulary
+----------
+*member*      an instance carrying ``infrakit.group=<gid>`` that we are not already destroying.
+*desired*     a member whose config tag matches the spec (HEAD hash, or SEED hash for adoption).
+*undesired*   a member at another configuration: the rolling update replaces it.
+*pending*     a create we started whose instance is not visible yet (Provision running, or
+              provisioned but DescribeInstances lags). Pending creates count toward the group,
+              so a slow or lagging provider never makes us create twice (InfraKit #409, #677).
+*ready*       a desired member that Flavor.Healthy called HEALTHY for at least
+              ``max(Updating.MinReadySeconds, Updating.Duration)`` and ``Updating.Count``
+              consecutive checks.
+*bad*         UNHEALTHY, or UNKNOWN after having been healthy, or still UNKNOWN when
+              ``Health.StartupTimeout`` after it was first seen has passed.
+*available*   a ready desired member, or an undesired member that is not bad.
+
+Cattle (Allocation.Size = N)
+----------------------------
+1. Remediation (only with a Health section): members bad for ``Health.UnhealthyTimeout`` are
+   destroyed (the next step replaces them) - unless more than ``Health.MaxUnhealthy`` are bad at
+   once, which short-circuits remediation (Cluster API's rule) and is reported.
+2. Creates: ``need = N - desired - pending`` new instances are wanted, and the group may hold at
+   most ``N + surge`` instances (existing + pending), where ``surge = MaxSurge`` while an update is
+   rolling (not paused, canary allowing) and 0 otherwise. Creates are limited by
+   ``Provisioning.MaxParallel``, the backoff after failures and the circuit breaker.
+3. Rolling: undesired members are destroyed only while ``available - 1 >= N - MaxUnavailable``,
+   i.e. after a new instance became ready (create-before-destroy within the surge). With the
+   defaults (MaxSurge 1, MaxUnavailable 0) that is: one new instance, wait until it is ready,
+   destroy one old one, repeat. A canary phase stops after ``Canary`` replacements until promoted.
+4. Scale-in: members beyond ``N + surge`` (counting pending) are destroyed, choosing undesired
+   ones first, then bad ones, then by ``Provisioning.DeletePolicy`` (Newest by default).
+
+Pets (Allocation.LogicalIDs)
+----------------------------
+Each logical ID has exactly one member. A missing ID is created (with its ID), members whose ID was
+removed from the spec are destroyed, duplicates are reduced to one, members without a logical ID
+are left alone (and reported). Rolling replaces one member at a time - destroy, then the missing
+ID is recreated at the new config - and only while every ID is present and ready and, for groups
+of three or more, a majority stays available.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from infrakit.controller.group.spec import GroupSettings, resolve_percent
+from infrakit.controller.group.state import GroupState, InstanceHealth
+from infrakit.spi.instance import (
+    REASON_ROLLING_UPDATE,
+    REASON_SCALE_DOWN,
+    REASON_UNHEALTHY,
+    Description,
+)
+from infrakit.spi.types import LOGICAL_ID_TAG, Health
+
+__all__ = ["Decision", "decide", "health_checks_due", "is_ready", "logical_id_of"]
+
+#: How often a new instance's health is re-checked while an update waits for it (seconds).
+READY_RECHECK = 1.0
+#: Reason for destroying members whose logical ID left the spec.
+REASON_REMOVED = "removed_from_quorum"
+REASON_DUPLICATE = "duplicate_logical_id"
+
+
+@dataclass
+class Decision:
+    """What to do now."""
+
+    #: One entry per instance to create: its logical ID (None for cattle).
+    creates: list[str | None] = field(default_factory=list)
+    #: Members to drain and destroy, with the reason (``instance.Context.reason``).
+    destroys: list[tuple[Description, str]] = field(default_factory=list)
+    #: Seconds until something here needs looking at again (None: only the resync timer).
+    requeue_after: float | None = None
+    #: Size right, every member at the desired config, nothing in flight.
+    converged: bool = False
+    #: Human-readable lines explaining the decision (become events / describe output).
+    notes: list[str] = field(default_factory=list)
+    #: A rolling update has undesired members to replace.
+    updating: bool = False
+    #: Creates were wanted but withheld (breaker open / backoff).
+    blocked: str = ""
+
+    def soon(self, delay: float) -> None:
+        delay = max(0.0, delay)
+        if self.requeue_after is None or delay < self.requeue_after:
+            self.requeue_after = delay
+
+
+def logical_id_of(desc: Description) -> str | None:
+    return desc.logical_id or desc.tags.get(LOGICAL_ID_TAG) or None
+
+
+def _ready_time(settings: GroupSettings) -> float:
+    u = settings.properties.updating
+    return max(u.min_ready_seconds, u.duration)
+
+
+def is_ready(h: InstanceHealth | None, settings: GroupSettings, now: float) -> bool:
+    if h is None or h.status is not Health.HEALTHY:
+        return False
+    if now - h.since < _ready_time(settings):
+        return False
+    return h.healthy_streak >= max(1, settings.properties.updating.count)
+
+
+def bad_since(h: InstanceHealth | None, settings: GroupSettings) -> float | None:
+    """When the member became bad (see module docstring), or None if it is not bad."""
+    if h is None:
+        return None
+    if h.status is Health.UNHEALTHY:
+        return h.since
+    if h.status is Health.UNKNOWN and h.last_check is not None:
+        if h.ever_healthy:
+            return h.since
+        startup = settings.properties.health.startup_timeout if settings.properties.health else None
+        if startup is not None:
+            return h.first_seen + startup
+    return None
+
+
+def _is_bad(h: InstanceHealth | None, settings: GroupSettings, now: float) -> bool:
+    since = bad_since(h, settings)
+    return since is not None and now >= since
+
+
+def health_checks_due(
+    settings: GroupSettings,
+    members: list[Description],
+    state: GroupState,
+    now: float,
+) -> list[Description]:
+    """Members to ask ``Flavor.Healthy`` about before deciding.
+
+    With a Health section: every member, every ``Health.CheckInterval``. Without one (InfraKit's
+    behaviour): only desired members that are not ready yet while an update waits for them.
+    """
+    health = settings.properties.health
+    if health is not None:
+        due = []
+        for m in members:
+            h = state.health.get(m.id)
+            if (
+                h is None
+                or h.last_check is None
+                or now - h.last_check >= health.check_interval
+                or (
+                    not is_ready(h, settings, now)
+                    and settings.hash.matches(m.tags)
+                    and now - h.last_check >= min(READY_RECHECK, health.check_interval)
+                )
+            ):
+                due.append(m)
+        return due
+    undesired = any(not settings.hash.matches(m.tags) for m in members)
+    if not undesired and not (state.update and not state.update.failed):
+        return []
+    due = []
+    for m in members:
+        if not settings.hash.matches(m.tags):
+            continue
+        h = state.health.get(m.id)
+        if is_ready(h, settings, now):
+            continue
+        if h is None or h.last_check is None or now - h.last_check >= READY_RECHECK:
+            due.append(m)
+    return due
+
+
+def _victim_order(
+    members: list[Description],
+    settings: GroupSettings,
+    state: GroupState,
+    now: float,
+    rng: random.Random,
+) -> list[Description]:
+    """Scale-in order: undesired first, then bad, then by DeletePolicy (Newest default)."""
+    policy = settings.properties.provisioning.delete_policy
+
+    def age_key(m: Description) -> float:
+        h = state.health.get(m.id)
+        return h.first_seen if h is not None else 0.0
+
+    shuffled = list(members)
+    rng.shuffle(shuffled)
+    if policy == "Newest":
+        ordered = sorted(shuffled, key=lambda m: (-age_key(m), m.id))
+    elif policy == "Oldest":
+        ordered = sorted(shuffled, key=lambda m: (age_key(m), m.id))
+    else:
+        ordered = shuffled
+    return sorted(
+        ordered,
+        key=lambda m: (
+            settings.hash.matches(m.tags),
+            not _is_bad(state.health.get(m.id), settings, now),
+        ),
+    )
+
+
+def _create_budget(settings: GroupSettings, state: GroupState, now: float, d: Decision) -> int:
+    """How many creates may start now (parallelism, backoff, breaker)."""
+    prov = settings.properties.provisioning
+    running = sum(1 for c in state.creating.values() if c.instance_id is None)
+    budget = max(0, prov.max_parallel - running)
+    b = state.breaker
+    if b.open:
+        if not b.half_open:
+            wait = b.opened_at + prov.cool_down - now if b.opened_at is not None else 0.0
+            if wait > 0:
+                d.blocked = f"degraded: {b.reason}"
+                d.soon(wait)
+                return 0
+            b.half_open = True
+        # Half-open: one trial create at a time.
+        if running > 0:
+            d.blocked = f"degraded: {b.reason} (trial create running)"
+            return 0
+        return min(budget, 1)
+    if now < b.next_create_at:
+        d.blocked = f"backing off after {b.provision_errors} failed create(s)"
+        d.soon(b.next_create_at - now)
+        return 0
+    return budget
+
+
+def _remediate(
+    settings: GroupSettings,
+    members: list[Description],
+    state: GroupState,
+    now: float,
+    d: Decision,
+) -> set[str]:
+    """Destroy members that stayed bad too long (Health section only). Returns destroyed IDs."""
+    health = settings.properties.health
+    if health is None:
+        return set()
+    bad: list[tuple[Description, float]] = []
+    for m in members:
+        since = bad_since(state.health.get(m.id), settings)
+        if since is not None and now >= since:
+            bad.append((m, since))
+        elif since is not None:
+            d.soon(since - now)
+    state.short_circuit = ""
+    if not bad:
+        return set()
+    limit = resolve_percent(health.max_unhealthy, max(1, settings.size), round_up=False)
+    if len(bad) > limit:
+        state.short_circuit = (
+            f"remediation stopped: {len(bad)} of {len(members)} members are unhealthy, "
+            f"more than Health.MaxUnhealthy {health.max_unhealthy}"
+        )
+        d.notes.append(state.short_circuit)
+        return set()
+    out: set[str] = set()
+    for m, since in bad:
+        due = since + health.unhealthy_timeout
+        if now >= due:
+            h = state.health.get(m.id)
+            status = h.status.name.lower() if h else "unknown"
+            d.destroys.append((m, REASON_UNHEALTHY))
+            d.notes.append(
+                f"replacing {m.id}: {status} for {now - since:.0f}s "
+                f"(Health.UnhealthyTimeout {health.unhealthy_timeout:g}s)"
+            )
+            out.add(m.id)
+        else:
+            d.soon(due - now)
+    return out
+
+
+def decide(
+    settings: GroupSettings,
+    members: list[Description],
+    state: GroupState,
+    now: float,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Decide creates and destroys for one group (see module docstring for the rules)."""
+    rng = rng or random.Random(0)
+    d = Decision()
+    remediated = _remediate(settings, members, state, now, d)
+    live = [m for m in members if m.id not in remediated]
+    if settings.is_quorum:
+        _decide_quorum(settings, live, state, now, d)
+    else:
+        _decide_cattle(settings, live, state, now, d, rng)
+    pending = len(state.creating)
+    if not d.creates and not d.destroys and pending == 0 and not state.destroying:
+        if settings.is_quorum:
+            ids = settings.properties.allocation.logical_ids or []
+            lids = [logical_id_of(m) for m in members]
+            d.converged = (
+                all(settings.hash.matches(m.tags) for m in members)
+                and sorted(x for x in lids if x is not None) == sorted(ids)
+                and len(members) == len(ids)
+            )
+        else:
+            d.converged = len(members) == settings.size and all(
+                settings.hash.matches(m.tags) for m in members
+            )
+    return d
+
+
+def _decide_cattle(
+    settings: GroupSettings,
+    members: list[Description],
+    state: GroupState,
+    now: float,
+    d: Decision,
+    rng: random.Random,
+) -> None:
+    n = settings.size
+    u = settings.properties.updating
+    desired = [m for m in members if settings.hash.matches(m.tags)]
+    undesired = [m for m in members if not settings.hash.matches(m.tags)]
+    pending = len(state.creating)
+    total = len(members) + pending
+    upd = state.update
+    rolling = bool(undesired) and not (upd is not None and (upd.paused or upd.failed))
+    d.updating = bool(undesired)
+
+    # Canary: at most `canary` replacements before someone promotes.
+    canary_left: int | None = None
+    if rolling and u.canary > 0 and upd is not None and not upd.promoted:
+        canary_left = max(0, u.canary - upd.replaced)
+        if canary_left == 0:
+            rolling = False
+            d.notes.append(
+                f"canary: {upd.replaced} instance(s) replaced; waiting for "
+                f"`infrakit group promote {settings.id}`"
+            )
+
+    surge = resolve_percent(u.max_surge, n, round_up=True) if rolling else 0
+    max_unavailable = resolve_percent(u.max_unavailable, n, round_up=False)
+
+    # --- scale in ------------------------------------------------------------------------------
+    ceiling = n + surge
+    if total > ceiling:
+        surplus = min(total - ceiling, len(members))
+        victims = _victim_order(members, settings, state, now, rng)[:surplus]
+        for v in victims:
+            d.destroys.append((v, REASON_SCALE_DOWN))
+        if victims:
+            d.notes.append(f"scaling in: {len(victims)} above the target size {n}")
+        gone = {v.id for v in victims}
+        members = [m for m in members if m.id not in gone]
+        desired = [m for m in desired if m.id not in gone]
+        undesired = [m for m in undesired if m.id not in gone]
+        total -= len(victims)
+
+    # --- creates -------------------------------------------------------------------------------
+    need = max(0, n - len(desired) - pending)
+    room = max(0, ceiling - total)
+    if canary_left is not None:
+        # New instances beyond the size only for the canary replacements still to do.
+        surge_in_flight = max(0, total - n)
+        room = min(room, max(0, n - total) + max(0, canary_left - surge_in_flight))
+    wanted = min(need, room)
+    if wanted > 0:
+        budget = _create_budget(settings, state, now, d)
+        count = min(wanted, budget)
+        d.creates.extend([None] * count)
+        if count:
+            d.notes.append(
+                f"creating {count} instance(s): {len(members)} exist, {pending} pending, "
+                f"target {n}" + (f" (+{surge} surge for the update)" if surge else "")
+            )
+
+    # --- rolling destroys ------------------------------------------------------------------------
+    if rolling and undesired:
+        ready_new = [m for m in desired if is_ready(state.health.get(m.id), settings, now)]
+        not_bad_old = [m for m in undesired if not _is_bad(state.health.get(m.id), settings, now)]
+        available = len(ready_new) + len(not_bad_old)
+        floor = n - max_unavailable
+        allowed = available - floor
+        if canary_left is not None:
+            allowed = min(allowed, canary_left)
+        if allowed > 0:
+            order = sorted(
+                undesired,
+                key=lambda m: (
+                    not _is_bad(state.health.get(m.id), settings, now),
+                    state.health[m.id].first_seen if m.id in state.health else 0.0,
+                    m.id,
+                ),
+            )
+            for v in order[:allowed]:
+                d.destroys.append((v, REASON_ROLLING_UPDATE))
+            d.notes.append(
+                f"rolling update: replacing {min(allowed, len(order))} of {len(undesired)} "
+                f"old instance(s); {len(ready_new)} new ready"
+            )
+        else:
+            waiting = [m for m in desired if not is_ready(state.health.get(m.id), settings, now)]
+            if waiting:
+                d.soon(READY_RECHECK)
+                _soon_for_ready(waiting, settings, state, now, d)
+
+
+def _soon_for_ready(
+    waiting: list[Description], settings: GroupSettings, state: GroupState, now: float, d: Decision
+) -> None:
+    for m in waiting:
+        h = state.health.get(m.id)
+        if h is not None and h.status is Health.HEALTHY:
+            d.soon(h.since + _ready_time(settings) - now)
+
+
+def _decide_quorum(
+    settings: GroupSettings,
+    members: list[Description],
+    state: GroupState,
+    now: float,
+    d: Decision,
+) -> None:
+    ids = list(settings.properties.allocation.logical_ids or [])
+    wanted = set(ids)
+    by_lid: dict[str, list[Description]] = {}
+    for m in members:
+        lid = logical_id_of(m)
+        if lid is None:
+            if m.id not in state.warned_no_lid:
+                state.warned_no_lid.add(m.id)
+                d.notes.append(f"ignoring {m.id}: it carries the group tag but no logical ID")
+            continue
+        by_lid.setdefault(lid, []).append(m)
+    pending_lids = {c.logical_id for c in state.creating.values()}
+
+    # Removed IDs and duplicates.
+    for lid, ms in by_lid.items():
+        if lid not in wanted:
+            for m in ms:
+                d.destroys.append((m, REASON_REMOVED))
+            d.notes.append(f"logical ID {lid} left the spec: destroying {len(ms)} instance(s)")
+        elif len(ms) > 1 and lid not in pending_lids:
+            keep = sorted(
+                ms,
+                key=lambda m: (
+                    not settings.hash.matches(m.tags),
+                    not is_ready(state.health.get(m.id), settings, now),
+                    state.health[m.id].first_seen if m.id in state.health else 0.0,
+                    m.id,
+                ),
+            )[0]
+            for m in ms:
+                if m is not keep:
+                    d.destroys.append((m, REASON_DUPLICATE))
+            d.notes.append(f"logical ID {lid} has {len(ms)} instances: keeping {keep.id}")
+
+    # Missing IDs.
+    missing = [lid for lid in ids if lid not in by_lid and lid not in pending_lids]
+    if missing:
+        budget = _create_budget(settings, state, now, d)
+        chosen = missing[:budget]
+        d.creates.extend(chosen)
+        if chosen:
+            d.notes.append(f"creating logical ID(s) {', '.join(chosen)}")
+
+    # Rolling update: one at a time, majority kept.
+    current = {lid: ms for lid, ms in by_lid.items() if lid in wanted}
+    undesired = [
+        ms[0]
+        for lid, ms in current.items()
+        if not settings.hash.matches(ms[0].tags) and len(ms) == 1
+    ]
+    d.updating = bool(undesired)
+    upd = state.update
+    if not undesired or (upd is not None and (upd.paused or upd.failed)):
+        return
+    if missing or pending_lids - {None} or state.destroying:
+        return  # the previous step is still in progress
+    desired = [ms[0] for ms in current.values() if settings.hash.matches(ms[0].tags)]
+    not_ready = [m for m in desired if not is_ready(state.health.get(m.id), settings, now)]
+    if not_ready:
+        d.soon(READY_RECHECK)
+        _soon_for_ready(not_ready, settings, state, now, d)
+        return
+    u = settings.properties.updating
+    if u.canary > 0 and upd is not None and not upd.promoted and upd.replaced >= u.canary:
+        d.notes.append(
+            f"canary: {upd.replaced} member(s) replaced; waiting for "
+            f"`infrakit group promote {settings.id}`"
+        )
+        return
+    n = len(ids)
+    available = len(desired) + sum(
+        1 for m in undesired if not _is_bad(state.health.get(m.id), settings, now)
+    )
+    majority = n // 2 + 1
+    if n >= 3 and available - 1 < majority:
+        d.notes.append(
+            f"rolling update waits: only {available} of {n} members available, "
+            f"a majority ({majority}) must stay up"
+        )
+        return
+    victim = sorted(
+        undesired,
+        key=lambda m: (
+            not _is_bad(state.health.get(m.id), settings, now),
+            ids.index(logical_id_of(m) or ""),
+        ),
+    )[0]
+    d.destroys.append((victim, REASON_ROLLING_UPDATE))
+    d.notes.append(f"rolling update: replacing {victim.id} ({logical_id_of(victim)})")

@@ -1,0 +1,362 @@
+"""The default group controller's spec: parse, validate and normalise the group ``Properties``.
+
+InfraKit's schema, plus three optional sections of infrakit's own (unknown to InfraKit, so Go specs
+keep working and infrakit specs stay readable by humans)::
+
+    {
+      "Allocation": {"Size": 5}  |  {"LogicalIDs": ["10.0.0.1", "10.0.0.2", "10.0.0.3"]},
+      "Instance":   {"Plugin": "instance-file", "Properties": {...opaque...}},
+      "Flavor":     {"Plugin": "flavor-vanilla", "Properties": {...opaque...}},
+      "Updating":   {"Count": 0, "Duration": "0s", "SkipBeforeInstanceDestroy": null,     # InfraKit
+                     "MaxSurge": 1, "MaxUnavailable": 0, "MinReadySeconds": 0,           # infrakit
+                     "ProgressDeadline": "10m", "Canary": 0, "AutoRollback": false},
+      "Health":     {"CheckInterval": "10s", "StartupTimeout": "10m",
+                     "UnhealthyTimeout": "5m", "MaxUnhealthy": "100%"},
+      "Provisioning": {"MaxParallel": 100, "DeletePolicy": "Newest", "MaxFailures": 5,
+                       "CrashLoopWindow": "5m", "CoolDown": "5m", "BackoffInitial": "1s",
+                       "BackoffMax": "1m", "ProvisionTimeout": "2m", "VisibilityTimeout": "1m"}
+    }
+
+Every default is stated once, in the field definitions below (with its unit). Durations are Go
+strings (``"90s"``, ``"1m30s"``) or numbers of seconds. Counts that accept percentages
+(``MaxSurge``, ``MaxUnavailable``, ``MaxUnhealthy``) are an integer or ``"25%"``.
+
+Validation reports InfraKit's messages in InfraKit's order (``Group ID must not be blank``,
+``Allocation must not be blank``, ``Only one Allocation method may be used``, ``Only one Updating
+method may be used``) followed by the field path and what to do; type errors become
+``Invalid properties: <path>: <problem>``. Keys are matched case-insensitively like Go's decoder;
+unknown keys are ignored in InfraKit's sections (as Go does) but rejected in infrakit's own
+sections, where a typo would otherwise silently change behaviour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from infrakit._utils.duration import format_duration, parse_duration
+from infrakit.controller.group.hash import ConfigHash, config_hash
+from infrakit.errors import SpecError
+from infrakit.spi import flavor
+from infrakit.spi import group as spi_group
+
+__all__ = ["GroupSettings", "Percent", "parse_spec"]
+
+
+def _duration(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _percent_or_count(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError(
+            f"expected a non-negative integer or a percentage like '25%', got {value!r}"
+        )
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value}")
+        return value
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            pct = float(value[:-1])
+        except ValueError:
+            pass
+        else:
+            if 0 <= pct <= 100:
+                return value
+    raise ValueError(f"expected a non-negative integer or a percentage like '25%', got {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+Percent = Annotated[int | str, BeforeValidator(_percent_or_count)]
+
+
+def resolve_percent(value: int | str, total: int, *, round_up: bool) -> int:
+    """``"25%"`` of ``total`` (rounded up or down, as Cluster API does), or the integer itself."""
+    if isinstance(value, int):
+        return value
+    fraction = float(value[:-1]) / 100.0 * total
+    return math.ceil(fraction - 1e-9) if round_up else math.floor(fraction + 1e-9)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, populate_by_name=False, frozen=True)
+
+
+class AllocationSection(_Model):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    size: int = Field(0, alias="Size", ge=0)
+    logical_ids: list[str] | None = Field(None, alias="LogicalIDs")
+
+
+class PluginSection(_Model):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    plugin: str = Field("", alias="Plugin")
+    properties: Any = Field(None, alias="Properties")
+    options: Any = Field(None, alias="Options")
+
+
+class UpdatingSection(_Model):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    #: InfraKit: new instances must stay healthy this many consecutive checks before the next step.
+    count: int = Field(0, alias="Count", ge=0)
+    #: InfraKit: new instances must stay healthy this long (seconds) before the next step.
+    duration: Duration = Field(0.0, alias="Duration")
+    #: InfraKit: ``"drain"`` skips Flavor.Drain before rolling-update destroys.
+    skip_before_instance_destroy: Literal["drain"] | None = Field(
+        None, alias="SkipBeforeInstanceDestroy"
+    )
+    #: Instances above Size allowed during an update (count or % of Size, rounded up). Default 1.
+    max_surge: Percent = Field(1, alias="MaxSurge")
+    #: Instances below Size allowed during an update (count or % of Size, rounded down). Default 0.
+    max_unavailable: Percent = Field(0, alias="MaxUnavailable")
+    #: Seconds a new instance must be healthy before it counts as ready. Default 0.
+    min_ready_seconds: Duration = Field(0.0, alias="MinReadySeconds")
+    #: Seconds without progress after which the update fails (0 = never). Default 600 (10 min).
+    progress_deadline: Duration = Field(600.0, alias="ProgressDeadline")
+    #: Replace this many instances first, then pause until ``infrakit group promote``. Default 0.
+    canary: int = Field(0, alias="Canary", ge=0)
+    #: On failure (deadline, unhealthy new instances), return to the last spec that converged.
+    auto_rollback: bool = Field(False, alias="AutoRollback")
+
+
+class HealthSection(_Model):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    #: Seconds between Flavor.Healthy sweeps over all members. Default 10.
+    check_interval: Duration = Field(10.0, alias="CheckInterval")
+    #: Seconds a new instance may stay Unknown before it counts as unhealthy. Default 600.
+    startup_timeout: Duration = Field(600.0, alias="StartupTimeout")
+    #: Seconds an instance must stay unhealthy before it is replaced. Default 300.
+    unhealthy_timeout: Duration = Field(300.0, alias="UnhealthyTimeout")
+    #: Stop remediating when more than this many (or %) are unhealthy at once. Default 100% (off).
+    max_unhealthy: Percent = Field("100%", alias="MaxUnhealthy")
+
+
+class ProvisioningSection(_Model):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    #: Creates (Prepare + Provision) in flight at once, per group. Default 100.
+    max_parallel: int = Field(100, alias="MaxParallel", ge=1)
+    #: Scale-in order after undesired and unhealthy instances. Default Newest.
+    delete_policy: Literal["Newest", "Oldest", "Random"] = Field("Newest", alias="DeletePolicy")
+    #: Consecutive failures (failed creates, crash-looping instances) that open the breaker.
+    max_failures: int = Field(5, alias="MaxFailures", ge=1)
+    #: An instance that vanishes within this many seconds of creation counts as a failure.
+    crash_loop_window: Duration = Field(300.0, alias="CrashLoopWindow")
+    #: Seconds a degraded group waits before trying one create again. Default 300.
+    cool_down: Duration = Field(300.0, alias="CoolDown")
+    #: First retry delay after a failed create, doubled per failure (with 20% jitter). Default 1.
+    backoff_initial: Duration = Field(1.0, alias="BackoffInitial")
+    #: Largest retry delay. Default 60.
+    backoff_max: Duration = Field(60.0, alias="BackoffMax")
+    #: Seconds allowed for one Prepare + Provision before it counts as failed. Default 120.
+    provision_timeout: Duration = Field(120.0, alias="ProvisionTimeout")
+    #: Seconds a provisioned instance may take to appear in DescribeInstances; until then it
+    #: counts toward the group (no duplicate creates), after that it counts as lost. Default 60.
+    visibility_timeout: Duration = Field(60.0, alias="VisibilityTimeout")
+
+
+class GroupProperties(_Model):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    allocation: AllocationSection = Field(default_factory=AllocationSection, alias="Allocation")
+    instance: PluginSection = Field(default_factory=PluginSection, alias="Instance")
+    flavor: PluginSection = Field(default_factory=PluginSection, alias="Flavor")
+    updating: UpdatingSection = Field(default_factory=UpdatingSection, alias="Updating")
+    health: HealthSection | None = Field(None, alias="Health")
+    provisioning: ProvisioningSection = Field(
+        default_factory=ProvisioningSection, alias="Provisioning"
+    )
+
+
+#: Sections whose keys are matched case-insensitively; ``Properties`` / ``Options`` stay opaque.
+_OPAQUE = {"Properties", "Options"}
+
+
+def _canonical_keys(model: type[BaseModel], data: Any) -> Any:
+    """Rename keys of ``data`` to ``model``'s aliases case-insensitively (Go decoding), recursively."""
+    if not isinstance(data, dict):
+        return data
+    by_lower: dict[str, tuple[str, Any]] = {}
+    for field in model.model_fields.values():
+        if field.alias:
+            by_lower[field.alias.lower()] = (field.alias, field.annotation)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            continue
+        match = by_lower.get(key.lower())
+        if match is None:
+            out[key] = value
+            continue
+        alias, annotation = match
+        sub = _submodel(annotation)
+        out[alias] = value if alias in _OPAQUE or sub is None else _canonical_keys(sub, value)
+    return out
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """A validated group: the spec as committed, its parsed properties and its config hash."""
+
+    id: str
+    properties: GroupProperties
+    #: The properties exactly as committed (persisted and compared verbatim).
+    raw: Any
+    hash: ConfigHash
+
+    @property
+    def is_quorum(self) -> bool:
+        return bool(self.properties.allocation.logical_ids)
+
+    @property
+    def size(self) -> int:
+        """Target number of instances (``len(LogicalIDs)`` for quorum groups)."""
+        alloc = self.properties.allocation
+        return len(alloc.logical_ids) if alloc.logical_ids else alloc.size
+
+    @property
+    def allocation(self) -> flavor.AllocationMethod:
+        alloc = self.properties.allocation
+        return flavor.AllocationMethod(size=alloc.size, logical_ids=alloc.logical_ids)
+
+    def spec(self) -> spi_group.Spec:
+        return spi_group.Spec(id=self.id, properties=self.raw)
+
+    def normalized(self) -> dict[str, Any]:
+        """The spec re-serialised InfraKit-style: Instance, Flavor, Allocation, Updating (+ ours)."""
+        p = self.properties
+        u = p.updating
+        updating: dict[str, Any] = {
+            "Duration": format_duration(u.duration),
+            "Count": u.count,
+            "SkipBeforeInstanceDestroy": u.skip_before_instance_destroy,
+        }
+        defaults = UpdatingSection.model_validate({})
+        for name, alias in (
+            ("max_surge", "MaxSurge"),
+            ("max_unavailable", "MaxUnavailable"),
+            ("min_ready_seconds", "MinReadySeconds"),
+            ("progress_deadline", "ProgressDeadline"),
+            ("canary", "Canary"),
+            ("auto_rollback", "AutoRollback"),
+        ):
+            value = getattr(u, name)
+            if value != getattr(defaults, name):
+                is_time = name in ("min_ready_seconds", "progress_deadline")
+                updating[alias] = format_duration(value) if is_time else value
+        out: dict[str, Any] = {
+            "Instance": {"Plugin": p.instance.plugin, "Properties": p.instance.properties},
+            "Flavor": {"Plugin": p.flavor.plugin, "Properties": p.flavor.properties},
+            "Allocation": {"Size": p.allocation.size, "LogicalIDs": p.allocation.logical_ids},
+            "Updating": updating,
+        }
+        raw = self.raw if isinstance(self.raw, dict) else {}
+        lowered = {k.lower(): v for k, v in raw.items() if isinstance(k, str)}
+        if "health" in lowered:
+            out["Health"] = lowered["health"]
+        if "provisioning" in lowered:
+            out["Provisioning"] = lowered["provisioning"]
+        return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    path = ".".join(str(p) for p in ("Properties", *err["loc"]))
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown field; check the spelling (see docs/group-spec.md)"
+    if err["type"] in ("int_type", "string_type", "bool_type", "list_type", "model_type"):
+        return f"{path}: {message}, got {err.get('input')!r}"
+    return f"{path}: {message}"
+
+
+def parse_spec(spec: spi_group.Spec) -> GroupSettings:
+    """Validate a committed group spec; raise :class:`SpecError` with InfraKit's message first."""
+    if not spec.id:
+        raise SpecError('Group ID must not be blank (set "ID" at the top of the spec)')
+    raw = spec.properties
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"Invalid properties: Properties must be a JSON object, got {type(raw).__name__}; "
+            "see docs/group-spec.md"
+        )
+    try:
+        props = GroupProperties.model_validate(_canonical_keys(GroupProperties, raw))
+    except ValidationError as exc:
+        raise SpecError(
+            f"Invalid properties: {_first_error(exc)}; fix the spec and commit again"
+        ) from None
+    alloc = props.allocation
+    if alloc.size == 0 and not alloc.logical_ids:
+        raise SpecError(
+            "Allocation must not be blank (Properties.Allocation: set Size > 0 for cattle "
+            "or LogicalIDs for pets)"
+        )
+    if alloc.size > 0 and alloc.logical_ids:
+        raise SpecError(
+            "Only one Allocation method may be used (Properties.Allocation: give Size or "
+            "LogicalIDs, not both)"
+        )
+    if alloc.logical_ids:
+        seen: set[str] = set()
+        for lid in alloc.logical_ids:
+            if not lid:
+                raise SpecError("Invalid properties: Properties.Allocation.LogicalIDs: empty ID")
+            if lid in seen:
+                raise SpecError(
+                    f"Invalid properties: Properties.Allocation.LogicalIDs: {lid!r} appears twice; "
+                    "logical IDs must be unique"
+                )
+            seen.add(lid)
+    u = props.updating
+    if u.count > 0 and u.duration > 0:
+        raise SpecError(
+            "Only one Updating method may be used (Properties.Updating: give Count or "
+            "Duration, not both)"
+        )
+    if u.max_surge in (0, "0%") and u.max_unavailable in (0, "0%"):
+        raise SpecError(
+            "Invalid properties: Properties.Updating: MaxSurge and MaxUnavailable cannot both "
+            "be 0, or an update could never replace anything; set MaxSurge to 1"
+        )
+    size = len(alloc.logical_ids) if alloc.logical_ids else alloc.size
+    if u.canary > size:
+        raise SpecError(
+            f"Invalid properties: Properties.Updating.Canary: {u.canary} is more than the "
+            f"group size {size}; use at most {size}"
+        )
+    p = props.provisioning
+    if p.backoff_max < p.backoff_initial:
+        raise SpecError(
+            "Invalid properties: Properties.Provisioning.BackoffMax must be at least BackoffInitial"
+        )
+    for section, label in ((props.instance, "Instance"), (props.flavor, "Flavor")):
+        if not section.plugin:
+            raise SpecError(
+                f"Invalid properties: Properties.{label}.Plugin: required; name the "
+                f"{label.lower()} plugin (e.g. "
+                f"{'instance-file' if label == 'Instance' else 'flavor-vanilla'})"
+            )
+    digest = config_hash(
+        props.instance.plugin,
+        props.instance.properties,
+        props.flavor.plugin,
+        props.flavor.properties,
+    )
+    return GroupSettings(id=spec.id, properties=props, raw=raw, hash=digest)

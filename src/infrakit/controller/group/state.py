@@ -1,0 +1,168 @@
+"""What the group controller remembers about one group between reconciles.
+
+The *truth* about a group is always re-read from its instance plugin (membership is the
+``infrakit.group`` tag, configuration the ``infrakit.config.hash`` tag). What lives here is only what
+the provider cannot tell us:
+
+* **in-flight work** - creates whose Provision has not returned, instances provisioned but not yet
+  visible in DescribeInstances (a lagging provider must never make us create twice), and instances
+  being drained/destroyed;
+* **health history** - since when each instance is healthy / unhealthy / unknown, so timeouts
+  (StartupTimeout, UnhealthyTimeout, MinReadySeconds) can be judged;
+* **the circuit breaker and backoff** for creates;
+* **update progress** - the target configuration, the previous stable spec, how many instances were
+  replaced, canary/pause state. This part is persisted (``updates/<gid>`` in the store) so a
+  restarted controller resumes an update where it stopped.
+
+Everything uses the controller's clock (monotonic seconds), except ``UpdateProgress`` timestamps,
+which are wall-clock seconds so they survive a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from infrakit.spi.types import Health
+
+__all__ = [
+    "Breaker",
+    "GroupState",
+    "InFlightCreate",
+    "InstanceHealth",
+    "UpdateProgress",
+]
+
+
+@dataclass
+class InFlightCreate:
+    """A create we started: Prepare + Provision running, or provisioned but not yet visible."""
+
+    token: int
+    logical_id: str | None
+    started_at: float
+    #: Set once Provision returned an ID.
+    instance_id: str | None = None
+    #: While Provision runs: None. After: the time by which the instance must be visible.
+    visible_by: float | None = None
+    #: The config hash the instance was created with.
+    config: str = ""
+
+
+@dataclass
+class InstanceHealth:
+    """Health history of one member, as seen through Flavor.Healthy."""
+
+    first_seen: float
+    status: Health = Health.UNKNOWN
+    #: When ``status`` last changed.
+    since: float = 0.0
+    last_check: float | None = None
+    ever_healthy: bool = False
+    #: Consecutive HEALTHY answers (for ``Updating.Count``).
+    healthy_streak: int = 0
+    #: Why the last check gave its answer (errors are counted UNKNOWN).
+    note: str = ""
+    #: True if we created it (crash-loop detection applies).
+    created_by_us: bool = False
+
+
+@dataclass
+class Breaker:
+    """Create-side circuit breaker: consecutive failed creates (or crash loops) open it."""
+
+    #: Consecutive failed create attempts (Provision errors, timeouts, never-visible, crash loops).
+    failures: int = 0
+    #: Consecutive Provision/Prepare errors only (drives exponential backoff).
+    provision_errors: int = 0
+    #: No create before this time (backoff).
+    next_create_at: float = 0.0
+    #: Open since (None = closed).
+    opened_at: float | None = None
+    reason: str = ""
+    #: After the cool-down: one trial create is allowed.
+    half_open: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.opened_at is not None
+
+    def reset(self) -> None:
+        self.failures = 0
+        self.provision_errors = 0
+        self.next_create_at = 0.0
+        self.opened_at = None
+        self.reason = ""
+        self.half_open = False
+
+
+@dataclass
+class UpdateProgress:
+    """A rolling update in progress (persisted)."""
+
+    #: Config hash (HEAD) being rolled out.
+    target: str
+    #: The group properties of the last spec that fully converged (rollback target), if known.
+    previous: Any = None
+    started_at: float = 0.0
+    last_progress_at: float = 0.0
+    #: Undesired instances replaced so far in this update.
+    replaced: int = 0
+    #: Instances still at another configuration when the update began.
+    total: int = 0
+    #: Canary phase done (``infrakit group promote``) - or no canary configured.
+    promoted: bool = False
+    paused: bool = False
+    #: Why the update is paused / failed (shown in describe).
+    reason: str = ""
+    failed: bool = False
+    #: IDs of instances destroyed by this update (never destroyed twice after a restart).
+    destroyed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> UpdateProgress | None:
+        if not isinstance(doc, dict) or not isinstance(doc.get("target"), str):
+            return None
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+@dataclass
+class GroupState:
+    """Runtime memory of one group (see module docstring)."""
+
+    creating: dict[int, InFlightCreate] = field(default_factory=dict)
+    #: Instance IDs being drained/destroyed by us, with the time we started.
+    destroying: dict[str, float] = field(default_factory=dict)
+    #: Instance IDs we destroyed, ignored if still listed until the given time (async providers).
+    destroyed_until: dict[str, float] = field(default_factory=dict)
+    health: dict[str, InstanceHealth] = field(default_factory=dict)
+    breaker: Breaker = field(default_factory=Breaker)
+    update: UpdateProgress | None = None
+    #: IDs seen on the previous reconcile (to notice instances that vanished).
+    last_seen: set[str] = field(default_factory=set)
+    #: Members without a LogicalID in a quorum group (warned once).
+    warned_no_lid: set[str] = field(default_factory=set)
+    #: Last full health sweep (Health section) time.
+    last_sweep: float | None = None
+    #: Remediation short-circuit message, when too many are unhealthy.
+    short_circuit: str = ""
+    #: Last error reaching the plugins (shown in describe), and since when.
+    last_error: str = ""
+    #: Sequence for Flavor.Prepare's Index and create tokens.
+    sequence: int = 0
+    #: The most recent reconcile's observations (for status without another describe).
+    observed_members: int = 0
+    #: Recent decisions, newest last (reasons shown by describe / events).
+    decisions: list[str] = field(default_factory=list)
+
+    def note(self, text: str, keep: int = 20) -> None:
+        self.decisions.append(text)
+        del self.decisions[:-keep]
+
+    @property
+    def pending_visible(self) -> list[InFlightCreate]:
+        return list(self.creating.values())

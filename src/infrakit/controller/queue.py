@@ -1,0 +1,172 @@
+"""A keyed work queue: the one place where "when does a group get reconciled" is decided.
+
+Contract (the same as controller-runtime's, written once here):
+
+* A key (a group ID) is processed by **at most one worker at a time**.
+* Triggers collapse: adding a key that is already waiting does nothing; adding a key that is being
+  processed marks it *dirty* so it runs exactly once more afterwards (no trigger is lost, none is
+  duplicated).
+* The handler returns ``requeue_after`` (seconds) or None. A number schedules the next run (this is
+  how the resync timer and "check again when the health timeout expires" work); when several
+  deadlines exist for a key the earliest wins.
+* If the handler raises, the key is retried with per-key exponential backoff (``base * 2**n``,
+  capped), and the streak resets on the next success. The handler is level-triggered: it must
+  read actual state each time and never rely on what triggered it.
+
+Time comes from the injected :class:`~infrakit.controller.clock.Clock`, so tests drive timers with
+a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from infrakit.controller.clock import Clock
+
+__all__ = ["WorkQueue"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str], Awaitable[float | None]]
+
+
+@dataclass
+class _KeyState:
+    queued: bool = False
+    running: bool = False
+    dirty: bool = False
+    failures: int = 0
+    deadline: float | None = None
+    timer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class WorkQueue:
+    def __init__(
+        self,
+        handler: Handler,
+        clock: Clock,
+        *,
+        workers: int = 4,
+        retry_base: float = 0.05,
+        retry_max: float = 30.0,
+    ) -> None:
+        self._handler = handler
+        self._clock = clock
+        self._workers_wanted = workers
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self._keys: dict[str, _KeyState] = {}
+        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._closed = False
+        #: Number of handler runs (for tests and metrics).
+        self.runs = 0
+
+    def start(self) -> None:
+        for i in range(self._workers_wanted):
+            self._workers.append(asyncio.create_task(self._work(), name=f"workqueue-{i}"))
+
+    async def stop(self) -> None:
+        self._closed = True
+        for state in self._keys.values():
+            if state.timer is not None:
+                state.timer.cancel()
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers.clear()
+
+    def add(self, key: str) -> None:
+        """Reconcile ``key`` as soon as a worker is free."""
+        if self._closed:
+            return
+        state = self._keys.setdefault(key, _KeyState())
+        if state.running:
+            state.dirty = True
+            return
+        if state.queued:
+            return
+        state.queued = True
+        self._ready.put_nowait(key)
+
+    def add_after(self, key: str, delay: float) -> None:
+        """Reconcile ``key`` after ``delay`` seconds (earliest pending deadline wins)."""
+        if self._closed:
+            return
+        if delay <= 0:
+            self.add(key)
+            return
+        state = self._keys.setdefault(key, _KeyState())
+        deadline = self._clock.now() + delay
+        if state.deadline is not None and state.deadline <= deadline and state.timer is not None:
+            return
+        if state.timer is not None:
+            state.timer.cancel()
+        state.deadline = deadline
+        state.timer = asyncio.create_task(self._fire(key, delay, deadline))
+
+    def forget(self, key: str) -> None:
+        """Drop timers and backoff for ``key`` (the group was freed)."""
+        state = self._keys.pop(key, None)
+        if state is not None and state.timer is not None:
+            state.timer.cancel()
+
+    def pending_deadline(self, key: str) -> float | None:
+        state = self._keys.get(key)
+        return None if state is None else state.deadline
+
+    async def _fire(self, key: str, delay: float, deadline: float) -> None:
+        try:
+            await self._clock.sleep(delay)
+        except asyncio.CancelledError:
+            return
+        state = self._keys.get(key)
+        if state is None or state.deadline != deadline:
+            return
+        state.deadline = None
+        state.timer = None
+        self.add(key)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._ready.get()
+            state = self._keys.get(key)
+            if state is None:
+                continue
+            state.queued = False
+            state.running = True
+            requeue: float | None = None
+            failed = False
+            try:
+                self.runs += 1
+                requeue = await self._handler(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failed = True
+                state.failures += 1
+                delay = min(self._retry_max, self._retry_base * (2 ** (state.failures - 1)))
+                log.exception(
+                    "reconcile %s failed (attempt %d); retrying in %.2fs",
+                    key,
+                    state.failures,
+                    delay,
+                )
+                requeue = delay
+            finally:
+                state.running = False
+            if not failed:
+                state.failures = 0
+            if key not in self._keys:
+                continue  # forgotten while running
+            if state.dirty:
+                state.dirty = False
+                self.add(key)
+            if requeue is not None:
+                self.add_after(key, requeue)
