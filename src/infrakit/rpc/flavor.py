@@ -96,7 +96,7 @@ def service(plugins: dict[str, AsyncFlavor]) -> Service:
         "Flavor.Healthy": {"Type": "", "Properties": example, "Instance": desc},
         "Flavor.Drain": {"Type": "", "Properties": example, "Instance": desc},
     }
-    return Service(flavor.INTERFACE, handlers, objects, examples)
+    return Service(flavor.INTERFACE, handlers, objects, examples, default.info())
 
 
 class FlavorClient:

@@ -114,7 +114,7 @@ def service(plugins: dict[str, AsyncInstance]) -> Service:
         "Instance.Destroy": {"Type": "", "Instance": "", "Context": {"Reason": ""}},
         "Instance.DescribeInstances": {"Type": "", "Tags": {}, "Properties": False},
     }
-    return Service(instance.INTERFACE, handlers, objects, examples)
+    return Service(instance.INTERFACE, handlers, objects, examples, default.info())
 
 
 class InstanceClient:

@@ -61,6 +61,8 @@ class Service:
     objects: list[str] = field(default_factory=lambda: ["."])
     #: Example params per method for ``/info/api.json`` (method -> params).
     examples: dict[str, Any] = field(default_factory=dict)
+    #: The default object's ``info()``: ``{"schema": ..., "example": ...}`` of its Properties.
+    info: dict[str, Any] | None = None
 
 
 class PluginServer:
@@ -271,7 +273,13 @@ class PluginServer:
                         "Response": {"jsonrpc": "2.0", "result": {}, "id": "1"},
                     }
                 )
-            interfaces.append({**svc.interface.to_wire(), "Methods": methods})
+            entry: dict[str, Any] = {**svc.interface.to_wire(), "Methods": methods}
+            if svc.info:
+                entry["Properties"] = {
+                    "Schema": svc.info.get("schema"),
+                    "Example": svc.info.get("example"),
+                }
+            interfaces.append(entry)
         doc = {
             "Vendor": self.vendor,
             "Implements": [s.interface.to_wire() for s in self.services],

@@ -69,7 +69,11 @@ class FakeInstancePlugin:
     def __post_init__(self) -> None:
         self.instances: dict[str, _Stored] = {}
         self.calls: dict[str, int] = {
-            "validate": 0, "provision": 0, "destroy": 0, "describe": 0, "label": 0,
+            "validate": 0,
+            "provision": 0,
+            "destroy": 0,
+            "describe": 0,
+            "label": 0,
         }
         self.destroyed: list[tuple[str, str]] = []
         self.in_flight = 0
@@ -176,7 +180,8 @@ class FakeInstancePlugin:
 
     def ids(self, **tags: str) -> list[str]:
         return sorted(
-            i for i, s in self.instances.items()
+            i
+            for i, s in self.instances.items()
             if all(s.desc.tags.get(k.replace("_", ".")) == v for k, v in tags.items())
         )
 

@@ -1,0 +1,104 @@
+"""Shared CLI plumbing: reading spec files, reaching plugins, printing, and failing cleanly.
+
+The CLI is thin: it parses arguments, calls a plugin over its socket with the blocking
+:class:`~infrakit.rpc.client.SyncClient` (no asyncio, aiohttp or msgspec import, so a command
+starts in tens of milliseconds), and formats the answer. Every failure is one line on stderr that
+names the thing, what was expected and what to do, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from infrakit import discovery, errors
+from infrakit.rpc.client import SyncClient
+
+__all__ = [
+    "CliError",
+    "client_for",
+    "echo_json",
+    "fail",
+    "format_tags",
+    "instance_table",
+    "read_json_file",
+]
+
+
+class CliError(click.ClickException):
+    """A user-facing error: printed as ``Error: <message>`` on stderr, exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+def read_json_file(path: str, what: str = "spec file") -> Any:
+    """Parse a JSON file (``-`` = stdin) or fail with a one-line message."""
+    if path == "-":
+        text = sys.stdin.read()
+        label = "standard input"
+    else:
+        label = path
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            fail(f"{what} {path} does not exist; check the path")
+        except IsADirectoryError:
+            fail(f"{what} {path} is a directory; expected a JSON file")
+        except OSError as exc:
+            fail(f"{what} {path}: cannot read it ({exc.strerror})")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        fail(f"{what} {label}: not valid JSON ({exc}); fix the file and try again")
+
+
+def client_for(name: str) -> SyncClient:
+    """A client for the plugin named ``name`` (``lookup[/sub]``) in the plugin directory."""
+    try:
+        entry = discovery.find(name)
+    except errors.InfrakitError as exc:
+        fail(str(exc))
+    return SyncClient(discovery.split_name(name)[0], entry.address)
+
+
+def call(client: SyncClient, method: str, params: dict[str, Any], interface: Any = None) -> Any:
+    """Call a plugin; turn infrakit errors into CLI errors."""
+    try:
+        return client.call(method, params, interface=interface)
+    except errors.InfrakitError as exc:
+        fail(str(exc))
+
+
+def echo_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2))
+
+
+def format_tags(tags: dict[str, str] | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((tags or {}).items()))
+
+
+def instance_table(
+    descriptions: list[dict[str, Any]], quiet: bool, properties: bool = False
+) -> None:
+    """InfraKit's instance table: ``%-30s\\t%-30s\\t%-s`` of ID, LOGICAL, TAGS (``-q``: no header)."""
+    if not quiet:
+        header = f"{'ID':<30}\t{'LOGICAL':<30}\t{'TAGS'}"
+        click.echo(header + ("\tPROPERTIES" if properties else ""))
+    for d in descriptions:
+        view = {k.lower(): v for k, v in d.items()}
+        logical = view.get("logicalid")
+        row = f"{view.get('id', ''):<30}\t{(logical if logical else '  -   '):<30}\t{format_tags(view.get('tags'))}"
+        if properties:
+            row += "\t" + json.dumps(view.get("properties"), separators=(",", ":"))
+        click.echo(row)

@@ -1,0 +1,392 @@
+"""``infrakit group ...``: commit specs and look after groups (talks to the group plugin).
+
+Output strings are InfraKit's where InfraKit had the verb: ``Committed <id>: <details>``,
+``Committing <id> would involve: <details>``, ``Freed <id>``, ``Destroy <id> initiated``,
+``Group <id> at <n> instances, scale to <m>``; ``describe`` prints InfraKit's ``ID LOGICAL TAGS``
+table (``-q``: rows only) followed by infrakit's status; every read accepts ``-o json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from infrakit.cli._common import (
+    call,
+    client_for,
+    echo_json,
+    fail,
+    instance_table,
+    read_json_file,
+)
+from infrakit.rpc.client import SyncClient
+from infrakit.spi import group as spi_group
+
+__all__ = ["group_cli"]
+
+OUTPUT = click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", help="output format"
+)
+
+
+def _complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    name = (ctx.parent.params.get("name") if ctx.parent else None) or "group"
+    try:
+        from infrakit import discovery
+
+        entry = discovery.find(name)
+        with SyncClient(name, entry.address, call_timeout=2.0) as client:
+            result = client.call("Group.InspectGroups", {"Name": "", "ID": ""})
+    except Exception:
+        return []
+    ids = [g.get("ID", "") for g in (result or {}).get("Groups") or []]
+    return [click.shell_completion.CompletionItem(i) for i in ids if i.startswith(incomplete)]
+
+
+GID = click.argument("gid", metavar="GROUP_ID", shell_complete=_complete_groups)
+
+
+@click.group("group")
+@click.option("--name", default="group", show_default=True, help="group plugin to talk to")
+@click.pass_context
+def group_cli(ctx: click.Context, name: str) -> None:
+    """Commit group specs and manage groups."""
+    ctx.obj = {"name": name}
+
+
+def _client(ctx: click.Context) -> SyncClient:
+    return client_for(ctx.obj["name"])
+
+
+def _group(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
+    client = _client(ctx)
+    result = call(client, method, {"Name": "", **params}, spi_group.INTERFACE)
+    return {k.lower(): v for k, v in (result or {}).items()} if isinstance(result, dict) else {}
+
+
+@group_cli.command("commit")
+@click.argument("spec_file", metavar="FILE")
+@click.option("--pretend", is_flag=True, help="only say what the commit would do")
+@OUTPUT
+@click.pass_context
+def commit(ctx: click.Context, spec_file: str, pretend: bool, output: str) -> None:
+    """Commit the group spec in FILE (``-`` for stdin)."""
+    doc = read_json_file(spec_file)
+    if not isinstance(doc, dict):
+        fail(f'spec file {spec_file}: expected a JSON object {{"ID": ..., "Properties": ...}}')
+    view = {k.lower(): v for k, v in doc.items()}
+    gid = view.get("id")
+    if not isinstance(gid, str) or not gid:
+        fail(f'spec file {spec_file}: Group ID must not be blank (set "ID")')
+    if output == "json" and pretend:
+        result = _group(ctx, "Group.Plan", ID=gid, Spec=doc)
+        echo_json(result.get("plan"))
+        return
+    result = _group(ctx, "Group.CommitGroup", Spec=doc, Pretend=pretend)
+    details = result.get("details", "")
+    if output == "json":
+        echo_json({"ID": gid, "Details": details, "Pretend": pretend})
+    elif pretend:
+        click.echo(f"Committing {gid} would involve: {details}")
+    else:
+        click.echo(f"Committed {gid}: {details}")
+
+
+@group_cli.command("describe")
+@GID
+@click.option("-q", "--quiet", is_flag=True, help="instance rows only")
+@OUTPUT
+@click.pass_context
+def describe(ctx: click.Context, gid: str, quiet: bool, output: str) -> None:
+    """List a group's instances, and its health and update status."""
+    result = _group(ctx, "Group.DescribeGroup", ID=gid)
+    desc = {k.lower(): v for k, v in (result.get("description") or {}).items()}
+    instances = desc.get("instances") or []
+    status: dict[str, Any] | None = None
+    if not quiet:
+        status = _status(ctx, gid)
+    if output == "json":
+        echo_json(
+            {
+                "ID": gid,
+                "Instances": instances,
+                "Converged": desc.get("converged", False),
+                "Status": status,
+            }
+        )
+        return
+    instance_table(instances, quiet)
+    if status is not None:
+        click.echo("")
+        for line in status_lines(gid, status):
+            click.echo(line)
+
+
+def _status(ctx: click.Context, gid: str) -> dict[str, Any] | None:
+    client = _client(ctx)
+    try:
+        result = client.call("Group.Status", {"Name": "", "ID": gid})
+    except Exception:
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def status_lines(gid: str, s: dict[str, Any]) -> list[str]:
+    """Human summary of ``Group.Status``."""
+    healthy = s.get("Healthy") if s.get("HealthChecked") else "-"
+    state = "converged" if s.get("Converged") else "converging"
+    lines = [
+        f"Group {gid}: desired {s.get('Desired')}, actual {s.get('Actual')}, healthy {healthy}, "
+        f"pending {s.get('Pending')}, destroying {s.get('Destroying')} - {state}"
+        f" (instance events: {s.get('Events')})"
+    ]
+    upd = s.get("Updating")
+    if upd:
+        phase = "paused" if upd.get("Paused") else ("failed" if upd.get("Failed") else "rolling")
+        extra = f" - {upd['Reason']}" if upd.get("Reason") else ""
+        canary = ""
+        if upd.get("Canary") and not upd.get("Promoted"):
+            canary = f", canary {upd['Canary']} (not promoted)"
+        lines.append(
+            f"Updating: {phase}, {upd.get('Replaced')} of {upd.get('Total')} replaced{canary}{extra}"
+        )
+    if s.get("Degraded"):
+        lines.append(f"Degraded: {s['Degraded'].get('Reason')}")
+    elif s.get("Backoff"):
+        lines.append(f"Backoff: next create in {s['Backoff']:.1f}s")
+    if s.get("ShortCircuit"):
+        lines.append(f"Remediation: {s['ShortCircuit']}")
+    if s.get("LastError"):
+        lines.append(f"Last error: {s['LastError']}")
+    rows = s.get("Instances") or []
+    if rows:
+        lines.append(f"{'INSTANCE':<30}\t{'CONFIG':<8}\t{'HEALTH':<10}\tNOTE")
+        for r in rows:
+            note = "destroying" if r.get("Destroying") else (r.get("Note") or "")
+            lines.append(
+                f"{r.get('ID', ''):<30}\t{r.get('Config', ''):<8}\t{r.get('Health', ''):<10}\t{note}"
+            )
+    for d in s.get("Decisions") or []:
+        lines.append(f"  - {d}")
+    return lines
+
+
+@group_cli.command("inspect")
+@GID
+@OUTPUT
+@click.pass_context
+def inspect(ctx: click.Context, gid: str, output: str) -> None:
+    """Print a group's committed spec."""
+    result = _group(ctx, "Group.InspectGroups", ID="")
+    for spec in result.get("groups") or []:
+        view = {k.lower(): v for k, v in spec.items()}
+        if view.get("id") == gid:
+            if output == "json":
+                echo_json(spec)
+            else:
+                click.echo(json.dumps(spec, indent=2))
+            return
+    fail(f"Group {gid} is not being watched; see `infrakit group ls`")
+
+
+@group_cli.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="IDs only")
+@OUTPUT
+@click.pass_context
+def ls(ctx: click.Context, quiet: bool, output: str) -> None:
+    """List the committed groups."""
+    result = _group(ctx, "Group.InspectGroups", ID="")
+    ids = [{k.lower(): v for k, v in g.items()}.get("id", "") for g in result.get("groups") or []]
+    if output == "json":
+        echo_json(ids)
+        return
+    if not quiet:
+        click.echo("ID")
+    for gid in ids:
+        click.echo(gid)
+
+
+@group_cli.command("free")
+@GID
+@click.pass_context
+def free(ctx: click.Context, gid: str) -> None:
+    """Stop managing a group; its instances are left running."""
+    _group(ctx, "Group.FreeGroup", ID=gid)
+    click.echo(f"Freed {gid}")
+
+
+@group_cli.command("destroy")
+@GID
+@click.pass_context
+def destroy(ctx: click.Context, gid: str) -> None:
+    """Stop managing a group and destroy all its instances."""
+    _group(ctx, "Group.DestroyGroup", ID=gid)
+    click.echo(f"Destroy {gid} initiated")
+
+
+@group_cli.command("destroy-instances")
+@GID
+@click.argument("instance_ids", nargs=-1, required=True, metavar="INSTANCE_ID...")
+@click.pass_context
+def destroy_instances(ctx: click.Context, gid: str, instance_ids: tuple[str, ...]) -> None:
+    """Destroy some members and shrink the group by as many (pets: they are replaced)."""
+    _group(ctx, "Group.DestroyInstances", ID=gid, Instances=list(instance_ids))
+    click.echo("Initiated.")
+
+
+@group_cli.command("scale")
+@GID
+@click.argument("size", type=int, required=False)
+@OUTPUT
+@click.pass_context
+def scale(ctx: click.Context, gid: str, size: int | None, output: str) -> None:
+    """Print a group's target size, or set it to SIZE."""
+    current = _group(ctx, "Group.Size", ID=gid).get("size")
+    if size is None:
+        if output == "json":
+            echo_json({"ID": gid, "Size": current})
+        else:
+            click.echo(f"Group {gid} at {current} instances")
+        return
+    if size < 0:
+        fail("size cannot be negative")
+    _group(ctx, "Group.SetSize", ID=gid, Size=size)
+    if output == "json":
+        echo_json({"ID": gid, "Size": size, "Previous": current})
+    else:
+        click.echo(f"Group {gid} at {current} instances, scale to {size}")
+
+
+def _extension(method: str, verb: str, done: str) -> click.Command:
+    @click.command(verb)
+    @GID
+    @click.pass_context
+    def command(ctx: click.Context, gid: str) -> None:
+        _group(ctx, method, ID=gid)
+        click.echo(done.format(gid=gid))
+
+    command.help = {
+        "pause": "Pause a group's rolling update.",
+        "resume": "Resume a paused or failed rolling update.",
+        "promote": "Promote a canary update: replace the remaining instances.",
+        "rollback": "Commit the group's last spec that fully converged.",
+        "reset": "Close a degraded group's circuit breaker and create again.",
+    }[verb]
+    return command
+
+
+group_cli.add_command(_extension("Group.Pause", "pause", "Paused update of {gid}"))
+group_cli.add_command(_extension("Group.Resume", "resume", "Resumed update of {gid}"))
+group_cli.add_command(_extension("Group.Promote", "promote", "Promoted canary of {gid}"))
+group_cli.add_command(_extension("Group.Rollback", "rollback", "Rolling back {gid}"))
+group_cli.add_command(_extension("Group.Reset", "reset", "Reset {gid}"))
+
+
+@group_cli.command("watch")
+@GID
+@click.option("--until-converged", is_flag=True, help="exit 0 once the group has converged")
+@click.option("--interval", default=0.5, show_default=True, help="seconds between refreshes")
+@click.option(
+    "--timeout", type=float, default=None, help="give up (exit 1) after this many seconds"
+)
+@click.pass_context
+def watch(
+    ctx: click.Context, gid: str, until_converged: bool, interval: float, timeout: float | None
+) -> None:
+    """Watch a group converge: a live view on a terminal, event lines otherwise."""
+    name = ctx.obj["name"]
+    client = _client(ctx)
+    first = _status_or_fail(client, gid)
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def follow() -> None:
+        try:
+            with client_for(name) as stream:
+                for ev in stream.events(f"group/{gid}"):
+                    with lock:
+                        events.append(f"{time.strftime('%H:%M:%S')} {ev.type:<20} {ev.message}")
+        except Exception:
+            return
+
+    threading.Thread(target=follow, daemon=True).start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    tty = sys.stdout.isatty()
+    status = first
+    if tty:
+        _watch_live(client, gid, status, events, lock, interval, until_converged, deadline)
+        return
+    printed = 0
+    click.echo(status_lines(gid, status)[0])
+    while True:
+        with lock:
+            new, printed = events[printed:], len(events)
+        for line in new:
+            click.echo(line)
+        if until_converged and status.get("Converged"):
+            click.echo(status_lines(gid, status)[0])
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            fail(
+                f"group {gid} did not converge within {timeout:g}s; see `infrakit group describe {gid}`"
+            )
+        time.sleep(interval)
+        status = _status_or_fail(client, gid)
+
+
+def _status_or_fail(client: SyncClient, gid: str) -> dict[str, Any]:
+    result = call(client, "Group.Status", {"Name": "", "ID": gid})
+    if not isinstance(result, dict):
+        fail(f"group plugin {client.name} gave no status for {gid}")
+    return result
+
+
+def _watch_live(
+    client: SyncClient,
+    gid: str,
+    status: dict[str, Any],
+    events: list[str],
+    lock: threading.Lock,
+    interval: float,
+    until_converged: bool,
+    deadline: float | None,
+) -> None:
+    from rich.console import Group as RichGroup
+    from rich.live import Live
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    def render(s: dict[str, Any]) -> Any:
+        table = Table(expand=True)
+        for col in ("INSTANCE", "LOGICAL", "CONFIG", "HEALTH", "NOTE"):
+            table.add_column(col)
+        for r in s.get("Instances") or []:
+            style = {"healthy": "green", "unhealthy": "red"}.get(r.get("Health", ""), "")
+            note = "destroying" if r.get("Destroying") else (r.get("Note") or "")
+            table.add_row(
+                r["ID"],
+                r.get("LogicalID") or "-",
+                r.get("Config", ""),
+                Text(r.get("Health", ""), style=style),
+                note,
+            )
+        header = Text("\n".join(status_lines(gid, {**s, "Instances": [], "Decisions": []})))
+        with lock:
+            tail = "\n".join(events[-8:])
+        return RichGroup(Panel(header, title=f"group {gid}"), table, Text(tail))
+
+    with Live(render(status), refresh_per_second=4, transient=False) as live:
+        while True:
+            if until_converged and status.get("Converged"):
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                fail(f"group {gid} did not converge in time; see `infrakit group describe {gid}`")
+            time.sleep(interval)
+            status = _status_or_fail(client, gid)
+            live.update(render(status))

@@ -1,0 +1,293 @@
+"""``infrakit plugin ls|start|stop|kinds`` and ``infrakit up``: run and find plugins.
+
+``plugin start KIND[:NAME] ...`` serves any set of plugins in this one process, in the foreground,
+until Ctrl-C (``plugin start group file:instance-file vanilla``). Kind options are given as
+``-o KIND.OPTION=VALUE`` (``-o file.dir=./tutorial``) or by the kind's environment variable.
+
+``up [SPEC.json ...]`` is the one-command setup: the group controller (``group``), the file
+instance plugin (``instance-file``, instances in ``~/.infrakit/instances``), and the
+``flavor-vanilla`` and ``flavor-combo`` flavors, each on its own socket; given spec files are
+committed once everything listens. Ctrl-C stops it cleanly and removes the sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from infrakit import discovery, errors
+from infrakit.cli._common import echo_json, fail, read_json_file
+from infrakit.rpc.client import SyncClient
+
+__all__ = ["plugin_cli", "run_plugins", "up"]
+
+#: What ``infrakit up`` runs: (kind, name).
+UP_PLUGINS = (
+    ("file", "instance-file"),
+    ("vanilla", "flavor-vanilla"),
+    ("combo", "flavor-combo"),
+    ("group", "group"),
+)
+
+
+@click.group("plugin")
+def plugin_cli() -> None:
+    """List, start and stop plugins."""
+
+
+def _interfaces(entry: discovery.Entry) -> tuple[str, bool]:
+    """Comma-joined interfaces from the handshake; (text, live)."""
+    if not discovery.probe(entry):
+        return "-", False
+    try:
+        with SyncClient(entry.name, entry.address, connect_timeout=1.0, call_timeout=2.0) as c:
+            c.handshake()
+            if c.objects is None:
+                return "? (SEED-era)", True
+            names = sorted(c.objects)
+            return ",".join(names) or "-", True
+    except errors.InfrakitError:
+        return "?", True
+
+
+@plugin_cli.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="names only")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+def ls(quiet: bool, output: str) -> None:
+    """List the plugins in the plugin directory (one line each)."""
+    entries = discovery.list_plugins()
+    if quiet and output == "text":
+        for e in entries:
+            click.echo(e.name)
+        return
+    rows = []
+    for e in entries:
+        iface, live = _interfaces(e)
+        listen = str(e.path) if not e.is_tcp else e.address
+        home = str(Path.home())
+        if listen.startswith(home + "/"):
+            listen = "~" + listen[len(home) :]
+        rows.append({"Name": e.name, "Interfaces": iface, "Listen": listen, "Live": live})
+    if output == "json":
+        echo_json(rows)
+        return
+    click.echo(f"{'NAME':<20}{'INTERFACE':<30}{'LISTEN'}")
+    for r in rows:
+        stale = "" if r["Live"] else "  (stale: not running)"
+        click.echo(f"{r['Name']:<20}{r['Interfaces']:<30}{r['Listen']}{stale}")
+
+
+@plugin_cli.command("kinds")
+def kinds() -> None:
+    """List the plugin kinds that `plugin start` can run."""
+    from infrakit.launch import registry
+
+    for name, kind in sorted(registry.available().items()):
+        click.echo(f"{name:<12}{kind.default_name:<20}{kind.summary}")
+        for opt in kind.options:
+            env = f", env {opt.env}" if opt.env else ""
+            click.echo(f"{'':<12}-o {name}.{opt.name}=...  {opt.help} (default {opt.default}{env})")
+
+
+def _parse_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        kind, dot, opt = key.partition(".")
+        if not sep or not dot or not kind or not opt:
+            fail(f"-o {item!r}: expected KIND.OPTION=VALUE, e.g. -o file.dir=./tutorial")
+        out.setdefault(kind, {})[opt] = value
+    return out
+
+
+@plugin_cli.command("start")
+@click.argument("specs", nargs=-1, required=True, metavar="KIND[:NAME]...")
+@click.option("-o", "--option", "options", multiple=True, metavar="KIND.OPTION=VALUE")
+@click.option("--listen-tcp", default=None, metavar="HOST", help="also listen on HOST:<free port>")
+@click.option(
+    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
+)
+def start(
+    specs: tuple[str, ...], options: tuple[str, ...], listen_tcp: str | None, log_level: str
+) -> None:
+    """Run plugins in this process until Ctrl-C (e.g. `group file:instance-file vanilla`)."""
+    from infrakit.launch import registry
+
+    opts = _parse_options(options)
+    chosen = []
+    try:
+        for text in specs:
+            kind, name = registry.parse_spec(text)
+            chosen.append((kind.name, name))
+    except errors.InfrakitError as exc:
+        fail(str(exc))
+    unknown = set(opts) - {k for k, _ in chosen}
+    if unknown:
+        fail(f"-o given for {', '.join(sorted(unknown))}, which is not being started")
+    run_plugins(chosen, opts, log_level=log_level, tcp_host=listen_tcp)
+
+
+def run_plugins(
+    plugins: list[tuple[str, str]] | tuple[tuple[str, str], ...],
+    options: dict[str, dict[str, Any]] | None = None,
+    *,
+    log_level: str = "info",
+    tcp_host: str | None = None,
+    commit: list[tuple[str, Any]] | None = None,
+) -> None:
+    """Serve ``plugins`` in this process until SIGINT/SIGTERM; commit ``commit`` specs once up."""
+    _setup_logging(log_level)
+    from infrakit.launch.serving import run
+
+    try:
+        run(_serve(list(plugins), options or {}, tcp_host, commit or []))
+    except errors.InfrakitError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(
+    plugins: list[tuple[str, str]],
+    options: dict[str, dict[str, Any]],
+    tcp_host: str | None,
+    commit: list[tuple[str, Any]],
+) -> None:
+    from infrakit.launch import registry
+    from infrakit.launch.host import PluginHost
+    from infrakit.spi import group as spi_group
+
+    log = logging.getLogger("infrakit")
+    host = PluginHost(tcp_host=tcp_host)
+    try:
+        for kind_name, name in plugins:
+            kind = registry.get_kind(kind_name)
+            await host.start_kind(kind, name, options.get(kind_name))
+        log.info(
+            "serving %s in %s (pid %d); Ctrl-C stops",
+            ", ".join(n for _, n in plugins),
+            host.plugin_dir,
+            os.getpid(),
+        )
+        for source, doc in commit:
+            group = host.group_lookup("group")
+            spec = spi_group.spec_from_wire(doc, f"{source}")
+            details = await group.commit_group(spec, False)
+            click.echo(f"Committed {spec.id}: {details}")
+    except BaseException:
+        await host.stop_all()
+        raise
+    await host.run_until_stopped()
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@plugin_cli.command("stop")
+@click.argument("names", nargs=-1)
+@click.option("--all", "stop_all", is_flag=True, help="stop every plugin in the plugin directory")
+@click.option("--timeout", default=10.0, show_default=True, help="seconds to wait for each")
+def stop(names: tuple[str, ...], stop_all: bool, timeout: float) -> None:
+    """Stop plugins by name (or --all)."""
+    if stop_all and names:
+        fail("give plugin names or --all, not both")
+    if not stop_all and not names:
+        fail("name the plugins to stop (see `infrakit plugin ls`) or use --all")
+    entries = discovery.list_plugins()
+    by_name = {e.name: e for e in entries}
+    targets = [e.name for e in entries] if stop_all else list(names)
+    missing = [n for n in targets if n not in by_name]
+    if missing:
+        fail(
+            f"no plugin named {', '.join(missing)} in {discovery.plugins_dir()}; see `infrakit plugin ls`"
+        )
+    failed = []
+    for name in targets:
+        entry = by_name[name]
+        if not discovery.probe(entry):
+            if not entry.is_tcp:
+                entry.path.unlink(missing_ok=True)
+            click.echo(f"Removed stale socket of {name}")
+            continue
+        if _stop_one(entry, timeout):
+            click.echo(f"Stopped {name}")
+        else:
+            failed.append(name)
+    if failed:
+        fail(
+            f"could not stop {', '.join(failed)}: not an infrakit plugin and no <name>.pid file; "
+            "stop its process yourself"
+        )
+
+
+def _stop_one(entry: discovery.Entry, timeout: float) -> bool:
+    asked = False
+    if not entry.is_tcp:
+        with SyncClient(entry.name, entry.address, call_timeout=5.0) as client:
+            try:
+                asked = client.stop()
+            except errors.InfrakitError:
+                asked = False
+    if not asked:
+        pid_file = entry.path.with_name(entry.name + ".pid")
+        try:
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            asked = True
+        except (OSError, ValueError):
+            return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not entry.path.exists() or not discovery.probe(entry):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@click.command("up")
+@click.argument("spec_files", nargs=-1, metavar="[SPEC.json]...")
+@click.option(
+    "--store", default=None, help="spec store file (default INFRAKIT_HOME/store.json) or 'memory'"
+)
+@click.option("--poll-interval", default=None, help="group resync period (default 10s)")
+@click.option(
+    "--instances-dir", default=None, help="file plugin directory (default INFRAKIT_HOME/instances)"
+)
+@click.option("--listen-tcp", default=None, metavar="HOST", help="also listen on HOST:<free port>")
+@click.option(
+    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
+)
+def up(
+    spec_files: tuple[str, ...],
+    store: str | None,
+    poll_interval: str | None,
+    instances_dir: str | None,
+    listen_tcp: str | None,
+    log_level: str,
+) -> None:
+    """Run the group controller, file instances and the vanilla/combo flavors; commit SPECs."""
+    specs = []
+    for path in spec_files:
+        doc = read_json_file(path)
+        if not isinstance(doc, dict):
+            fail(f'spec file {path}: expected a JSON object {{"ID": ..., "Properties": ...}}')
+        specs.append((path, doc))
+    options: dict[str, dict[str, Any]] = {"group": {}, "file": {}}
+    if store:
+        options["group"]["store"] = store
+    if poll_interval:
+        options["group"]["poll-interval"] = poll_interval
+    if instances_dir:
+        options["file"]["dir"] = instances_dir
+    run_plugins(UP_PLUGINS, options, log_level=log_level, tcp_host=listen_tcp, commit=specs)
