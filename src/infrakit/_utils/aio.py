@@ -19,6 +19,8 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from infrakit._utils.topics import topic_matches
+
 T = TypeVar("T")
 
 __all__ = ["Broker", "ensure_async", "is_async_callable"]
@@ -45,16 +47,6 @@ def ensure_async(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         return result
 
     return call_in_thread
-
-
-def topic_matches(subscription: str, topic: str) -> bool:
-    """``a/`` matches ``a`` and everything under it, ``a/b`` only itself, ``""`` or ``/`` all."""
-    if subscription in ("", "/"):
-        return True
-    sub = subscription.strip("/")
-    if subscription.endswith("/"):
-        return topic == sub or topic.startswith(sub + "/")
-    return topic == sub
 
 
 class Broker(Generic[T]):

@@ -2,24 +2,64 @@
 
 Commands: ``up``, ``plugin ls|start|stop|kinds``, ``group ...``, ``instance --name N ...``,
 ``flavor --name N ...``, ``event tail``, ``completion``, ``version``. See docs/cli.md.
+
+Sub-command modules are imported only when their command runs, so ``infrakit group describe``
+does not pay for the plugin-hosting code (the CLI's start-up time is a benchmark target).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
 
 from infrakit import __version__
-from infrakit.cli.event import event_cli
-from infrakit.cli.group import group_cli
-from infrakit.cli.instance import flavor_cli, instance_cli
-from infrakit.cli.plugin import plugin_cli, up
 
 __all__ = ["cli", "main"]
 
+#: command name -> (module, attribute)
+_LAZY = {
+    "up": ("infrakit.cli.plugin", "up"),
+    "plugin": ("infrakit.cli.plugin", "plugin_cli"),
+    "group": ("infrakit.cli.group", "group_cli"),
+    "instance": ("infrakit.cli.instance", "instance_cli"),
+    "flavor": ("infrakit.cli.instance", "flavor_cli"),
+    "event": ("infrakit.cli.event", "event_cli"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_HELP = {
+    "up": "Run the group controller, file instances and vanilla/combo flavors; commit SPECs.",
+    "plugin": "List, start and stop plugins.",
+    "group": "Commit group specs and manage groups.",
+    "instance": "Talk to an instance plugin directly.",
+    "flavor": "Talk to a flavor plugin directly.",
+    "event": "Follow events published by plugins.",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY:
+            module, attr = _LAZY[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _HELP[name]) for name in sorted(_LAZY)]
+        rows += [
+            (name, cmd.get_short_help_str())
+            for name, cmd in sorted(self.commands.items())
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--plugins-dir",
     default=None,
@@ -48,14 +88,6 @@ def completion(shell: str) -> None:
     if cls is None:  # pragma: no cover - click ships all three
         raise click.ClickException(f"no completion for {shell}")
     click.echo(cls(cli, {}, "infrakit", "_INFRAKIT_COMPLETE").source())
-
-
-cli.add_command(up)
-cli.add_command(plugin_cli)
-cli.add_command(group_cli)
-cli.add_command(instance_cli)
-cli.add_command(flavor_cli)
-cli.add_command(event_cli)
 
 
 def main() -> None:

@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from infrakit import errors
 from infrakit.rpc import envelope
-from infrakit.spi import event as spi_event
 from infrakit.spi.types import Era, InterfaceSpec
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from infrakit.spi import event as spi_event
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -291,6 +292,7 @@ class Client(_Base):
         import aiohttp
 
         from infrakit.rpc import codec
+        from infrakit.spi import event as spi_event
 
         session = self._get_session()
         url = self.address.base_url + "/events"
@@ -527,6 +529,8 @@ class SyncClient(_Base):
 
     def events(self, topic: str) -> Iterator[spi_event.Event]:
         """Yield events from ``/events`` (blocking). Ends when the plugin closes the stream."""
+        from infrakit.spi import event as spi_event
+
         self.close()
         sock = self._connect("GET /events")
         sock.settimeout(None)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from infrakit._utils.aio import topic_matches
+from infrakit._utils.topics import topic_matches
 from infrakit.spi.types import JSON, InterfaceSpec, ci_get, ci_view, want_str
 
 __all__ = ["INTERFACE", "Event", "Source", "event_from_wire", "event_to_wire", "topic_matches"]
