@@ -532,6 +532,8 @@ class GroupController:
             self._spawn(group, self._create(gid, group, lid))
         for desc, reason in decision.destroys:
             state.destroying[desc.id] = now
+            if reason == spi_instance.REASON_ROLLING_UPDATE:
+                state.rolling_destroys.add(desc.id)
             self._spawn(group, self._destroy_in_background(gid, group, desc, reason))
         was_converged = group.converged
         group.converged = decision.converged
@@ -540,8 +542,12 @@ class GroupController:
             if group.stable != settings.raw:
                 group.stable = settings.raw
                 await self._store_put(f"stable/{gid}", settings.raw)
+        health = settings.properties.health
         return _min_delay(
-            decision.requeue_after, self.poll_interval, self._visibility_due(state, now)
+            decision.requeue_after,
+            self.poll_interval,
+            self._visibility_due(state, now),
+            health.check_interval if health is not None else None,
         )
 
     def _remember(
@@ -633,6 +639,8 @@ class GroupController:
                     note = ""
                 except asyncio.CancelledError:
                     raise
+                except errors.InfrakitError as exc:
+                    status, note = Health.UNKNOWN, f"Healthy failed: {exc}"
                 except TimeoutError:
                     status, note = Health.UNKNOWN, f"Healthy did not answer in {HEALTH_TIMEOUT:g}s"
                 except Exception as exc:
@@ -776,11 +784,12 @@ class GroupController:
             raise
         except Exception as exc:
             state.creating.pop(token, None)
-            reason = (
-                f"Provision did not finish within {prov.provision_timeout:g}s"
-                if isinstance(exc, TimeoutError)
-                else (str(exc) if isinstance(exc, errors.InfrakitError) else repr(exc))
-            )
+            if isinstance(exc, errors.InfrakitError):
+                reason = str(exc)
+            elif isinstance(exc, TimeoutError):
+                reason = f"Provision did not finish within {prov.provision_timeout:g}s"
+            else:
+                reason = repr(exc)
             self._record_failure(gid, group, f"create failed: {reason}", provision_error=True)
             self.queue.add(gid)
             return
@@ -908,12 +917,15 @@ class GroupController:
                 )
             except errors.NotFoundError:
                 pass  # already gone: that is what we wanted
+            except errors.InfrakitError:
+                raise
             except TimeoutError as exc:
                 raise errors.PluginTimeoutError(
                     f"Destroy of {desc.id} did not finish within {DESTROY_TIMEOUT:g}s"
                 ) from exc
         finally:
             state.destroying.pop(desc.id, None)
+            state.rolling_destroys.discard(desc.id)
         now = self.clock.now()
         state.destroyed_until[desc.id] = now + settings.properties.provisioning.visibility_timeout
         state.health.pop(desc.id, None)
@@ -957,6 +969,8 @@ class GroupController:
             found: list[spi_instance.Description] = await self.clock.wait_for(
                 plugin.describe_instances({GROUP_TAG: gid}, properties), DESCRIBE_TIMEOUT
             )
+        except errors.InfrakitError:
+            raise
         except TimeoutError as exc:
             raise errors.PluginTimeoutError(
                 f"plugin {settings.properties.instance.plugin} (Instance.DescribeInstances) did "

@@ -331,7 +331,7 @@ def _decide_cattle(
     # Canary: at most `canary` replacements before someone promotes.
     canary_left: int | None = None
     if rolling and u.canary > 0 and upd is not None and not upd.promoted:
-        canary_left = max(0, u.canary - upd.replaced)
+        canary_left = max(0, u.canary - upd.replaced - len(state.rolling_destroys))
         if canary_left == 0:
             rolling = False
             d.notes.append(
@@ -339,7 +339,9 @@ def _decide_cattle(
                 f"`infrakit group promote {settings.id}`"
             )
 
-    surge = resolve_percent(u.max_surge, n, round_up=True) if rolling else 0
+    # While old instances remain, the surge already created is kept even when the update is
+    # paused (pausing freezes an update; it does not finish it). New surge only while rolling.
+    surge = resolve_percent(u.max_surge, n, round_up=True) if undesired else 0
     max_unavailable = resolve_percent(u.max_unavailable, n, round_up=False)
 
     # --- scale in ------------------------------------------------------------------------------
@@ -359,7 +361,7 @@ def _decide_cattle(
 
     # --- creates -------------------------------------------------------------------------------
     need = max(0, n - len(desired) - pending)
-    room = max(0, ceiling - total)
+    room = max(0, (ceiling if rolling else n) - total)
     if canary_left is not None:
         # New instances beyond the size only for the canary replacements still to do.
         surge_in_flight = max(0, total - n)
@@ -372,23 +374,24 @@ def _decide_cattle(
         if count:
             d.notes.append(
                 f"creating {count} instance(s): {len(members)} exist, {pending} pending, "
-                f"target {n}" + (f" (+{surge} surge for the update)" if surge else "")
+                f"target {n}" + (f" (+{surge} surge for the update)" if surge and rolling else "")
             )
 
     # --- rolling destroys ------------------------------------------------------------------------
     if rolling and undesired:
         ready_new = [m for m in desired if is_ready(state.health.get(m.id), settings, now)]
-        not_bad_old = [m for m in undesired if not _is_bad(state.health.get(m.id), settings, now)]
-        available = len(ready_new) + len(not_bad_old)
+        bad_old = [m for m in undesired if _is_bad(state.health.get(m.id), settings, now)]
+        good_old = [m for m in undesired if m not in bad_old]
+        available = len(ready_new) + len(good_old)
         floor = n - max_unavailable
-        allowed = available - floor
+        # Removing a bad old instance costs no availability; a good one only above the floor.
+        allowed = len(bad_old) + max(0, available - floor)
         if canary_left is not None:
             allowed = min(allowed, canary_left)
         if allowed > 0:
-            order = sorted(
-                undesired,
+            order = bad_old + sorted(
+                good_old,
                 key=lambda m: (
-                    not _is_bad(state.health.get(m.id), settings, now),
                     state.health[m.id].first_seen if m.id in state.health else 0.0,
                     m.id,
                 ),

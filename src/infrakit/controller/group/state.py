@@ -137,6 +137,8 @@ class GroupState:
     creating: dict[int, InFlightCreate] = field(default_factory=dict)
     #: Instance IDs being drained/destroyed by us, with the time we started.
     destroying: dict[str, float] = field(default_factory=dict)
+    #: The subset of ``destroying`` that are rolling-update replacements.
+    rolling_destroys: set[str] = field(default_factory=set)
     #: Instance IDs we destroyed, ignored if still listed until the given time (async providers).
     destroyed_until: dict[str, float] = field(default_factory=dict)
     health: dict[str, InstanceHealth] = field(default_factory=dict)

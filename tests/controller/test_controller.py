@@ -1,0 +1,499 @@
+"""The group controller's behaviour, on fakes and a fake clock (no sockets, no real time)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infrakit import errors
+from infrakit.spi import group
+from infrakit.spi.types import CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG, SEED_CONFIG_TAG, Health
+from tests.controller.conftest import Rig, pets_spec, spec
+
+pytestmark = pytest.mark.timeout(10)
+
+
+async def test_commit_creates_tagged_prepared_instances(rig: Rig) -> None:
+    assert await rig.ctl.commit_group(spec(), False) == "Managing 5 instances"
+    await rig.converge()
+    assert len(rig.inst.instances) == 5
+    h = rig.ctl.groups["cattle"].settings.hash.head
+    for stored in rig.inst.instances.values():
+        assert stored.desc.tags[GROUP_TAG] == "cattle"
+        assert stored.desc.tags[CONFIG_HASH_TAG] == h
+        assert stored.desc.tags["tier"] == "web"  # merged by the flavor's Prepare
+        assert stored.spec.init == "echo hi"
+    desc = await rig.ctl.describe_group("cattle")
+    assert desc.converged and len(desc.instances) == 5
+    assert rig.store.data["groups/cattle"]["Properties"]["Allocation"] == {"Size": 5}
+
+
+async def test_pretend_leaves_no_state(rig: Rig) -> None:
+    """InfraKit #315: a pretend commit of a new group must not register it."""
+    assert await rig.ctl.commit_group(spec(), True) == "Managing 5 instances"
+    await rig.clock.advance(30)
+    assert rig.ctl.groups == {} and rig.inst.instances == {} and rig.store.data == {}
+    assert await rig.ctl.commit_group(spec(), False) == "Managing 5 instances"
+    await rig.converge()
+    assert len(rig.inst.instances) == 5
+
+
+async def test_free_then_recommit_adopts_without_creating(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    await rig.ctl.free_group("cattle")
+    assert "groups/cattle" not in rig.store.data
+    await rig.clock.advance(30)
+    assert len(rig.inst.instances) == 5  # freed: untouched
+    provisions = rig.inst.calls["provision"]
+    assert await rig.ctl.commit_group(spec(), False) == "Managing 5 instances"
+    await rig.converge()
+    assert rig.inst.calls["provision"] == provisions
+    assert rig.inst.destroyed == []
+
+
+async def test_seed_era_instances_are_adopted_without_a_roll(rig: Rig) -> None:
+    seed = rig.ctl  # noqa: F841 - readability
+    from tests.controller.conftest import BASE  # the same config as spec()
+
+    del BASE
+    from infrakit.controller.group.spec import parse_spec
+
+    s = parse_spec(spec())
+    for _ in range(5):
+        rig.inst.add({GROUP_TAG: "cattle", SEED_CONFIG_TAG: s.hash.seed})
+    assert await rig.ctl.commit_group(spec(), False) == "Managing 5 instances"
+    await rig.converge()
+    assert rig.inst.calls["provision"] == 0 and rig.inst.destroyed == []
+
+
+async def test_rolling_update_one_at_a_time_create_before_destroy(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    old = set(rig.inst.instances)
+    new_hash_seen: list[int] = []
+
+    def gate(desc):  # new instances are healthy only when the test says so
+        return Health.HEALTHY if desc.id in allowed else Health.UNKNOWN
+
+    allowed: set[str] = set()
+    rig.flav.health_fn = gate
+    details = await rig.ctl.commit_group(spec(note="v2"), False)
+    assert details == "Performing a rolling update on 5 instances"
+    for _ in range(5):
+        await rig.clock.advance(2)
+        # Exactly one surge instance exists and nothing old was destroyed while it is not ready.
+        assert len(rig.inst.instances) == 6
+        newest = sorted(set(rig.inst.instances) - old - allowed)
+        assert len(newest) == 1
+        new_hash_seen.append(len(rig.inst.destroyed))
+        allowed.add(newest[0])
+        await rig.clock.advance(2)
+    await rig.converge()
+    assert new_hash_seen == [0, 1, 2, 3, 4]
+    assert {reason for _, reason in rig.inst.destroyed} == {"rolling_update"}
+    assert sorted(i for i, _ in rig.inst.destroyed) == sorted(old)
+    assert set(rig.flav.drained) == old  # drained before every destroy
+    assert len(rig.hashes()) == 1 and len(rig.inst.instances) == 5
+    assert rig.ctl.groups["cattle"].state.update is None
+    assert "updates/cattle" not in rig.store.data
+
+
+async def test_grow_and_roll_reaches_ten_at_new_config(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    await rig.ctl.commit_group(spec(size=10, note="v2"), False)
+    await rig.converge()
+    assert len(rig.inst.instances) == 10
+    assert rig.hashes() == {rig.ctl.groups["cattle"].settings.hash.head}
+
+
+async def test_heals_killed_instances_from_events(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(size=10), False)
+    await rig.converge()
+    victims = sorted(rig.inst.instances)[:3]
+    for v in victims:
+        rig.inst.kill(v)
+    await rig.clock.settle()  # no time passes: only the event triggers the reconcile
+    await rig.clock.settle()
+    assert len(rig.inst.instances) == 10
+    assert not set(victims) & set(rig.inst.instances)
+
+
+async def test_polls_plugins_without_events(rig: Rig) -> None:
+    rig.inst.publishes_events = False
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    rig.inst.kill(sorted(rig.inst.instances)[0])
+    await rig.clock.advance(1)
+    assert len(rig.inst.instances) == 4  # no event: waits for the resync
+    await rig.clock.advance(10)
+    assert len(rig.inst.instances) == 5
+    assert rig.ctl.watch_mode["inst"] == "polling"
+
+
+async def test_describe_error_is_not_zero_instances(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    provisions = rig.inst.calls["provision"]
+    rig.inst.describe_error = errors.PluginTimeoutError("provider API down")
+    await rig.clock.advance(120)
+    assert rig.inst.calls["provision"] == provisions
+    status = await_status = await rig.ctl.status("cattle")
+    assert "provider API down" in status["LastError"]
+    del await_status
+    rig.inst.describe_error = None
+    await rig.clock.advance(60)
+    assert rig.inst.calls["provision"] == provisions
+
+
+async def test_lagging_describe_never_overprovisions(rig: Rig) -> None:
+    rig.inst.describe_lag = 2.0
+    await rig.ctl.commit_group(spec(), False)
+    for _ in range(40):
+        await rig.clock.advance(0.1)
+        assert rig.inst.calls["provision"] <= 5
+    await rig.converge()
+    assert rig.inst.calls["provision"] == 5
+    # Rolling with a lagging provider stays within Size + MaxSurge.
+    await rig.ctl.commit_group(spec(note="v2"), False)
+    for _ in range(200):
+        await rig.clock.advance(0.1)
+        assert len(rig.inst.instances) <= 6
+    await rig.converge()
+    assert rig.inst.calls["provision"] == 10
+
+
+async def test_failing_provider_backs_off_then_degrades(rig: Rig) -> None:
+    rig.inst.provision_error = errors.PluginError("quota exceeded")
+    await rig.ctl.commit_group(spec(Provisioning={"MaxParallel": 1, "MaxFailures": 4}), False)
+    await rig.clock.advance(0.5)
+    assert rig.inst.calls["provision"] == 1  # then backoff: ~1 s, 2 s, 4 s ... (20% jitter)
+    await rig.clock.advance(60)
+    attempts = rig.inst.calls["provision"]
+    assert attempts == 4
+    status = await rig.ctl.status("cattle")
+    assert status["Degraded"] and "quota exceeded" in status["Degraded"]["Reason"]
+    await rig.clock.advance(200)  # cool-down is 300 s
+    assert rig.inst.calls["provision"] == attempts
+    await rig.clock.advance(120)  # half-open: one trial, which fails again
+    assert rig.inst.calls["provision"] == attempts + 1
+    rig.inst.provision_error = None
+    await rig.ctl.reset("cattle", {})
+    await rig.converge()
+    assert len(rig.inst.instances) == 5
+
+
+async def test_hung_provider_times_out_and_backs_off(rig: Rig) -> None:
+    rig.inst.provision_delay = 10_000
+    limits = {"ProvisionTimeout": "5s", "MaxFailures": 3, "MaxParallel": 1}
+    await rig.ctl.commit_group(spec(size=2, Provisioning=limits), False)
+    await rig.clock.advance(4)
+    state = rig.ctl.groups["cattle"].state
+    assert rig.inst.calls["provision"] == 1 and state.creating  # still waiting for it
+    await rig.clock.advance(1.5)
+    assert not state.creating  # timed out: a failure, and a backoff before the next try
+    assert state.breaker.provision_errors == 1 and state.breaker.next_create_at > rig.clock.now()
+    await rig.clock.advance(60)
+    assert state.breaker.open
+    assert rig.inst.calls["provision"] == 3
+
+
+async def test_crash_loop_opens_the_breaker(rig: Rig) -> None:
+    rig.inst.die_after = 1.0
+    await rig.ctl.commit_group(spec(size=2, Provisioning={"MaxFailures": 3}), False)
+    await rig.clock.advance(30)
+    status = await rig.ctl.status("cattle")
+    assert status["Degraded"] and "died" in status["Degraded"]["Reason"]
+    made = rig.inst.calls["provision"]
+    await rig.clock.advance(100)
+    assert rig.inst.calls["provision"] == made
+
+
+async def test_erroring_healthy_counts_unknown_and_unhealthy_are_replaced(rig: Rig) -> None:
+    health = {"CheckInterval": "1s", "UnhealthyTimeout": "10s", "StartupTimeout": "30s"}
+    await rig.ctl.commit_group(spec(size=3, Health=health), False)
+    await rig.converge()
+    ids = sorted(rig.inst.instances)
+    sick, flaky = ids[0], ids[1]
+
+    def judge(desc):
+        if desc.id == flaky:
+            raise errors.PluginError("agent did not answer")
+        return Health.UNHEALTHY if desc.id == sick else Health.HEALTHY
+
+    rig.flav.health_fn = judge
+    await rig.clock.advance(5)
+    st = {i["ID"]: i for i in (await rig.ctl.status("cattle"))["Instances"]}
+    assert st[sick]["Health"] == "unhealthy"
+    assert st[flaky]["Health"] == "unknown" and "agent did not answer" in st[flaky]["Note"]
+    await rig.clock.advance(10)
+    assert sick not in rig.inst.instances
+    assert (sick, "unhealthy") in rig.inst.destroyed
+    assert len(rig.inst.instances) == 3
+
+
+async def test_max_unhealthy_short_circuits_remediation(rig: Rig) -> None:
+    health = {"CheckInterval": "1s", "UnhealthyTimeout": "5s", "MaxUnhealthy": "40%"}
+    await rig.ctl.commit_group(spec(size=5, Health=health), False)
+    await rig.converge()
+    rig.flav.default_health = Health.UNHEALTHY  # everything is sick: a network blip, not 5 bad VMs
+    await rig.clock.advance(30)
+    assert rig.inst.destroyed == []
+    status = await rig.ctl.status("cattle")
+    assert "remediation stopped" in status["ShortCircuit"]
+
+
+async def test_update_that_never_gets_healthy_pauses_at_the_deadline(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    old = set(rig.inst.instances)
+    rig.flav.health_fn = lambda d: Health.HEALTHY if d.id in old else Health.UNHEALTHY
+    await rig.ctl.commit_group(spec(note="v2", Updating={"ProgressDeadline": "60s"}), False)
+    await rig.clock.advance(90)
+    upd = rig.ctl.groups["cattle"].state.update
+    assert upd is not None and upd.paused and "no progress" in upd.reason
+    assert old <= set(rig.inst.instances)  # nothing old was destroyed
+    assert rig.store.data["updates/cattle"]["paused"] is True
+
+
+async def test_update_that_fails_rolls_back_automatically(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    stable_hash = rig.ctl.groups["cattle"].settings.hash.head
+    old = set(rig.inst.instances)
+    rig.flav.health_fn = lambda d: Health.HEALTHY if d.id in old else Health.UNHEALTHY
+    await rig.ctl.commit_group(
+        spec(note="v2", Updating={"ProgressDeadline": "60s", "AutoRollback": True}), False
+    )
+    await rig.clock.advance(120)
+    await rig.converge()
+    assert rig.ctl.groups["cattle"].settings.hash.head == stable_hash
+    assert rig.hashes() == {stable_hash}
+    assert old <= set(rig.inst.instances)
+
+
+async def test_canary_pauses_until_promoted(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    await rig.ctl.commit_group(spec(note="v2", Updating={"Canary": 2}), False)
+    await rig.clock.advance(30)
+    new_hash = rig.ctl.groups["cattle"].settings.hash.head
+    assert (
+        sum(1 for s in rig.inst.instances.values() if s.desc.tags[CONFIG_HASH_TAG] == new_hash) == 2
+    )
+    assert len(rig.inst.destroyed) == 2
+    await rig.ctl.promote("cattle", {})
+    await rig.converge()
+    assert rig.hashes() == {new_hash} and len(rig.inst.instances) == 5
+
+
+async def test_pause_and_resume(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    rig.flav.health_fn = lambda d: Health.UNKNOWN
+    await rig.ctl.commit_group(spec(note="v2"), False)
+    await rig.clock.advance(1)
+    await rig.ctl.pause("cattle", {})
+    rig.flav.health_fn = None
+    await rig.clock.advance(30)
+    assert rig.inst.destroyed == []
+    await rig.ctl.resume("cattle", {})
+    await rig.converge()
+    assert len(rig.inst.destroyed) == 5
+
+
+async def test_restart_mid_update_resumes_without_duplicates(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    old = set(rig.inst.instances)
+    ready: set[str] = set()
+    rig.flav.health_fn = lambda d: Health.HEALTHY if d.id in old | ready else Health.UNKNOWN
+    await rig.ctl.commit_group(spec(note="v2"), False)
+    await rig.clock.advance(2)
+    ready |= set(rig.inst.instances) - old
+    await rig.clock.advance(3)  # first replacement done, second surge instance created
+    assert len(rig.inst.destroyed) == 1
+    assert rig.store.data["updates/cattle"]["replaced"] == 1
+    provisions = rig.inst.calls["provision"]
+    await rig.restart()
+    rig.flav.health_fn = None
+    await rig.converge()
+    assert len(rig.inst.instances) == 5
+    assert rig.inst.calls["provision"] == provisions + 3  # exactly the 3 still missing
+    assert len({i for i, _ in rig.inst.destroyed}) == len(rig.inst.destroyed) == 5
+    assert rig.hashes() == {rig.ctl.groups["cattle"].settings.hash.head}
+
+
+async def test_restart_resumes_managing_committed_groups(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(size=3), False)
+    await rig.converge()
+    await rig.restart()
+    rig.inst.kill(sorted(rig.inst.instances)[0])
+    await rig.converge()
+    assert len(rig.inst.instances) == 3
+    assert [s.id for s in await rig.ctl.inspect_groups()] == ["cattle"]
+
+
+async def test_scale_in_prefers_undesired_then_newest(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(size=4), False)
+    await rig.converge()
+    first = sorted(rig.inst.instances, key=lambda i: int(i.split("-")[1]))
+    await rig.clock.advance(5)
+    await rig.ctl.set_size("cattle", 2)
+    await rig.converge()
+    assert len(rig.inst.instances) == 2
+    assert {r for _, r in rig.inst.destroyed} == {"scale_down"}
+    assert set(rig.inst.instances) <= set(first)
+
+
+async def test_destroy_instances_rejects_unknown_ids_and_changes_nothing(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    victim = sorted(rig.inst.instances)[0]
+    with pytest.raises(errors.NotFoundError, match="nope not among"):
+        await rig.ctl.destroy_instances("cattle", [victim, "nope"])
+    assert await rig.ctl.size("cattle") == 5 and victim in rig.inst.instances
+    await rig.ctl.destroy_instances("cattle", [victim])
+    await rig.converge()
+    assert await rig.ctl.size("cattle") == 4
+    assert victim not in rig.inst.instances and len(rig.inst.instances) == 4
+    assert rig.store.data["groups/cattle"]["Properties"]["Allocation"]["Size"] == 4
+
+
+async def test_size_and_set_size_errors(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    with pytest.raises(errors.SpecError, match="size cannot be negative"):
+        await rig.ctl.set_size("cattle", -1)
+    await rig.ctl.commit_group(pets_spec(["a", "b"]), False)
+    with pytest.raises(errors.SpecError, match="cannot set size if logic ids are explicitly set"):
+        await rig.ctl.set_size("pets", 3)
+    assert await rig.ctl.size("pets") == 2
+    with pytest.raises(errors.GroupNotFoundError, match="Group 'nope' is not being watched"):
+        await rig.ctl.size("nope")
+
+
+async def test_destroy_group_drains_and_destroys_only_members(rig: Rig) -> None:
+    stranger = rig.inst.add({"team": "other"})
+    await rig.ctl.commit_group(spec(size=3), False)
+    await rig.converge()
+    members = set(rig.inst.instances) - {stranger}
+    await rig.ctl.destroy_group("cattle")
+    assert set(rig.inst.instances) == {stranger}
+    assert set(rig.flav.drained) == members
+    assert {r for _, r in rig.inst.destroyed} == {"terminate"}
+    assert rig.ctl.groups == {} and "groups/cattle" not in rig.store.data
+
+
+async def test_never_touches_instances_without_the_group_tag(rig: Rig) -> None:
+    class Sloppy:
+        """A provider that ignores the tag filter."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def describe_instances(self, tags, properties=False):
+            return await self.inner.describe_instances({}, properties)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    rig.ctl.instance_lookup = lambda name: Sloppy(rig.inst)
+    for _ in range(4):
+        rig.inst.add({"owner": "someone-else"})
+    await rig.ctl.commit_group(spec(size=2), False)
+    await rig.converge()
+    assert rig.inst.destroyed == []
+    assert len(rig.inst.instances) == 6
+
+
+async def test_flavor_cannot_drop_membership_tags(rig: Rig) -> None:
+    async def rude_prepare(properties, spec_, allocation, index):
+        spec_.tags = {"only": "mine"}
+        return spec_
+
+    rig.flav.prepare = rude_prepare  # type: ignore[method-assign]
+    await rig.ctl.commit_group(spec(size=3), False)
+    await rig.converge()
+    assert rig.inst.calls["provision"] == 3
+    assert all(s.desc.tags[GROUP_TAG] == "cattle" for s in rig.inst.instances.values())
+
+
+async def test_unknown_plugins_fail_validation_and_change_nothing(rig: Rig) -> None:
+    bad = spec()
+    bad.properties["Flavor"]["Plugin"] = "nope"
+    with pytest.raises(errors.SpecError, match="Failed to find Flavor plugin 'nope'"):
+        await rig.ctl.commit_group(bad, False)
+    bad = spec()
+    bad.properties["Instance"]["Plugin"] = "nope"
+    with pytest.raises(errors.SpecError, match="Failed to find Instance plugin 'nope'"):
+        await rig.ctl.commit_group(bad, False)
+    assert rig.ctl.groups == {} and rig.store.data == {}
+
+
+async def test_plugin_validate_errors_name_the_plugin(rig: Rig) -> None:
+    rig.inst.validate_fn = lambda props: "Note must be a version"
+    with pytest.raises(errors.SpecError, match="Note must be a version"):
+        await rig.ctl.commit_group(spec(), False)
+    rig.inst.validate_fn = None
+    rig.flav.validate_error = errors.PluginError("bad Init")
+    with pytest.raises(errors.PluginError, match="Flavor plugin flav rejected the spec: bad Init"):
+        await rig.ctl.commit_group(spec(), False)
+    assert rig.ctl.groups == {}
+
+
+async def test_quorum_creates_logical_ids_and_handles_changes(rig: Rig) -> None:
+    await rig.ctl.commit_group(pets_spec(["10.0.0.1", "10.0.0.2", "10.0.0.3"]), False)
+    await rig.converge("pets")
+    lids = sorted(s.desc.logical_id for s in rig.inst.instances.values())
+    assert lids == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert all(
+        s.desc.tags[LOGICAL_ID_TAG] == s.desc.logical_id for s in rig.inst.instances.values()
+    )
+    details = await rig.ctl.commit_group(pets_spec(["10.0.0.1", "10.0.0.2", "10.0.0.4"]), False)
+    assert "10.0.0.4" in details and "10.0.0.3" in details
+    await rig.converge("pets")
+    lids = sorted(s.desc.logical_id for s in rig.inst.instances.values())
+    assert lids == ["10.0.0.1", "10.0.0.2", "10.0.0.4"]
+    assert "removed_from_quorum" in {r for _, r in rig.inst.destroyed}
+
+
+async def test_quorum_rolls_one_member_at_a_time(rig: Rig) -> None:
+    ids = ["a", "b", "c"]
+    await rig.ctl.commit_group(pets_spec(ids), False)
+    await rig.converge("pets")
+    await rig.ctl.commit_group(pets_spec(ids, note="v2"), False)
+    seen_alive: list[int] = []
+    for _ in range(60):
+        await rig.clock.advance(0.5)
+        seen_alive.append(len(rig.inst.instances))
+    await rig.converge("pets")
+    assert min(seen_alive) >= 2  # never more than one member down
+    assert len(rig.inst.destroyed) == 3
+    assert rig.hashes() == {rig.ctl.groups["pets"].settings.hash.head}
+
+
+async def test_events_describe_decisions(rig: Rig) -> None:
+    seen = []
+
+    async def collect():
+        async for ev in rig.ctl.subscribe("group/"):
+            seen.append(ev.type)
+
+    import asyncio
+
+    task = asyncio.create_task(collect())
+    await rig.clock.settle()
+    await rig.ctl.commit_group(spec(size=2), False)
+    await rig.converge()
+    rig.inst.kill(sorted(rig.inst.instances)[0])
+    await rig.converge()
+    task.cancel()
+    assert "committed" in seen and "instance-created" in seen
+    assert "instance-lost" in seen and "converged" in seen
+
+
+async def test_group_spec_validation_is_reported(rig: Rig) -> None:
+    with pytest.raises(errors.SpecError, match="Only one Updating method"):
+        await rig.ctl.commit_group(spec(Updating={"Count": 1, "Duration": "1s"}), False)
+    with pytest.raises(errors.SpecError, match="Group ID must not be blank"):
+        await rig.ctl.commit_group(group.Spec("", {}), False)
