@@ -1,0 +1,5 @@
+"""``python -m infrakit`` is the ``infrakit`` command."""
+
+from infrakit.cli import main
+
+main()

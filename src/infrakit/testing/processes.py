@@ -1,0 +1,165 @@
+"""Run infrakit's real commands and daemons from tests, and clean them up by PID.
+
+End-to-end tests use these instead of mocks::
+
+    env = isolated_env(tmp_dir)                     # INFRAKIT_HOME / plugin dir of the test only
+    with Daemon(["infrakit-instance-file", "--dir", d], env, sockets=["instance-file"]) as file:
+        out = run_cli(["instance", "--name", "instance-file", "describe", "-q"], env)
+
+A :class:`Daemon` starts the console script from the current virtualenv in its own session,
+waits until its sockets accept connections (or fails with its log), and on exit sends SIGTERM,
+waits, then SIGKILL - and always reaps the child, because PID 1 here does not.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Daemon", "bin_path", "isolated_env", "run_cli"]
+
+
+def bin_path(name: str) -> str:
+    """The console script ``name`` installed next to this Python."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def isolated_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment whose INFRAKIT_HOME and plugin dir are ``home`` and ``home/plugins``."""
+    env = dict(os.environ)
+    env["INFRAKIT_HOME"] = str(home)
+    env["INFRAKIT_PLUGINS_DIR"] = str(home / "plugins")
+    env.pop("INFRAKIT_INSTANCE_FILE_DIR", None)
+    env.pop("INFRAKIT_CLIENT_TIMEOUT", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: Sequence[str], env: dict[str, str], *, input: str | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``infrakit ARGS`` and return the completed process (text mode)."""
+    return subprocess.run(
+        [bin_path("infrakit"), *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _connectable(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(0.5)
+    try:
+        s.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+class Daemon:
+    """A long-running infrakit process started for a test."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        *,
+        sockets: Sequence[str] = (),
+        cwd: str | Path | None = None,
+        log: Path | None = None,
+        start_timeout: float = 20.0,
+    ) -> None:
+        self.argv = [bin_path(argv[0]), *argv[1:]]
+        self.env = env
+        self.sockets = list(sockets)
+        self.cwd = cwd
+        self.start_timeout = start_timeout
+        plugins = Path(env.get("INFRAKIT_PLUGINS_DIR", Path(env["INFRAKIT_HOME"]) / "plugins"))
+        self.plugin_dir = plugins
+        self.log = (
+            log or Path(env["INFRAKIT_HOME"]) / f"{Path(argv[0]).name}-{time.monotonic_ns()}.log"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> Daemon:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        handle.close()
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{' '.join(self.argv)} exited with {self.proc.returncode}:\n{self.output()}"
+                )
+            if all(_connectable(self.plugin_dir / s) for s in self.sockets):
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"{' '.join(self.argv)} did not listen in time:\n{self.output()}")
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if needed; always reap. Returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL (a crash): sockets are left behind, stale."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
