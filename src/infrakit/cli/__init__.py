@@ -51,10 +51,7 @@ class _LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, _HELP[name]) for name in sorted(_LAZY)]
-        rows += [
-            (name, cmd.get_short_help_str())
-            for name, cmd in sorted(self.commands.items())
-        ]
+        rows += [(name, cmd.get_short_help_str()) for name, cmd in sorted(self.commands.items())]
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
 
