@@ -20,6 +20,7 @@ from infrakit.rpc.client import SyncClient
 
 __all__ = [
     "CliError",
+    "NamedGroup",
     "client_for",
     "echo_json",
     "fail",
@@ -36,6 +37,32 @@ class CliError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"Error: {self.format_message()}", err=True)
+
+
+class NamedGroup(click.Group):
+    """A command group whose ``--name`` may also follow the sub-command, as in InfraKit's CLI
+    (``infrakit instance describe -q --name instance-file``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        moved: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                rest.extend(args[i:])
+                break
+            if arg == "--name" and i + 1 < len(args):
+                moved = ["--name", args[i + 1]]
+                i += 2
+                continue
+            if arg.startswith("--name="):
+                moved = [arg]
+                i += 1
+                continue
+            rest.append(arg)
+            i += 1
+        return super().parse_args(ctx, moved + rest)
 
 
 def fail(message: str) -> NoReturn:

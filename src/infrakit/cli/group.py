@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from infrakit.cli._common import (
+    NamedGroup,
     call,
     client_for,
     echo_json,
@@ -51,7 +52,7 @@ def _complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str
 GID = click.argument("gid", metavar="GROUP_ID", shell_complete=_complete_groups)
 
 
-@click.group("group")
+@click.group("group", cls=NamedGroup)
 @click.option("--name", default="group", show_default=True, help="group plugin to talk to")
 @click.pass_context
 def group_cli(ctx: click.Context, name: str) -> None:

@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from infrakit.cli._common import call, client_for, echo_json, fail, instance_table, read_json_file
+from infrakit.cli._common import (
+    NamedGroup,
+    call,
+    client_for,
+    echo_json,
+    fail,
+    instance_table,
+    read_json_file,
+)
 from infrakit.spi import flavor as spi_flavor
 from infrakit.spi import instance as spi_instance
 
@@ -49,7 +57,7 @@ def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
 # --- instance ------------------------------------------------------------------------------------
 
 
-@click.group("instance")
+@click.group("instance", cls=NamedGroup)
 @click.option(
     "--name",
     required=True,
@@ -161,7 +169,7 @@ def info(ctx: click.Context, output: str) -> None:
 # --- flavor --------------------------------------------------------------------------------------
 
 
-@click.group("flavor")
+@click.group("flavor", cls=NamedGroup)
 @click.option(
     "--name",
     required=True,

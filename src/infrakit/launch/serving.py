@@ -1,7 +1,8 @@
 """``infrakit.serve(plugin, name=...)``: the one call a plugin author needs.
 
 It recognises what ``plugin`` is by its methods (``provision`` -> instance, ``prepare`` -> flavor,
-``commit_group`` -> group; ``subscribe`` + ``topics`` -> it also publishes events), serves it on
+``commit_group`` -> group; ``subscribe`` + ``topics`` -> it also publishes events; ``async def
+start()`` / ``async def stop()`` -> called after the socket is up / before it goes), serves it on
 ``<plugin dir>/<name>`` and blocks until SIGINT/SIGTERM, then removes the socket. Sync and async
 methods both work (sync ones run in a worker thread).
 """
@@ -13,6 +14,7 @@ import logging
 from pathlib import Path
 
 from infrakit import errors
+from infrakit._utils.aio import is_async_callable
 from infrakit.spi.adapt import event_source_of
 from infrakit.spi.plugin import Served
 
@@ -22,6 +24,10 @@ __all__ = ["detect", "run", "serve", "serve_async"]
 def detect(plugin: object, name: str) -> Served:
     """Wrap a bare plugin object in :class:`Served` according to the methods it has."""
     served = Served(events=event_source_of(plugin))
+    for hook in ("start", "stop"):
+        fn = getattr(plugin, hook, None)
+        if callable(fn) and is_async_callable(fn):
+            setattr(served, hook, fn)
     if callable(getattr(plugin, "provision", None)):
         served.instance[""] = plugin
     elif callable(getattr(plugin, "prepare", None)):

@@ -1,0 +1,408 @@
+"""The file instance plugin's implementation: an in-memory index kept equal to a directory.
+
+The directory is the truth; the index (ID -> record, with the file's mtime and size as a stamp) is
+a cache that makes ``DescribeInstances`` cost microseconds instead of a read of every file. The
+index is kept current by:
+
+* our own writes (Provision, Label, Destroy update it synchronously, stamp included), and
+* a watcher: inotify on the directory, or - where inotify is unavailable or the directory is
+  replaced - a rescan once a second. While no watcher is running, every read rescans first (only
+  files whose stamp changed are read again), so the answer is never stale.
+
+A change the watcher sees is compared with the index by stamp, so our own writes never come back
+as "external" changes. Every change, ours or a user's, is published on ``instance/change``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import stat
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infrakit._utils.aio import Broker
+from infrakit.errors import NotFoundError, SpecError
+from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
+from infrakit.spi.instance import Context, Description, Spec, spec_to_wire
+from infrakit.spi.plugin import Context as BuildContext
+from infrakit.spi.plugin import Option, Served
+from infrakit.spi.types import JSON, Era, Tags
+
+__all__ = ["DIR_OPTION", "FileInstancePlugin", "build"]
+
+log = logging.getLogger(__name__)
+
+DIR_OPTION = Option(
+    "dir",
+    "directory holding one file per instance (default: INFRAKIT_HOME/instances)",
+    default=None,
+    env="INFRAKIT_INSTANCE_FILE_DIR",
+)
+
+#: Stamp of a file as last read: (mtime in ns, size). Equal stamps mean "not changed".
+Stamp = tuple[int, int]
+
+PROPERTIES_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": "Any JSON object; stored verbatim in the instance file under Spec.Properties.",
+}
+PROPERTIES_EXAMPLE: dict[str, Any] = {"Note": "Instance properties version 1.0"}
+
+
+@dataclass(slots=True)
+class _Record:
+    """One instance file as last read or written."""
+
+    logical_id: str | None
+    tags: Tags
+    spec: JSON
+    stamp: Stamp
+
+
+def _tags_match(have: Tags, want: Tags) -> bool:
+    """InfraKit's filter: every wanted tag equal; a wanted ``""`` also matches a missing key."""
+    for key, value in want.items():
+        got = have.get(key)
+        if got is None:
+            if value != "":
+                return False
+        elif got != value:
+            return False
+    return True
+
+
+class FileInstancePlugin:
+    """Instances as JSON files in ``directory``. Serve it with ``infrakit plugin start file``."""
+
+    def __init__(self, directory: Path | str, *, poll_interval: float = 1.0) -> None:
+        self.directory = Path(directory)
+        self.poll_interval = poll_interval
+        self._records: dict[str, _Record] = {}
+        #: Files that are not instance records, by the stamp we warned about (warn once each).
+        self._skipped: dict[str, Stamp] = {}
+        self._broker: Broker[Event] = Broker()
+        self._watcher: asyncio.Task[None] | None = None
+        #: True while a watcher keeps the index current; otherwise reads rescan first.
+        self._watching = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the directory if needed, index it, and start watching it."""
+        self._ensure_directory()
+        self.rescan(publish=False)
+        log.info("instance files in %s (%d found)", self.directory, len(self._records))
+        self._watcher = asyncio.create_task(self._watch(), name=f"watch {self.directory}")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        self._watching = False
+
+    def _ensure_directory(self) -> None:
+        if self.directory.exists() and not self.directory.is_dir():
+            raise SpecError(
+                f"instance directory {self.directory} is a file, expected a directory; "
+                f"pass another --dir"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # --- the Instance SPI -----------------------------------------------------------------------
+
+    async def validate(self, properties: JSON) -> None:
+        if properties is not None and not isinstance(properties, dict):
+            raise SpecError(
+                f"file instance Properties: expected a JSON object or null, "
+                f"got {type(properties).__name__}; e.g. {json.dumps(PROPERTIES_EXAMPLE)}"
+            )
+
+    async def provision(self, spec: Spec) -> str:
+        await self.validate(spec.properties)
+        self._ensure_directory()
+        instance_id = f"instance-{random.getrandbits(63)}"
+        while (self.directory / instance_id).exists():  # pragma: no cover - 1 in 2**63
+            instance_id = f"instance-{random.getrandbits(63)}"
+        tags = dict(spec.tags)
+        wire_spec = spec_to_wire(spec, Era.HEAD)
+        self._write(instance_id, spec.logical_id, tags, wire_spec)
+        log.info("provisioned %s (%s)", instance_id, tags.get("infrakit.group", "no group"))
+        self._publish("created", instance_id)
+        return instance_id
+
+    async def label(self, instance_id: str, labels: Tags) -> None:
+        record = self._get(instance_id)
+        tags = {**record.tags, **labels}
+        self._write(instance_id, record.logical_id, tags, record.spec)
+        log.debug("labelled %s with %s", instance_id, labels)
+        self._publish("changed", instance_id)
+
+    async def destroy(self, instance_id: str, context: Context | None = None) -> None:
+        path = self._path(instance_id)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            self._records.pop(instance_id, None)
+            raise NotFoundError(
+                f"instance {instance_id} not found in {self.directory}; "
+                f"list instances with: infrakit instance describe"
+            ) from None
+        self._records.pop(instance_id, None)
+        reason = f" ({context.reason})" if context is not None and context.reason else ""
+        log.info("destroyed %s%s", instance_id, reason)
+        self._publish("deleted", instance_id)
+
+    async def describe_instances(self, tags: Tags, properties: bool = False) -> list[Description]:
+        if not self._watching:
+            self.rescan()
+        return [
+            Description(
+                id=instance_id,
+                logical_id=record.logical_id,
+                tags=dict(record.tags),
+                properties=record.spec if properties else None,
+            )
+            for instance_id, record in self._records.items()
+            if not tags or _tags_match(record.tags, tags)
+        ]
+
+    def info(self) -> dict[str, Any]:
+        """Properties schema and example for ``infrakit instance info``."""
+        return {"schema": PROPERTIES_SCHEMA, "example": PROPERTIES_EXAMPLE}
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def topics(self) -> list[str]:
+        return [TOPIC_INSTANCE_CHANGE]
+
+    def subscribe(self, topic: str) -> AsyncIterator[Event]:
+        return self._broker.subscribe(topic)
+
+    def _publish(self, change: str, instance_id: str) -> None:
+        self._broker.publish(
+            TOPIC_INSTANCE_CHANGE,
+            Event(topic=TOPIC_INSTANCE_CHANGE, type=change, id=instance_id),
+        )
+
+    # --- files ----------------------------------------------------------------------------------
+
+    def _path(self, instance_id: str) -> Path:
+        if not instance_id or "/" in instance_id or instance_id.startswith("."):
+            raise NotFoundError(
+                f"instance {instance_id!r} not found: not a file plugin instance ID "
+                f"(expected e.g. instance-6619451697473120006)"
+            )
+        return self.directory / instance_id
+
+    def _get(self, instance_id: str) -> _Record:
+        if not self._watching:
+            self.rescan()
+        record = self._records.get(instance_id)
+        if record is None:
+            self._path(instance_id)  # a malformed ID gets the more precise message
+            raise NotFoundError(
+                f"instance {instance_id} not found in {self.directory}; "
+                f"list instances with: infrakit instance describe"
+            )
+        return record
+
+    def _write(self, instance_id: str, logical_id: str | None, tags: Tags, wire_spec: JSON) -> None:
+        """Write one instance file atomically (temp file + rename) and index it.
+
+        No fsync: these instances are simulated, and a crash can at worst lose the newest file,
+        which the group controller then re-creates.
+        """
+        document = {"ID": instance_id, "LogicalID": logical_id, "Tags": tags, "Spec": wire_spec}
+        data = json.dumps(document, indent=0).encode()
+        final = self._path(instance_id)
+        temp = self.directory / f".{instance_id}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temp, final)
+        st = os.stat(final)
+        self._records[instance_id] = _Record(
+            logical_id, tags, wire_spec, (st.st_mtime_ns, st.st_size)
+        )
+
+    def rescan(self, *, publish: bool = True) -> None:
+        """Bring the index up to date with the directory (re-reading only changed files)."""
+        seen: set[str] = set()
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            seen.add(entry.name)
+            self._load(entry.name, (st.st_mtime_ns, st.st_size), publish=publish)
+        for gone in [name for name in self._records if name not in seen]:
+            del self._records[gone]
+            if publish:
+                self._publish("deleted", gone)
+        for gone in [name for name in self._skipped if name not in seen]:
+            del self._skipped[gone]
+
+    def _refresh(self, name: str) -> None:
+        """Re-check one directory entry after the watcher saw it change."""
+        if not name or name.startswith("."):
+            return
+        try:
+            st = os.lstat(self.directory / name)
+        except FileNotFoundError:
+            self._skipped.pop(name, None)
+            if self._records.pop(name, None) is not None:
+                log.info("instance %s disappeared", name)
+                self._publish("deleted", name)
+            return
+        if stat.S_ISREG(st.st_mode):
+            self._load(name, (st.st_mtime_ns, st.st_size), publish=True)
+
+    def _load(self, name: str, stamp: Stamp, *, publish: bool) -> None:
+        known = self._records.get(name)
+        if known is not None and known.stamp == stamp:
+            return
+        if self._skipped.get(name) == stamp:
+            return
+        record = self._read(name, stamp)
+        if record is None:
+            self._skipped[name] = stamp
+            if known is not None:
+                del self._records[name]
+                if publish:
+                    self._publish("deleted", name)
+            return
+        self._skipped.pop(name, None)
+        self._records[name] = record
+        if not publish:
+            return
+        if known is None:
+            log.info("instance %s appeared", name)
+            self._publish("created", name)
+        elif (known.tags, known.logical_id, known.spec) != (
+            record.tags,
+            record.logical_id,
+            record.spec,
+        ):
+            self._publish("changed", name)
+
+    def _read(self, name: str, stamp: Stamp) -> _Record | None:
+        path = self.directory / name
+        try:
+            document = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("%s is not an instance file (%s); ignoring it", path, exc)
+            return None
+        problem = _record_problem(document, name)
+        if problem:
+            log.warning("%s is not an instance file (%s); ignoring it", path, problem)
+            return None
+        return _Record(
+            document.get("LogicalID"), dict(document.get("Tags") or {}), document.get("Spec"), stamp
+        )
+
+    # --- watching -------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Keep the index current: inotify while it works, else rescan every poll interval."""
+        while True:
+            try:
+                await self._watch_inotify()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info(
+                    "not watching %s with inotify (%s); rescanning every %ss",
+                    self.directory,
+                    exc,
+                    self.poll_interval,
+                )
+            self._watching = False
+            await asyncio.sleep(self.poll_interval)
+            self._ensure_directory_quietly()
+            self.rescan()
+
+    def _ensure_directory_quietly(self) -> None:
+        with contextlib.suppress(OSError, SpecError):
+            self._ensure_directory()
+
+    async def _watch_inotify(self) -> None:
+        from asyncinotify import Inotify, Mask  # optional at run time: Linux only
+
+        mask = (
+            Mask.CLOSE_WRITE
+            | Mask.MOVED_TO
+            | Mask.MOVED_FROM
+            | Mask.DELETE
+            | Mask.DELETE_SELF
+            | Mask.MOVE_SELF
+            | Mask.ONLYDIR
+        )
+        with Inotify() as inotify:
+            inotify.add_watch(self.directory, mask)
+            self._watching = True
+            self.rescan()  # whatever changed between the first scan and the watch
+            async for event in inotify:
+                if event.mask & (Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED):
+                    log.warning("instance directory %s was removed or moved", self.directory)
+                    return
+                if event.mask & Mask.Q_OVERFLOW:
+                    self.rescan()
+                    continue
+                if event.name is not None:
+                    self._refresh(str(event.name))
+
+
+def _record_problem(document: Any, name: str) -> str:
+    """Why ``document`` is not an instance record named ``name`` ("" when it is one)."""
+    if not isinstance(document, dict):
+        return "not a JSON object"
+    if document.get("ID") != name:
+        return f"its ID {document.get('ID')!r} is not its file name"
+    logical_id = document.get("LogicalID")
+    if logical_id is not None and not isinstance(logical_id, str):
+        return "LogicalID is not a string"
+    tags = document.get("Tags")
+    if tags is not None and (
+        not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values())
+    ):
+        return "Tags is not an object of strings"
+    return ""
+
+
+def build(ctx: BuildContext) -> Served:
+    """Kind ``file``: serve a :class:`FileInstancePlugin` on ``--dir`` (default home/instances)."""
+    given = DIR_OPTION.resolve(ctx.options)
+    directory = Path(given).expanduser() if given else ctx.home / "instances"
+    if directory.exists() and not directory.is_dir():
+        raise SpecError(
+            f"instance directory {directory} is a file, expected a directory; pass another --dir"
+        )
+    plugin = FileInstancePlugin(directory)
+    return Served(
+        instance={"": plugin},
+        events=plugin,
+        start=plugin.start,
+        stop=plugin.stop,
+        vendor={"Name": "infrakit-instance-file", "Version": "0.1.0", "Sub": "", "URL": ""},
+    )

@@ -1,0 +1,133 @@
+"""The vanilla flavor's implementation (see the package docstring for its Properties)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from infrakit.errors import SpecError
+from infrakit.spi.flavor import AllocationMethod, Index
+from infrakit.spi.instance import Attachment, Description, Spec, attachments_from_wire
+from infrakit.spi.plugin import Context, Served
+from infrakit.spi.types import JSON, Health, Tags, ci_get, ci_view, want_str, want_tags
+
+__all__ = ["VanillaFlavor", "VanillaProperties", "build", "parse_properties"]
+
+MUTUALLY_EXCLUSIVE = 'Either "Init" or "InitScriptTemplateURL" can be specified but not both'
+
+PROPERTIES_EXAMPLE: dict[str, Any] = {
+    "Init": ["docker pull nginx:alpine", "docker run -d -p 80:80 nginx:alpine"],
+    "Tags": {"tier": "web", "project": "infrakit"},
+}
+PROPERTIES_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "properties": {
+        "Init": {"type": ["array", "string"], "items": {"type": "string"}},
+        "InitScriptTemplateURL": {"type": "string", "description": "file:// or str:// URL"},
+        "Tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "Attachments": {"type": "array"},
+    },
+}
+
+
+@dataclass(slots=True)
+class VanillaProperties:
+    """Decoded and checked vanilla Properties."""
+
+    init: list[str] = field(default_factory=list)
+    init_script_url: str = ""
+    tags: Tags = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+def parse_properties(properties: JSON) -> VanillaProperties:
+    """Decode vanilla Properties, raising SpecError with the field and what was expected."""
+    view = ci_view(properties, "vanilla Properties")
+    raw_init = ci_get(view, "Init")
+    if raw_init is None:
+        init: list[str] = []
+    elif isinstance(raw_init, str):
+        init = [raw_init] if raw_init else []
+    elif isinstance(raw_init, list) and all(isinstance(line, str) for line in raw_init):
+        init = list(raw_init)
+    else:
+        raise SpecError(
+            'vanilla Properties.Init: expected an array of strings, e.g. ["echo hello"]'
+        )
+    url = want_str(
+        ci_get(view, "InitScriptTemplateURL"), "vanilla Properties.InitScriptTemplateURL"
+    )
+    if init and url:
+        raise SpecError(MUTUALLY_EXCLUSIVE)
+    if url:
+        scheme = urlparse(url).scheme
+        if scheme not in ("file", "str"):
+            raise SpecError(
+                f"vanilla Properties.InitScriptTemplateURL: scheme {scheme or 'none'!r} is not "
+                f"supported; use file:///path/to/script or str://<script text>"
+            )
+    tags = want_tags(ci_get(view, "Tags"), "vanilla Properties.Tags")
+    attachments = attachments_from_wire(
+        ci_get(view, "Attachments"), "vanilla Properties.Attachments"
+    )
+    return VanillaProperties(init, url, dict(tags), attachments or [])
+
+
+def read_init_script(url: str) -> str:
+    """The script an ``InitScriptTemplateURL`` points at, verbatim."""
+    if url.startswith("str://"):
+        return url[len("str://") :]
+    path = Path(unquote(urlparse(url).path))
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise SpecError(
+            f"vanilla InitScriptTemplateURL {url}: cannot read {path} ({exc.strerror}); "
+            f"check the path"
+        ) from None
+
+
+class VanillaFlavor:
+    """InfraKit's vanilla flavor."""
+
+    async def validate(self, properties: JSON, allocation: AllocationMethod) -> None:
+        parsed = parse_properties(properties)
+        if parsed.init_script_url:
+            read_init_script(parsed.init_script_url)
+
+    async def prepare(
+        self, properties: JSON, spec: Spec, allocation: AllocationMethod, index: Index
+    ) -> Spec:
+        parsed = parse_properties(properties)
+        lines = [spec.init] if spec.init else []
+        if parsed.init_script_url:
+            lines.append(read_init_script(parsed.init_script_url))
+        lines.extend(parsed.init)
+        attachments = spec.attachments
+        if parsed.attachments:
+            attachments = [*(spec.attachments or []), *parsed.attachments]
+        return dataclasses.replace(
+            spec,
+            tags={**spec.tags, **parsed.tags},
+            init="\n".join(lines),
+            attachments=attachments,
+        )
+
+    async def healthy(self, properties: JSON, instance: Description) -> Health:
+        return Health.HEALTHY
+
+    async def drain(self, properties: JSON, instance: Description) -> None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {"schema": PROPERTIES_SCHEMA, "example": PROPERTIES_EXAMPLE}
+
+
+def build(ctx: Context) -> Served:
+    return Served(
+        flavor={"": VanillaFlavor()},
+        vendor={"Name": "infrakit-flavor-vanilla", "Version": "0.1.0", "Sub": "", "URL": ""},
+    )

@@ -1,0 +1,89 @@
+"""End-to-end rig: real console scripts, real processes, real sockets, an isolated INFRAKIT_HOME."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infrakit.testing.processes import Daemon, isolated_env, run_cli
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until truthy (real time, bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class E2E:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = isolated_env(home)
+        self.plugins = home / "plugins"
+        self.daemons: list[Daemon] = []
+
+    def start(self, *argv: str, sockets: list[str], cwd: Path | None = None, **env: str) -> Daemon:
+        daemon = Daemon(list(argv), {**self.env, **env}, sockets=sockets, cwd=cwd)
+        self.daemons.append(daemon)
+        return daemon.start()
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        result = run_cli(list(args), {**self.env, **env}, timeout=timeout)
+        if check:
+            assert result.returncode == 0, (
+                f"infrakit {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def lines(self, *args: str) -> list[str]:
+        return [line for line in self.run(*args).stdout.splitlines() if line.strip()]
+
+    def fails(self, *args: str, **env: str) -> str:
+        """Run a command that must fail: exit 1, nothing on stdout, one line on stderr."""
+        result = self.run(*args, check=False, **env)
+        assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+        err = result.stderr.strip()
+        assert err.startswith("Error: "), err
+        assert len(err.splitlines()) == 1, err
+        return err
+
+    def spec(self, name: str, **changes: Any) -> Path:
+        """Copy an example spec into the home dir (optionally changed) and return its path."""
+        doc = json.loads((EXAMPLES / name).read_text())
+        for key, value in changes.items():
+            doc[key] = value
+        path = self.home / name
+        path.write_text(json.dumps(doc))
+        return path
+
+    def stop_all(self) -> None:
+        for daemon in reversed(self.daemons):
+            daemon.stop()
+
+
+@pytest.fixture
+def e2e(infrakit_home: Path) -> Iterator[E2E]:
+    rig = E2E(infrakit_home)
+    try:
+        yield rig
+    finally:
+        rig.stop_all()
+        shutil.rmtree(infrakit_home / "tutorial", ignore_errors=True)

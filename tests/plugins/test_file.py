@@ -1,0 +1,168 @@
+"""The file instance plugin, driven over its real UNIX socket like the group controller drives it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from infrakit import errors
+from infrakit.plugins.file import FileInstancePlugin
+from infrakit.spi.event import Event
+from infrakit.spi.instance import Attachment, Context, Spec
+from infrakit.testing import serve_plugin, short_tempdir
+from infrakit.testing.harness import Harness
+
+
+@pytest.fixture
+def instance_dir(infrakit_home: Path) -> Path:
+    return infrakit_home / "instances"
+
+
+@pytest.fixture
+async def served(instance_dir: Path) -> AsyncIterator[tuple[FileInstancePlugin, Harness]]:
+    plugin = FileInstancePlugin(instance_dir, poll_interval=0.05)
+    async with serve_plugin(plugin, "instance-file") as harness:
+        yield plugin, harness
+
+
+async def _next_event(events: AsyncIterator[Event], timeout: float = 5.0) -> Event:
+    return await asyncio.wait_for(anext(events), timeout)
+
+
+async def test_provision_writes_an_infrakit_compatible_file(served, instance_dir: Path) -> None:
+    _plugin, h = served
+    spec = Spec(
+        properties={"Note": "v1"},
+        tags={"infrakit.group": "cattle", "tier": "web"},
+        init="echo hi",
+        attachments=[Attachment("vol-1", "volume")],
+    )
+    iid = await h.instance.provision(spec)
+    assert iid is not None and iid.startswith("instance-")
+    assert 0 <= int(iid.removeprefix("instance-")) < 2**63
+    document = json.loads((instance_dir / iid).read_text())
+    assert list(document) == ["ID", "LogicalID", "Tags", "Spec"]
+    assert document["ID"] == iid
+    assert document["Tags"] == {"infrakit.group": "cattle", "tier": "web"}
+    assert document["Spec"]["Init"] == "echo hi"
+    assert document["Spec"]["Attachments"] == [{"ID": "vol-1", "Type": "volume"}]
+    # No temporary files are left behind.
+    assert os.listdir(instance_dir) == [iid]
+
+
+async def test_describe_filters_by_tags_and_returns_properties_on_request(served) -> None:
+    _plugin, h = served
+    web = await h.instance.provision(Spec(properties={"n": 1}, tags={"tier": "web", "g": "a"}))
+    db = await h.instance.provision(Spec(properties={"n": 2}, tags={"tier": "db", "g": "a"}))
+    both = {d.id for d in await h.instance.describe_instances({"g": "a"})}
+    assert both == {web, db}
+    only_web = await h.instance.describe_instances({"g": "a", "tier": "web"})
+    assert [d.id for d in only_web] == [web]
+    assert only_web[0].properties is None
+    # InfraKit's rule: a wanted "" also matches a missing tag.
+    assert {d.id for d in await h.instance.describe_instances({"missing": ""})} == {web, db}
+    assert await h.instance.describe_instances({"missing": "x"}) == []
+    with_props = await h.instance.describe_instances({"tier": "db"}, properties=True)
+    assert with_props[0].properties["Properties"] == {"n": 2}
+
+
+async def test_label_merges_into_top_level_tags(served, instance_dir: Path) -> None:
+    _plugin, h = served
+    iid = await h.instance.provision(Spec(tags={"a": "1", "b": "2"}))
+    await h.instance.label(iid, {"b": "3", "c": "4"})
+    document = json.loads((instance_dir / iid).read_text())
+    assert document["Tags"] == {"a": "1", "b": "3", "c": "4"}
+    assert document["Spec"]["Tags"] == {"a": "1", "b": "2"}
+    (described,) = await h.instance.describe_instances({"c": "4"})
+    assert described.id == iid
+
+
+async def test_destroy_removes_the_file_and_unknown_ids_are_not_found(
+    served, instance_dir: Path
+) -> None:
+    _plugin, h = served
+    iid = await h.instance.provision(Spec(tags={"a": "1"}))
+    await h.instance.destroy(iid, Context("terminate"))
+    assert not (instance_dir / iid).exists()
+    with pytest.raises(errors.NotFoundError, match=f"instance {iid} not found"):
+        await h.instance.destroy(iid, Context("terminate"))
+    with pytest.raises(errors.NotFoundError, match="not a file plugin instance ID"):
+        await h.instance.destroy("../../etc/passwd", Context())
+    with pytest.raises(errors.NotFoundError):
+        await h.instance.label("instance-1", {"a": "b"})
+
+
+async def test_validate_accepts_objects_and_null_only(served) -> None:
+    _plugin, h = served
+    await h.instance.validate({"Note": "ok"})
+    await h.instance.validate(None)
+    with pytest.raises(errors.SpecError, match="expected a JSON object or null"):
+        await h.instance.validate([1, 2])
+
+
+async def test_files_written_by_go_infrakit_are_adopted(instance_dir: Path) -> None:
+    """A directory written by the SEED Go plugin (indented, config_sha tag) is read as is."""
+    instance_dir.mkdir(parents=True)
+    (instance_dir / "instance-1431292921732113009").write_text(
+        '{\n    "ID": "instance-1431292921732113009",\n    "LogicalID": null,\n'
+        '    "Tags": {\n      "infrakit.config_sha": "eB2JuP0c5Sf41X5e2vc2gJ4ZTVg=",\n'
+        '      "infrakit.group": "cattle"\n    },\n    "Spec": {"Properties": null, '
+        '"Tags": {}, "Init": "", "LogicalID": null, "Attachments": null}\n  }'
+    )
+    (instance_dir / "README.md").write_text("not an instance")
+    (instance_dir / "notes.json").write_text('{"ID": "something-else"}')
+    plugin = FileInstancePlugin(instance_dir)
+    async with serve_plugin(plugin, "instance-file") as h:
+        found = await h.instance.describe_instances({"infrakit.group": "cattle"})
+        assert [d.id for d in found] == ["instance-1431292921732113009"]
+        assert len(await h.instance.describe_instances({})) == 1
+
+
+async def test_external_deletion_is_published_as_an_event(served, instance_dir: Path) -> None:
+    _plugin, h = served
+    iid = await h.instance.provision(Spec(tags={"a": "1"}))
+    events = h.instance.subscribe("instance/")
+    try:
+        assert (await _next_event(events)).type == "subscribed"  # the stream is live
+        # Our own write is not echoed back by the watcher as an external change...
+        (instance_dir / iid).unlink()
+        event = await _next_event(events)
+        assert (event.topic, event.type, event.id) == ("instance/change", "deleted", iid)
+        assert await h.instance.describe_instances({}) == []
+        # ... and an instance file copied in by a user appears.
+        (instance_dir / "instance-42").write_text(
+            json.dumps({"ID": "instance-42", "LogicalID": None, "Tags": {"a": "1"}, "Spec": None})
+        )
+        event = await _next_event(events)
+        assert (event.type, event.id) == ("created", "instance-42")
+        assert [d.id for d in await h.instance.describe_instances({"a": "1"})] == ["instance-42"]
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_without_a_watcher_reads_rescan(instance_dir: Path) -> None:
+    """Not started (no watcher): every read looks at the directory, never answers stale."""
+    plugin = FileInstancePlugin(instance_dir)
+    instance_dir.mkdir(parents=True)
+    iid = await plugin.provision(Spec(tags={"a": "1"}))
+    (instance_dir / iid).unlink()
+    assert await plugin.describe_instances({}) == []
+
+
+async def test_instance_dir_that_is_a_file_is_refused() -> None:
+    where = short_tempdir()
+    try:
+        path = where / "taken"
+        path.write_text("")
+        plugin = FileInstancePlugin(path)
+        with pytest.raises(errors.SpecError, match="is a file, expected a directory"):
+            await plugin.start()
+    finally:
+        import shutil
+
+        shutil.rmtree(where)
