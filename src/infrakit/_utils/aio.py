@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -71,14 +72,38 @@ class Broker(Generic[T]):
                         queue.get_nowait()
                 queue.put_nowait((topic, item))
 
-    async def subscribe(self, subscription: str) -> AsyncIterator[T]:
-        """Yield matching items until the consumer stops iterating (or is cancelled)."""
-        queue: asyncio.Queue[tuple[str, T]] = asyncio.Queue(self._queue_size)
-        entry = (subscription, queue)
-        self._subscribers.append(entry)
-        try:
-            while True:
-                _, item = await queue.get()
-                yield item
-        finally:
-            self._subscribers.remove(entry)
+    def subscribe(self, subscription: str) -> AsyncIterator[T]:
+        """Subscribe now; iterate the result for matching items (``aclose()`` it when done).
+
+        Registration happens in this call, not at the first iteration, so nothing published after
+        ``subscribe`` returns is missed - callers can announce "subscribed" truthfully.
+        """
+        return _Subscription(self, subscription, self._queue_size)
+
+
+class _Subscription(Generic[T]):
+    """One subscriber's queue, registered with its broker until closed or garbage-collected."""
+
+    def __init__(self, broker: Broker[T], subscription: str, queue_size: int) -> None:
+        self._queue: asyncio.Queue[tuple[str, T]] = asyncio.Queue(queue_size)
+        self._entry = (subscription, self._queue)
+        self._broker = broker
+        broker._subscribers.append(self._entry)
+        self._finalizer = weakref.finalize(self, _unregister, broker._subscribers, self._entry)
+
+    def __aiter__(self) -> _Subscription[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if not self._finalizer.alive:
+            raise StopAsyncIteration
+        _, item = await self._queue.get()
+        return item
+
+    async def aclose(self) -> None:
+        self._finalizer()
+
+
+def _unregister(subscribers: list[Any], entry: Any) -> None:
+    with contextlib.suppress(ValueError):
+        subscribers.remove(entry)

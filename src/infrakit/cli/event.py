@@ -27,8 +27,12 @@ def tail(topic: str, name: str, output: str, count: int | None) -> None:
     """Print events on TOPIC (``group/cattle``; a trailing ``/`` follows a whole tree; empty: all)."""
     client = client_for(name)
     seen = 0
+
+    def announce() -> None:
+        click.echo(f"Following events on {topic or 'every topic'} from {name}", err=True)
+
     try:
-        for ev in client.events(topic):
+        for ev in client.events(topic, on_subscribed=announce):
             if output == "json":
                 click.echo(json.dumps(spi_event.event_to_wire(ev)))
             else:

@@ -24,7 +24,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -527,8 +527,14 @@ class SyncClient(_Base):
             return False
         return status == 200
 
-    def events(self, topic: str) -> Iterator[spi_event.Event]:
-        """Yield events from ``/events`` (blocking). Ends when the plugin closes the stream."""
+    def events(
+        self, topic: str, on_subscribed: Callable[[], None] | None = None
+    ) -> Iterator[spi_event.Event]:
+        """Yield events from ``/events`` (blocking). Ends when the plugin closes the stream.
+
+        ``on_subscribed`` is called once the plugin has accepted the subscription (before any
+        event), so a caller can tell its user, or a test, that nothing will be missed from now on.
+        """
         from infrakit.spi import event as spi_event
 
         self.close()
@@ -547,6 +553,8 @@ class SyncClient(_Base):
             raise errors.NotFoundError(
                 f"plugin {self.name} at {self.address} publishes no events (HTTP {status})"
             )
+        if on_subscribed is not None:
+            on_subscribed()
         chunked = headers.get("transfer-encoding", "").lower() == "chunked"
         pending = b""
         try:

@@ -302,13 +302,14 @@ class PluginServer:
             status=200,
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
         )
+        # Subscribe before telling the subscriber it is live (Broker registers on this call).
+        events = self.events.subscribe(topic)
         await response.prepare(request)
         # A comment line first: the subscriber knows the subscription is live from here on.
         await response.write(b": subscribed " + topic.encode() + b"\n\n")
         task = asyncio.current_task()
         if task is not None:
             self._sse_tasks.add(task)
-        events = self.events.subscribe(topic)
         try:
             await self._pump_events(events, response)
         except (ConnectionResetError, asyncio.CancelledError):

@@ -181,10 +181,15 @@ def event_source_of(plugin: object) -> spi_event.Source | None:
     return None
 
 
-async def subscribe_to(plugin: object, name: str, topic: str) -> AsyncIterator[spi_event.Event]:
-    """Events of an in-process plugin; NotFoundError (on first iteration) if it has none."""
+def subscribe_to(plugin: object, name: str, topic: str) -> AsyncIterator[spi_event.Event]:
+    """Events of an in-process plugin, subscribed now; NotFoundError (on first iteration) if it
+    publishes none."""
     source = event_source_of(plugin)
     if source is None:
-        raise NotFoundError(f"plugin {name} publishes no events; poll it instead")
-    async for item in source.subscribe(topic):
-        yield item
+        return _no_events(name)
+    return source.subscribe(topic)
+
+
+async def _no_events(name: str) -> AsyncIterator[spi_event.Event]:
+    raise NotFoundError(f"plugin {name} publishes no events; poll it instead")
+    yield  # pragma: no cover - makes this an async generator

@@ -597,14 +597,16 @@ class GroupController:
             if h is None:
                 continue
             age = now - h.first_seen
+            self._publish(gid, "instance-lost", f"{iid} disappeared; it will be replaced", iid)
             if h.created_by_us and age < prov.crash_loop_window:
+                # An instance that dies this young counts as a failed create (crash-loop breaker).
                 self._record_failure(
                     gid,
                     group,
                     f"instance {iid} died {age:.1f}s after it was created (crash loop?)",
                     provision_error=False,
+                    event_type="early-death",
                 )
-            self._publish(gid, "instance-lost", f"{iid} disappeared; it will be replaced", iid)
         for iid in list(state.health):
             if iid not in listed:
                 del state.health[iid]
@@ -831,7 +833,13 @@ class GroupController:
         return result
 
     def _record_failure(
-        self, gid: str, group: Group, message: str, *, provision_error: bool
+        self,
+        gid: str,
+        group: Group,
+        message: str,
+        *,
+        provision_error: bool,
+        event_type: str = "create-failed",
     ) -> None:
         settings, breaker = group.settings, group.state.breaker
         prov = settings.properties.provisioning
@@ -848,7 +856,7 @@ class GroupController:
                 gid, "backoff", f"{message}; next create in {delay:.1f}s", data={"delay": delay}
             )
         else:
-            self._publish(gid, "create-failed", message)
+            self._publish(gid, event_type, message)
         group.state.note(message)
         if breaker.half_open or (not breaker.open and breaker.failures >= prov.max_failures):
             breaker.opened_at = now
