@@ -34,7 +34,14 @@ from infrakit.controller.clock import Clock, SystemClock
 from infrakit.spi import event, flavor, instance
 from infrakit.spi.types import Health, Tags
 
-__all__ = ["FakeFlavorPlugin", "FakeInstancePlugin", "lookup", "wait_until"]
+__all__ = [
+    "FakeElection",
+    "FakeElector",
+    "FakeFlavorPlugin",
+    "FakeInstancePlugin",
+    "lookup",
+    "wait_until",
+]
 
 
 @dataclass
@@ -274,3 +281,87 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(0.005)
+
+
+@dataclass(frozen=True)
+class FakeLeaderInfo:
+    id: str
+    location: str
+
+
+class FakeElection:
+    """An election the test decides: ``election.elect("m2")`` makes m2 lead, ``elect(None)`` nobody.
+
+    Electors created with :meth:`member` implement :class:`infrakit.leader.Elector`; each is told
+    of every change, as a real backend would (the old leader first loses, then the new one gains).
+    """
+
+    def __init__(self) -> None:
+        self.members: dict[str, FakeElector] = {}
+        self.leader_id: str | None = None
+
+    def member(self, id: str, location: str = "") -> FakeElector:
+        elector = FakeElector(self, id, location)
+        self.members[id] = elector
+        return elector
+
+    def elect(self, member_id: str | None) -> None:
+        old = self.members.get(self.leader_id or "")
+        self.leader_id = member_id
+        if old is not None and old.id != member_id:
+            old._tell(False)
+        new = self.members.get(member_id or "")
+        if new is not None and new.started:
+            new._tell(True)
+
+
+class FakeElector:
+    """One member of a :class:`FakeElection`."""
+
+    def __init__(self, election: FakeElection, id: str, location: str) -> None:
+        self.election = election
+        self.id = id
+        self.location = location
+        self.started = False
+        self._leading = False
+        self._queues: list[asyncio.Queue[bool]] = []
+
+    async def start(self) -> None:
+        self.started = True
+        self._tell(self.election.leader_id == self.id)
+
+    async def stop(self) -> None:
+        self.started = False
+        if self.election.leader_id == self.id:
+            self.election.elect(None)
+        self._tell(False)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading
+
+    async def changes(self) -> AsyncIterator[bool]:
+        queue: asyncio.Queue[bool] = asyncio.Queue()
+        self._queues.append(queue)
+        if self.started:
+            queue.put_nowait(self._leading)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.remove(queue)
+
+    async def leader(self) -> FakeLeaderInfo | None:
+        lid = self.election.leader_id
+        if lid is None:
+            return None
+        member = self.election.members[lid]
+        return FakeLeaderInfo(lid, member.location)
+
+    def describe(self) -> str:
+        return "fake election"
+
+    def _tell(self, leading: bool) -> None:
+        self._leading = leading
+        for queue in self._queues:
+            queue.put_nowait(leading)
