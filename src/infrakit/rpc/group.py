@@ -43,6 +43,9 @@ EXTENSIONS = {
     "Group.Promote": "promote",
     "Group.Rollback": "rollback",
     "Group.Reset": "reset",
+    # Served by the HA manager (infrakit.manager); ID is not needed.
+    "Manager.Status": "manager_status",
+    "Manager.Specs": "manager_specs",
 }
 
 
@@ -159,7 +162,10 @@ def service(objects: dict[str, Any]) -> Service:
         async def call(params: dict[str, Any], era: Era) -> Any:
             view = ci_view(params, "params")
             name, obj = target(view)
-            gid = _group_id(view, method_name)
+            if method_name.startswith("manager_"):
+                gid = want_str(ci_get(view, "ID"), "ID")
+            else:
+                gid = _group_id(view, method_name)
             fn = getattr(obj, method_name, None)
             if fn is None:
                 raise errors.NotFoundError(
