@@ -1,7 +1,7 @@
 """The ``infrakit`` command: thin - parse, call the library or a plugin socket, format.
 
 Commands: ``up``, ``plugin ls|start|stop|kinds``, ``group ...``, ``instance --name N ...``,
-``flavor --name N ...``, ``event tail``, ``completion``, ``version``. See docs/cli.md.
+``flavor --name N ...``, ``event tail``, ``manager status|specs``, ``completion``, ``version``. See docs/cli.md.
 
 Sub-command modules are imported only when their command runs, so ``infrakit group describe``
 does not pay for the plugin-hosting code (the CLI's start-up time is a benchmark target).
@@ -26,6 +26,7 @@ _LAZY = {
     "instance": ("infrakit.cli.instance", "instance_cli"),
     "flavor": ("infrakit.cli.instance", "flavor_cli"),
     "event": ("infrakit.cli.event", "event_cli"),
+    "manager": ("infrakit.cli.manager", "manager_cli"),
 }
 
 _HELP = {
@@ -35,6 +36,7 @@ _HELP = {
     "instance": "Talk to an instance plugin directly.",
     "flavor": "Talk to a flavor plugin directly.",
     "event": "Follow events published by plugins.",
+    "manager": "Leader, members and stored specs of the HA manager.",
 }
 
 
