@@ -94,6 +94,7 @@ class Manager:
         connect_leader: Callable[[Any], RemoteGroup] | None = None,
         *,
         on_leader_change: Callable[[bool], Awaitable[None]] | None = None,
+        start_timeout: float = 5.0,
     ) -> None:
         self.elector = elector
         self.store = store
@@ -105,6 +106,8 @@ class Manager:
         self.events: Broker[spi_event.Event] = Broker()
         self._follow_task: asyncio.Task[None] | None = None
         self._transition = asyncio.Lock()
+        self.start_timeout = start_timeout
+        self._first_verdict = asyncio.Event()
         self.leadership_changes = 0
         self.led_since: float | None = None
 
@@ -116,6 +119,10 @@ class Manager:
         changes = self.elector.changes()
         await self.elector.start()
         self._follow_task = asyncio.create_task(self._follow(changes), name="manager: leadership")
+        # Give the election its first verdict (immediate for an uncontended lock) so that calls
+        # right after start - `infrakit up SPEC.json` commits at once - find a leader.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_verdict.wait(), self.start_timeout)
 
     async def stop(self) -> None:
         """Stop the controller (instances untouched), then resign so another manager takes over."""
@@ -136,6 +143,7 @@ class Manager:
                     await self._step_down("lost leadership")
             except Exception:
                 log.exception("manager %s: acting on a leadership change failed", self.elector.id)
+            self._first_verdict.set()
             if self.on_leader_change is not None:
                 with contextlib.suppress(Exception):
                     await self.on_leader_change(leading)
