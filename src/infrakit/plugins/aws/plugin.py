@@ -1,11 +1,444 @@
-"""The aws instance plugin's implementation (work in progress)."""
+"""The aws instance plugin's implementation: the Instance SPI mapped onto EC2 API calls via boto3.
+
+Each SPI method is one or two EC2 calls, written as plain ``def`` methods: the SPI adapter runs them
+in a worker thread, so boto3's blocking I/O never stalls the event loop.
+
+==================  =============================================================================
+SPI                 EC2
+==================  =============================================================================
+Validate            local checks only (EC2 has a DryRun flag, but it proves little and moto lacks
+                    it): Properties shape, ImageId + InstanceType or a LaunchTemplate, and
+                    botocore's own parameter validation against the RunInstances model
+Provision           ``RunInstances`` (MinCount = MaxCount = 1) with every tag in
+                    ``TagSpecifications``, ``UserData`` = spec Init, a LogicalID that is an IP
+                    address as ``PrivateIpAddress``
+DescribeInstances   ``DescribeInstances``, paginated, filtered by ``tag:KEY=VALUE`` and by state
+                    (``pending``, ``running``, ``stopping``, ``stopped``: terminated and
+                    shutting-down instances are gone as far as a group is concerned)
+Label               ``DescribeInstances`` (the instance must exist) + ``CreateTags``
+Destroy             ``TerminateInstances``; an unknown or already terminated ID is NotFoundError
+==================  =============================================================================
+
+Errors from AWS become one line naming the EC2 call, the AWS error code and its message, as a
+:class:`SpecError` when the request was wrong (``Invalid*``, ``Missing*``, ``Unsupported*``), a
+:class:`NotFoundError` for unknown instance IDs, and a :class:`PluginError` otherwise. Retries use
+botocore's ``standard`` mode; RunInstances carries an idempotency token that botocore generates
+once per call, so a retried launch never creates a second instance.
+"""
 
 from __future__ import annotations
 
-from infrakit.errors import SpecError
-from infrakit.spi.plugin import Context, Served
+import datetime
+import ipaddress
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import botocore.validate
+
+from infrakit.errors import InfrakitError, NotFoundError, PluginError, SpecError
+from infrakit.spi.instance import Context, Description, Spec
+from infrakit.spi.plugin import Context as BuildContext
+from infrakit.spi.plugin import Option, Served
+from infrakit.spi.types import JSON, LOGICAL_ID_TAG, Tags
+
+__all__ = [
+    "ENDPOINT_URL_OPTION",
+    "REGION_OPTION",
+    "EC2InstancePlugin",
+    "build",
+]
+
+log = logging.getLogger(__name__)
+
+REGION_OPTION = Option(
+    "region",
+    "AWS region (default: the standard chain, AWS_REGION / AWS_DEFAULT_REGION / ~/.aws/config)",
+    default=None,
+    env="INFRAKIT_AWS_REGION",
+)
+ENDPOINT_URL_OPTION = Option(
+    "endpoint-url",
+    "EC2 endpoint URL, e.g. a local moto_server (botocore also honours AWS_ENDPOINT_URL)",
+    default=None,
+)
+
+#: The instance type EC2 serves this plugin under (``aws/ec2-instance``), as InfraKit's did.
+INSTANCE_TYPE_NAME = "ec2-instance"
+#: States in which an instance still belongs to its group.
+LIVE_STATES = ("pending", "running", "stopping", "stopped")
+#: Largest DescribeInstances page EC2 allows.
+MAX_PAGE_SIZE = 1000
+#: RunInstances parameters the plugin owns; a spec that sets them could not work.
+OWNED_PARAMETERS = {
+    "MinCount": "the group controller creates instances one at a time",
+    "MaxCount": "the group controller creates instances one at a time",
+    "ClientToken": "one fixed token would make every launch return the same instance",
+    "DryRun": "a dry run never creates an instance",
+}
+#: AWS error codes that mean "no such instance".
+INSTANCE_NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
+#: AWS error code prefixes that mean "the request was wrong" (fix the spec, not the network).
+SPEC_ERROR_CODE = re.compile(r"^(Invalid|Missing|Unsupported|Unknown)|ParameterValue|\.Malformed$")
+
+#: The smallest valid Properties, quoted in error messages.
+PROPERTIES_HINT = 'e.g. {"RunInstancesInput": {"ImageId": "ami-...", "InstanceType": "t3.micro"}}'
+
+PROPERTIES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "InfraKit's shape {RunInstancesInput, Tags} or, equally, the RunInstances parameters "
+        "themselves next to an optional Tags object. ImageId and InstanceType are required "
+        "unless a LaunchTemplate provides them."
+    ),
+    "properties": {
+        "RunInstancesInput": {
+            "type": "object",
+            "description": "EC2 RunInstances parameters (ImageId, InstanceType, SubnetId, ...)",
+        },
+        "Tags": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "extra tags for every instance (the group's own tags win)",
+        },
+    },
+}
+PROPERTIES_EXAMPLE: dict[str, Any] = {
+    "RunInstancesInput": {
+        "ImageId": "ami-1e749f67",
+        "InstanceType": "t3.micro",
+        "SubnetId": "subnet-0123456789abcdef0",
+        "SecurityGroupIds": ["sg-0123456789abcdef0"],
+        "KeyName": "my-key",
+    },
+    "Tags": {"project": "infrakit"},
+}
 
 
-def build(ctx: Context) -> Served:
-    """Kind ``aws``: not usable yet."""
-    raise SpecError("plugin kind aws is not finished yet; use another instance plugin")
+def _json_safe(value: Any) -> Any:
+    """boto3's response as plain JSON: datetimes as ISO 8601 strings, bytes as text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _aws_error(exc: Exception, call: str) -> InfrakitError:
+    """One-line infrakit error for a failed EC2 call (the AWS error code included)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        message = _one_line(error.get("Message") or str(exc))
+        text = f"aws: EC2 {call} failed: {code}: {message}"
+        if code in INSTANCE_NOT_FOUND_CODES:
+            return NotFoundError(
+                f"{text}; list instances with: infrakit instance --name aws describe"
+            )
+        if SPEC_ERROR_CODE.search(code):
+            return SpecError(f"{text}; fix the instance Properties and commit again")
+        return PluginError(f"{text}; check the AWS credentials, permissions and quotas")
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        report = _one_line(str(exc)).replace("Parameter validation failed: ", "")
+        return SpecError(
+            f"aws: instance Properties are not valid {call} parameters: {report}; "
+            f"see infrakit instance --name aws info"
+        )
+    if isinstance(
+        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
+        return PluginError(
+            f"aws: EC2 {call} failed: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+            f"AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run on an instance with a role"
+        )
+    if isinstance(
+        exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
+    ):
+        return PluginError(
+            f"aws: EC2 {call} failed: cannot reach the EC2 endpoint ({_one_line(str(exc))}); "
+            f"check the network, the region and -o aws.endpoint-url"
+        )
+    return PluginError(f"aws: EC2 {call} failed: {type(exc).__name__}: {_one_line(str(exc))}")
+
+
+def _tag_list(tags: Tags) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+
+def _tag_dict(tags: list[dict[str, str]] | None) -> Tags:
+    return {t["Key"]: t.get("Value", "") for t in tags or () if "Key" in t}
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+class EC2InstancePlugin:
+    """Instances as EC2 instances. Serve it with ``infrakit plugin start aws``.
+
+    ``client`` is an EC2 client from boto3; :meth:`connect` builds one with the settings this plugin
+    relies on (standard retries, bounded timeouts).
+    """
+
+    def __init__(self, client: Any, *, page_size: int = MAX_PAGE_SIZE) -> None:
+        if not 5 <= page_size <= MAX_PAGE_SIZE:
+            raise SpecError(f"aws: page size {page_size}: expected 5 to {MAX_PAGE_SIZE}")
+        self.client = client
+        self.page_size = page_size
+        self._run_instances_shape = client.meta.service_model.operation_model(
+            "RunInstances"
+        ).input_shape
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> EC2InstancePlugin:
+        """A plugin with its own EC2 client; credentials and region from the standard chain."""
+        config = botocore.config.Config(
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=5,
+            read_timeout=30,
+            user_agent_extra="infrakit-instance-aws/0.1.0",
+        )
+        session = boto3.session.Session()
+        try:
+            client = session.client(
+                "ec2", region_name=region or None, endpoint_url=endpoint_url or None, config=config
+            )
+        except botocore.exceptions.NoRegionError:
+            raise SpecError(
+                "aws: no AWS region configured; pass -o aws.region=us-east-1 or set AWS_REGION"
+            ) from None
+        except ValueError as exc:  # a malformed endpoint URL
+            raise SpecError(f"aws: {_one_line(str(exc))}; check -o aws.endpoint-url") from None
+        return cls(client, page_size=page_size)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- the Instance SPI -----------------------------------------------------------------------
+
+    def validate(self, properties: JSON) -> None:
+        self._run_instances_input(properties)
+
+    def provision(self, spec: Spec) -> str:
+        run_input, extra_tags = self._run_instances_input(spec.properties)
+        tags = {**extra_tags, **spec.tags}
+        if spec.logical_id is not None:
+            tags.setdefault("Name", spec.logical_id)
+            tags.setdefault(LOGICAL_ID_TAG, spec.logical_id)
+            if _is_ip_address(spec.logical_id):
+                self._request_private_ip(run_input, spec.logical_id)
+        self._add_instance_tags(run_input, tags)
+        if spec.init:
+            run_input["UserData"] = spec.init  # botocore base64-encodes it
+        run_input["MinCount"] = run_input["MaxCount"] = 1
+        try:
+            reply = self.client.run_instances(**run_input)
+        except Exception as exc:
+            raise _aws_error(exc, "RunInstances") from None
+        instances = reply.get("Instances") or []
+        if len(instances) != 1:
+            raise PluginError(
+                f"aws: EC2 RunInstances returned {len(instances)} instances, expected 1; "
+                f"check for stray instances tagged {tags.get('infrakit.group', '')!r}"
+            )
+        instance_id = str(instances[0]["InstanceId"])
+        log.info("provisioned %s (%s)", instance_id, tags.get("infrakit.group", "no group"))
+        return instance_id
+
+    def label(self, instance_id: str, labels: Tags) -> None:
+        self._existing(instance_id)
+        if not labels:
+            return
+        try:
+            self.client.create_tags(Resources=[instance_id], Tags=_tag_list(labels))
+        except Exception as exc:
+            raise _aws_error(exc, "CreateTags") from None
+        log.debug("labelled %s with %s", instance_id, labels)
+
+    def destroy(self, instance_id: str, context: Context | None = None) -> None:
+        try:
+            reply = self.client.terminate_instances(InstanceIds=[instance_id])
+        except Exception as exc:
+            raise _aws_error(exc, "TerminateInstances") from None
+        changes = reply.get("TerminatingInstances") or []
+        previous = changes[0].get("PreviousState", {}).get("Name") if changes else None
+        if previous in (None, "terminated"):
+            raise NotFoundError(
+                f"aws: instance {instance_id} is already terminated; "
+                f"list instances with: infrakit instance --name aws describe"
+            )
+        reason = f" ({context.reason})" if context is not None and context.reason else ""
+        log.info("terminated %s%s", instance_id, reason)
+
+    def describe_instances(self, tags: Tags, properties: bool = False) -> list[Description]:
+        # EC2 filters match exact values; InfraKit's "" also matches a missing tag, so those
+        # are checked here instead.
+        filters = [{"Name": "instance-state-name", "Values": list(LIVE_STATES)}]
+        filters += [
+            {"Name": f"tag:{key}", "Values": [value]}
+            for key, value in sorted(tags.items())
+            if value != ""
+        ]
+        blank = [key for key, value in tags.items() if value == ""]
+        out: list[Description] = []
+        for found in self._instances(filters):
+            instance_tags = _tag_dict(found.get("Tags"))
+            if any(instance_tags.get(key, "") != "" for key in blank):
+                continue
+            out.append(
+                Description(
+                    id=str(found["InstanceId"]),
+                    logical_id=instance_tags.get(LOGICAL_ID_TAG) or None,
+                    tags=instance_tags,
+                    properties=_json_safe(found) if properties else None,
+                )
+            )
+        return out
+
+    def info(self) -> dict[str, Any]:
+        """Properties schema and example for ``infrakit instance info``."""
+        return {"schema": PROPERTIES_SCHEMA, "example": PROPERTIES_EXAMPLE}
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _instances(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("describe_instances")
+        pages = paginator.paginate(Filters=filters, PaginationConfig={"PageSize": self.page_size})
+        try:
+            for page in pages:
+                for reservation in page.get("Reservations") or ():
+                    yield from reservation.get("Instances") or ()
+        except Exception as exc:
+            raise _aws_error(exc, "DescribeInstances") from None
+
+    def _existing(self, instance_id: str) -> dict[str, Any]:
+        """The live instance ``instance_id`` (NotFoundError when unknown or terminated)."""
+        try:
+            reply = self.client.describe_instances(InstanceIds=[instance_id])
+        except Exception as exc:
+            raise _aws_error(exc, "DescribeInstances") from None
+        for reservation in reply.get("Reservations") or ():
+            for found in reservation.get("Instances") or ():
+                if found.get("State", {}).get("Name") in LIVE_STATES:
+                    return dict(found)
+        raise NotFoundError(
+            f"aws: instance {instance_id} not found or terminated; "
+            f"list instances with: infrakit instance --name aws describe"
+        )
+
+    def _run_instances_input(self, properties: JSON) -> tuple[dict[str, Any], Tags]:
+        """Properties -> (RunInstances parameters, extra tags), or a SpecError saying what's wrong."""
+        if not isinstance(properties, dict):
+            raise SpecError(
+                f"aws instance Properties: expected a JSON object, got "
+                f"{'null' if properties is None else type(properties).__name__}; {PROPERTIES_HINT}"
+            )
+        if "RunInstancesInput" in properties:
+            unknown = sorted(set(properties) - {"RunInstancesInput", "Tags"})
+            if unknown:
+                raise SpecError(
+                    f"aws instance Properties: unexpected key(s) {', '.join(unknown)} next to "
+                    f"RunInstancesInput (allowed: RunInstancesInput, Tags); {PROPERTIES_HINT}"
+                )
+            run_input = properties["RunInstancesInput"]
+            where = "Properties.RunInstancesInput"
+        else:
+            run_input = {k: v for k, v in properties.items() if k != "Tags"}
+            where = "Properties"
+        if not isinstance(run_input, dict):
+            raise SpecError(f"aws instance {where}: expected a JSON object; {PROPERTIES_HINT}")
+        tags = properties.get("Tags") or {}
+        if not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+        ):
+            raise SpecError(
+                'aws instance Properties.Tags: expected an object of strings, e.g. {"team": "web"}'
+            )
+        for key, why in OWNED_PARAMETERS.items():
+            if key in run_input and not (key in ("MinCount", "MaxCount") and run_input[key] == 1):
+                raise SpecError(f"aws instance {where}.{key}: remove it ({why})")
+        if "LaunchTemplate" not in run_input:
+            missing = [k for k in ("ImageId", "InstanceType") if not run_input.get(k)]
+            if missing:
+                raise SpecError(
+                    f"aws instance {where}: {' and '.join(missing)} missing; set ImageId and "
+                    f"InstanceType, or a LaunchTemplate that provides them; {PROPERTIES_HINT}"
+                )
+        run_input = dict(run_input)
+        report = botocore.validate.ParamValidator().validate(
+            {**run_input, "MinCount": 1, "MaxCount": 1}, self._run_instances_shape
+        )
+        if report.has_errors():
+            raise SpecError(
+                f"aws instance {where}: not valid RunInstances parameters: "
+                f"{_one_line(report.generate_report())}; see infrakit instance --name aws info"
+            )
+        return run_input, dict(tags)
+
+    @staticmethod
+    def _request_private_ip(run_input: dict[str, Any], address: str) -> None:
+        """InfraKit's pets: a LogicalID that is an IP address becomes the primary private IP."""
+        interfaces = run_input.get("NetworkInterfaces")
+        if interfaces:
+            first = dict(interfaces[0])
+            first.setdefault("PrivateIpAddress", address)
+            run_input["NetworkInterfaces"] = [first, *interfaces[1:]]
+        else:
+            run_input.setdefault("PrivateIpAddress", address)
+
+    @staticmethod
+    def _add_instance_tags(run_input: dict[str, Any], tags: Tags) -> None:
+        """Put ``tags`` on the instance at launch, merged over any instance TagSpecification."""
+        specs = [dict(s) for s in run_input.get("TagSpecifications") or ()]
+        merged: Tags = {}
+        others = []
+        for tag_spec in specs:
+            if tag_spec.get("ResourceType") == "instance":
+                merged.update(_tag_dict(tag_spec.get("Tags")))
+            else:
+                others.append(tag_spec)
+        merged.update(tags)
+        run_input["TagSpecifications"] = [
+            *others,
+            {"ResourceType": "instance", "Tags": _tag_list(merged)},
+        ]
+
+
+def build(ctx: BuildContext) -> Served:
+    """Kind ``aws``: serve an :class:`EC2InstancePlugin` as ``<name>`` and ``<name>/ec2-instance``."""
+    plugin = EC2InstancePlugin.connect(
+        region=REGION_OPTION.resolve(ctx.options),
+        endpoint_url=ENDPOINT_URL_OPTION.resolve(ctx.options),
+    )
+    log.info("EC2 in %s at %s", plugin.client.meta.region_name, plugin.client.meta.endpoint_url)
+
+    async def stop() -> None:
+        plugin.close()
+
+    return Served(
+        instance={"": plugin, INSTANCE_TYPE_NAME: plugin},
+        stop=stop,
+        vendor={"Name": "infrakit-instance-aws", "Version": "0.1.0", "Sub": "", "URL": ""},
+    )
