@@ -122,7 +122,7 @@ async def test_provision_runs_init_then_the_command_in_its_own_session(
 
     pid = await _pid(h, iid)
     process = psutil.Process(pid)
-    assert process.cmdline() == ["sleep", "1000"]
+    await wait_until(lambda: process.cmdline() == ["sleep", "1000"])  # sh exec'd the command
     assert os.getsid(pid) == pid  # its own session: it survives the plugin
     assert process.environ()[INSTANCE_ID_ENV] == iid
     assert process.environ()["INFRAKIT_LOGICAL_ID"] == "w1"
@@ -277,7 +277,8 @@ async def test_commands_are_found_relative_to_dir_and_on_envs_path(served, tmp_p
     with pytest.raises(errors.SpecError, match=r"data\.txt is not an executable file"):
         await h.instance.validate({"Command": [str(data)]})
     iid = await h.instance.provision(Spec(properties={"Command": [str(script)]}))
-    assert psutil.Process(await _pid(h, iid)).cmdline() == ["sleep", "1000"]
+    process = psutil.Process(await _pid(h, iid))
+    await wait_until(lambda: process.cmdline() == ["sleep", "1000"])  # the script exec'd it
 
 
 async def test_a_failing_init_fails_provision_and_leaves_nothing(served, state_dir: Path) -> None:
