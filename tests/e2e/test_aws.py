@@ -49,6 +49,17 @@ def live_once(client: Any, ok: Callable[[dict[str, str]], bool]) -> Callable[[],
     return check
 
 
+def controller_sees(e2e: E2E, expected: set[str], **env: str) -> bool:
+    """The group controller lists exactly ``expected`` and waits for no create.
+
+    An instance terminated before the controller's first look at it counts as a pending create
+    until the group's VisibilityTimeout (EC2 is eventually consistent), so the test waits for this.
+    """
+    doc = json.loads(e2e.run("group", "describe", "workers", "-o", "json", **env).stdout)
+    status = doc.get("Status") or {}
+    return {i["ID"] for i in doc["Instances"]} == expected and status.get("Pending") == 0
+
+
 def start_stack(e2e: E2E, endpoint: str) -> None:
     e2e.start(
         "infrakit",
@@ -78,6 +89,8 @@ def test_a_group_of_ec2_instances_heals_rolls_and_is_destroyed(
     assert set(first.values()) == {"t3.micro"}
     described = e2e.lines("instance", "--name", "aws", "describe", "-q")
     assert {line.split()[0] for line in described} == set(first)
+
+    wait_for(lambda: controller_sees(e2e, set(first), **env), what="the controller to see all 3")
 
     # Terminated behind infrakit's back: the next poll replaces it.
     victim = sorted(first)[0]
