@@ -276,9 +276,10 @@ async def test_commands_are_found_relative_to_dir_and_on_envs_path(served, tmp_p
     data.write_text("not a program")
     with pytest.raises(errors.SpecError, match=r"data\.txt is not an executable file"):
         await h.instance.validate({"Command": [str(data)]})
-    iid = await h.instance.provision(Spec(properties={"Command": [str(script)]}))
-    process = psutil.Process(await _pid(h, iid))
-    await wait_until(lambda: process.cmdline() == ["sleep", "1000"])  # the script exec'd it
+    for properties in ({"Command": [str(script)]}, {"Command": ["./run.sh"], "Dir": str(tmp_path)}):
+        iid = await h.instance.provision(Spec(properties=properties))
+        process = psutil.Process(await _pid(h, iid))
+        await wait_until(lambda p=process: p.cmdline() == ["sleep", "1000"])  # exec by run.sh
 
 
 async def test_a_failing_init_fails_provision_and_leaves_nothing(served, state_dir: Path) -> None:
