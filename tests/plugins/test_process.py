@@ -365,6 +365,30 @@ async def test_records_of_dead_or_reused_pids_are_dropped_and_those_pids_left_al
         zombie.wait()
 
 
+async def test_without_pidfds_exits_are_polled_for_own_and_adopted_processes(
+    state_dir: Path,
+) -> None:
+    first = ProcessInstancePlugin(state_dir, poll_interval=0.02, use_pidfd=False)
+    async with serve_plugin(first, "instance-process") as h:
+        adopted = await h.instance.provision(Spec(properties=SLEEP))
+        adopted_pid = await _pid(h, adopted)
+    second = ProcessInstancePlugin(state_dir, grace=5.0, poll_interval=0.02, use_pidfd=False)
+    async with serve_plugin(second, "instance-process") as h:
+        own = await h.instance.provision(Spec(properties=SLEEP))
+        own_pid = await _pid(h, own)
+        events = h.instance.subscribe("instance/")
+        try:
+            assert (await _next_event(events)).type == "subscribed"
+            for iid, pid in ((own, own_pid), (adopted, adopted_pid)):
+                os.kill(pid, signal.SIGKILL)
+                event = await _next_event(events)
+                assert (event.type, event.id) == ("deleted", iid)
+                assert _gone(pid)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        assert await h.instance.describe_instances({}) == []
+
+
 def _build_context(home: Path, **options: str) -> BuildContext:
     def no_lookup(name: str):  # type: ignore[no-untyped-def]
         raise AssertionError(f"the process plugin looked up {name}")

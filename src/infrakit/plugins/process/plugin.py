@@ -253,13 +253,13 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 class _ExitWatch:
     """Resolves a future when a process exits: pidfd readiness where available, else polling."""
 
-    def __init__(self, poll_interval: float) -> None:
+    def __init__(self, poll_interval: float, *, use_pidfd: bool = True) -> None:
         self.poll_interval = poll_interval
         self._pidfds: dict[asyncio.Future[None], int] = {}
         self._polled: dict[asyncio.Future[None], Callable[[], bool]] = {}
         self._poller: asyncio.Task[None] | None = None
         #: False once pidfd_open failed for lack of support; then every watch polls.
-        self.pidfd_supported = hasattr(os, "pidfd_open")
+        self.pidfd_supported = use_pidfd and hasattr(os, "pidfd_open")
 
     def watch(self, pid: int, is_running: Callable[[], bool]) -> asyncio.Future[None]:
         """A future resolved once ``pid`` has exited; ``is_running`` confirms it is still ours."""
@@ -365,17 +365,23 @@ class ProcessInstancePlugin:
     """Instances as local processes; records and logs in ``directory``.
 
     Serve it with ``infrakit plugin start process``. ``grace`` is how long Destroy waits between
-    SIGTERM and SIGKILL; ``poll_interval`` is used only where pidfds are unavailable.
+    SIGTERM and SIGKILL. Exits are watched with pidfds; where they are unavailable (or with
+    ``use_pidfd=False``) running processes are polled every ``poll_interval`` seconds instead.
     """
 
     def __init__(
-        self, directory: Path | str, *, grace: float = 10.0, poll_interval: float = 0.5
+        self,
+        directory: Path | str,
+        *,
+        grace: float = 10.0,
+        poll_interval: float = 0.5,
+        use_pidfd: bool = True,
     ) -> None:
         self.directory = Path(directory)
         self.grace = grace
         self._instances: dict[str, _Instance] = {}
         self._broker: Broker[Event] = Broker()
-        self._exits = _ExitWatch(poll_interval)
+        self._exits = _ExitWatch(poll_interval, use_pidfd=use_pidfd)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
