@@ -13,7 +13,7 @@ keep working and infrakit specs stay readable by humans)::
       "Health":     {"CheckInterval": "10s", "StartupTimeout": "10m",
                      "UnhealthyTimeout": "5m", "MaxUnhealthy": "100%"},
       "Provisioning": {"MaxParallel": 100, "DeletePolicy": "Newest", "MaxFailures": 5,
-                       "CrashLoopWindow": "5m", "CoolDown": "5m", "BackoffInitial": "1s",
+                       "CrashLoopWindow": "30s", "CoolDown": "5m", "BackoffInitial": "1s",
                        "BackoffMax": "1m", "ProvisionTimeout": "2m", "VisibilityTimeout": "1m"}
     }
 
@@ -147,7 +147,7 @@ class ProvisioningSection(_Model):
     #: Consecutive failures (failed creates, crash-looping instances) that open the breaker.
     max_failures: int = Field(5, alias="MaxFailures", ge=1)
     #: An instance that vanishes within this many seconds of creation counts as a failure.
-    crash_loop_window: Duration = Field(300.0, alias="CrashLoopWindow")
+    crash_loop_window: Duration = Field(30.0, alias="CrashLoopWindow")
     #: Seconds a degraded group waits before trying one create again. Default 300.
     cool_down: Duration = Field(300.0, alias="CoolDown")
     #: First retry delay after a failed create, doubled per failure (with 20% jitter). Default 1.
