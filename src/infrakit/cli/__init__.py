@@ -77,7 +77,7 @@ def version() -> None:
     click.echo(f"Version: {__version__}")
 
 
-@cli.command("completion")
+@cli.command("completion", short_help="Print the shell completion script.")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
     """Print the shell completion script, e.g. `eval "$(infrakit completion bash)"`."""

@@ -22,7 +22,10 @@ LOG = click.option(
 )
 
 
-@click.command("infrakit-instance-file")
+HELP = {"help_option_names": ["-h", "--help"]}
+
+
+@click.command("infrakit-instance-file", context_settings=HELP)
 @click.option("--name", default="instance-file", show_default=True, help="plugin (socket) name")
 @click.option(
     "--dir", "directory", default=None, help="instance directory (default ~/.infrakit/instances)"
@@ -33,7 +36,7 @@ def _instance_file(name: str, directory: str | None, log_level: str) -> None:
     run_plugins([("file", name)], {"file": {"dir": directory}}, log_level=log_level)
 
 
-@click.command("infrakit-group-default")
+@click.command("infrakit-group-default", context_settings=HELP)
 @click.option("--name", default="group", show_default=True, help="plugin (socket) name")
 @click.option(
     "--poll-interval", default=None, help="resync period, e.g. 10s or 500ms (default 10s)"
@@ -49,7 +52,7 @@ def _group_default(name: str, poll_interval: str | None, store: str | None, log_
     )
 
 
-@click.command("infrakit-flavor-vanilla")
+@click.command("infrakit-flavor-vanilla", context_settings=HELP)
 @click.option("--name", default="flavor-vanilla", show_default=True, help="plugin (socket) name")
 @LOG
 def _flavor_vanilla(name: str, log_level: str) -> None:
@@ -57,7 +60,7 @@ def _flavor_vanilla(name: str, log_level: str) -> None:
     run_plugins([("vanilla", name)], log_level=log_level)
 
 
-@click.command("infrakit-flavor-combo")
+@click.command("infrakit-flavor-combo", context_settings=HELP)
 @click.option("--name", default="flavor-combo", show_default=True, help="plugin (socket) name")
 @LOG
 def _flavor_combo(name: str, log_level: str) -> None:

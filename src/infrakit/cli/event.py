@@ -24,7 +24,7 @@ def event_cli() -> None:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @click.option("--count", type=int, default=None, help="exit after this many events")
 def tail(topic: str, name: str, output: str, count: int | None) -> None:
-    """Print events on TOPIC (``group/cattle``; a trailing ``/`` follows a whole tree; empty: all)."""
+    """Print events on TOPIC (`group/cattle`; a trailing `/` follows a whole tree; empty: all)."""
     client = client_for(name)
     seen = 0
 

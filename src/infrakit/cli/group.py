@@ -76,7 +76,7 @@ def _group(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
 @OUTPUT
 @click.pass_context
 def commit(ctx: click.Context, spec_file: str, pretend: bool, output: str) -> None:
-    """Commit the group spec in FILE (``-`` for stdin)."""
+    """Commit the group spec in FILE (`-` for stdin)."""
     doc = read_json_file(spec_file)
     if not isinstance(doc, dict):
         fail(f'spec file {spec_file}: expected a JSON object {{"ID": ..., "Properties": ...}}')
@@ -323,14 +323,17 @@ def watch(
         _watch_live(client, gid, status, events, lock, interval, until_converged, deadline)
         return
     printed = 0
-    click.echo(status_lines(gid, status)[0])
+    shown = status_lines(gid, status)[0]
+    click.echo(shown)
     while True:
         with lock:
             new, printed = events[printed:], len(events)
         for line in new:
             click.echo(line)
         if until_converged and status.get("Converged"):
-            click.echo(status_lines(gid, status)[0])
+            final = status_lines(gid, status)[0]
+            if final != shown or new:
+                click.echo(final)
             return
         if deadline is not None and time.monotonic() > deadline:
             fail(

@@ -77,10 +77,12 @@ def ls(quiet: bool, output: str) -> None:
     if output == "json":
         echo_json(rows)
         return
-    click.echo(f"{'NAME':<20}{'INTERFACE':<30}{'LISTEN'}")
+    name_width = max([20, *(len(str(r["Name"])) + 2 for r in rows)])
+    iface_width = max([30, *(len(str(r["Interfaces"])) + 2 for r in rows)])
+    click.echo(f"{'NAME':<{name_width}}{'INTERFACE':<{iface_width}}{'LISTEN'}")
     for r in rows:
         stale = "" if r["Live"] else "  (stale: not running)"
-        click.echo(f"{r['Name']:<20}{r['Interfaces']:<30}{r['Listen']}{stale}")
+        click.echo(f"{r['Name']:<{name_width}}{r['Interfaces']:<{iface_width}}{r['Listen']}{stale}")
 
 
 @plugin_cli.command("kinds")
@@ -106,7 +108,7 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
     return out
 
 
-@plugin_cli.command("start")
+@plugin_cli.command("start", short_help="Run plugins in this process until Ctrl-C.")
 @click.argument("specs", nargs=-1, required=True, metavar="KIND[:NAME]...")
 @click.option("-o", "--option", "options", multiple=True, metavar="KIND.OPTION=VALUE")
 @click.option("--listen-tcp", default=None, metavar="HOST", help="also listen on HOST:<free port>")

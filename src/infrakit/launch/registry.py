@@ -39,6 +39,13 @@ def available() -> dict[str, Kind]:
             if not isinstance(kind, Kind):
                 _broken[ep.name] = f"{ep.value} is a {type(kind).__name__}, not infrakit Kind"
                 continue
+            if kind.name != ep.name:
+                _broken[ep.name] = (
+                    f"{ep.value} is kind {kind.name!r} but registered as {ep.name!r}; "
+                    f"make the entry-point name equal Kind.name"
+                )
+                log.warning("plugin kind %s: %s", ep.name, _broken[ep.name])
+                continue
             found[ep.name] = kind
         _cache = found
     return _cache
