@@ -6,6 +6,7 @@ directory directly under /tmp (UNIX socket paths must stay under 107 bytes).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,10 @@ from infrakit.testing import short_tempdir
 def infrakit_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private INFRAKIT_HOME (with plugins/ inside) for each test."""
     home = short_tempdir("ikh")
+    for name in [k for k in os.environ if k.startswith("INFRAKIT_")]:
+        monkeypatch.delenv(name)  # a developer's own settings never leak into a test
     monkeypatch.setenv("INFRAKIT_HOME", str(home))
     monkeypatch.setenv("INFRAKIT_PLUGINS_DIR", str(home / "plugins"))
-    monkeypatch.delenv("INFRAKIT_CLIENT_TIMEOUT", raising=False)
-    monkeypatch.delenv("INFRAKIT_INSTANCE_FILE_DIR", raising=False)
     yield home
     shutil.rmtree(home, ignore_errors=True)
 

@@ -33,12 +33,14 @@ def bin_path(name: str) -> str:
 
 
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    """Environment whose INFRAKIT_HOME and plugin dir are ``home`` and ``home/plugins``."""
-    env = dict(os.environ)
+    """Environment whose INFRAKIT_HOME and plugin dir are ``home`` and ``home/plugins``.
+
+    Every other ``INFRAKIT_*`` variable of the caller (a developer's own plugin directories,
+    tokens, timeouts) is dropped, so a test never touches real state.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
     env["INFRAKIT_HOME"] = str(home)
     env["INFRAKIT_PLUGINS_DIR"] = str(home / "plugins")
-    env.pop("INFRAKIT_INSTANCE_FILE_DIR", None)
-    env.pop("INFRAKIT_CLIENT_TIMEOUT", None)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
