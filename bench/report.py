@@ -186,9 +186,18 @@ def bench_main(
         default="up",
         help="`infrakit up` (one process) or the separate console-script daemons",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run every stack process under pyinstrument, reports in DIR (slows it down)",
+    )
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.profile:
+        from bench import rig
+
+        rig.PROFILE_DIR = Path(args.profile)
     info = machine_info()
     started = time.monotonic()
     print(

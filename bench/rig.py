@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +35,7 @@ from urllib.parse import quote
 
 import psutil
 
-from infrakit.testing.processes import Daemon, isolated_env
+from infrakit.testing.processes import Daemon, bin_path, isolated_env
 
 __all__ = [
     "EXAMPLES",
@@ -219,6 +220,11 @@ class EventStream:
         self.close()
 
 
+#: When set (``--profile DIR``), every stack process runs under pyinstrument, reporting into DIR.
+PROFILE_DIR: Path | None = None
+_profiled = 0
+
+
 class Stack:
     """A running infrakit stack in a private INFRAKIT_HOME; a context manager that cleans up."""
 
@@ -253,7 +259,23 @@ class Stack:
         return self
 
     def _daemon(self, argv: list[str], sockets: list[str]) -> None:
-        daemon = Daemon(argv, self.env, sockets=sockets, log=self.home / f"{argv[0]}.log")
+        log = self.home / f"{argv[0]}.log"
+        if PROFILE_DIR is not None:
+            global _profiled
+            _profiled += 1
+            PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+            report = PROFILE_DIR / f"{_profiled:02d}-{argv[0]}.txt"
+            print(f"  profiling {argv[0]} (pid below) into {report}", flush=True)
+            argv = [
+                sys.executable,
+                "-m",
+                "pyinstrument",
+                "-o",
+                str(report),
+                bin_path(argv[0]),
+                *argv[1:],
+            ]
+        daemon = Daemon(argv, self.env, sockets=sockets, log=log)
         self.daemons.append(daemon)
         daemon.start()
 
