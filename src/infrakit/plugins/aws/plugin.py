@@ -19,6 +19,9 @@ Label               ``DescribeInstances`` (the instance must exist) + ``CreateTa
 Destroy             ``TerminateInstances``; an unknown or already terminated ID is NotFoundError
 ==================  =============================================================================
 
+boto3 is imported on first use, not with this module: it is an optional extra, and listing the
+plugin kinds must not pay for importing it.
+
 Errors from AWS become one line naming the EC2 call, the AWS error code and its message, as a
 :class:`SpecError` when the request was wrong (``Invalid*``, ``Missing*``, ``Unsupported*``), a
 :class:`NotFoundError` for unknown instance IDs, and a :class:`PluginError` otherwise. Retries use
@@ -34,11 +37,6 @@ import logging
 import re
 from collections.abc import Iterator
 from typing import Any
-
-import boto3
-import botocore.config
-import botocore.exceptions
-import botocore.validate
 
 from infrakit.errors import InfrakitError, NotFoundError, PluginError, SpecError
 from infrakit.spi.instance import Context, Description, Spec
@@ -138,6 +136,8 @@ def _one_line(text: str) -> str:
 
 def _aws_error(exc: Exception, call: str) -> InfrakitError:
     """One-line infrakit error for a failed EC2 call (the AWS error code included)."""
+    import botocore.exceptions
+
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "Unknown")
@@ -214,6 +214,14 @@ class EC2InstancePlugin:
         page_size: int = MAX_PAGE_SIZE,
     ) -> EC2InstancePlugin:
         """A plugin with its own EC2 client; credentials and region from the standard chain."""
+        try:  # imported here: boto3 is optional, and importing it takes ~0.2 s
+            import boto3
+            import botocore.config
+            import botocore.exceptions
+        except ImportError as exc:
+            raise SpecError(
+                f"aws: {exc.name or 'boto3'} is not installed; pip install 'infrakit[aws]'"
+            ) from None
         config = botocore.config.Config(
             retries={"mode": "standard", "max_attempts": 5},
             connect_timeout=5,
@@ -387,6 +395,8 @@ class EC2InstancePlugin:
                     f"InstanceType, or a LaunchTemplate that provides them; {PROPERTIES_HINT}"
                 )
         run_input = dict(run_input)
+        import botocore.validate
+
         report = botocore.validate.ParamValidator().validate(
             {**run_input, "MinCount": 1, "MaxCount": 1}, self._run_instances_shape
         )
