@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.plugins.test_aws import MotoServer, offline_aws_env
+from tests.plugins.test_aws import PROXY_VARIABLES, MotoServer, offline_aws_env
 
 from infrakit._utils.duration import parse_duration
 from infrakit.testing import short_tempdir
@@ -112,6 +113,10 @@ def main() -> None:
     intervals = args.intervals or ["200ms", "1s"]
     log_dir = short_tempdir("ikmoto")
     moto = MotoServer(log_dir / "moto_server.log").start()
+    # This process and its children talk to moto on 127.0.0.1 only, with dummy credentials.
+    for name in PROXY_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(offline_aws_env(moto.url))
     results = []
     try:
         for interval in intervals:
