@@ -316,6 +316,17 @@ async def test_info_offers_schema_and_a_working_example(served) -> None:
     await h.instance.validate(info["example"])  # the example is valid against this engine
 
 
+async def test_a_container_that_cannot_start_is_removed_and_reported(
+    served, engine: Podman
+) -> None:
+    _plugin, h = served
+    properties = {**SLEEPER, "Cmd": ["/no/such/program"]}
+    with pytest.raises(errors.InfrakitError, match="refused to start container") as caught:
+        await h.instance.provision(Spec(properties, tags={"g": "bad"}))
+    assert "\n" not in str(caught.value)
+    assert engine.containers(all=True) == []
+
+
 # --- destroying ---------------------------------------------------------------------------------
 
 

@@ -56,7 +56,7 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 HOST_OPTION = Option(
     "host",
-    f"the engine's API address, e.g. unix:///run/podman/podman.sock (default: {DEFAULT_HOST})",
+    "the engine's API address, e.g. unix:///run/podman/podman.sock or tcp://127.0.0.1:2375",
     default=DEFAULT_HOST,
     env="DOCKER_HOST",
 )
@@ -368,6 +368,8 @@ class DockerInstancePlugin:
             return fn()
         except docker.errors.NotFound:
             raise
+        except docker.errors.InvalidArgument as exc:
+            raise SpecError(f"docker: cannot {doing}: {exc}") from None
         except docker.errors.APIError as exc:
             raise PluginError(
                 f"docker engine at {self.host} refused to {doing}: {exc.explanation or exc}"
@@ -413,12 +415,15 @@ class DockerInstancePlugin:
         if spec.logical_id:
             labels[LOGICAL_ID_TAG] = spec.logical_id
         entrypoint, cmd = command_with_init(props, spec.init, image_config)
-        host_config = api.create_host_config(
-            port_bindings=props.ports or None,
-            binds=props.volumes or None,
-            restart_policy=props.restart_policy,
-            network_mode=props.network_mode,
-        )
+        try:
+            host_config = api.create_host_config(
+                port_bindings=props.ports or None,
+                binds=props.volumes or None,
+                restart_policy=props.restart_policy,
+                network_mode=props.network_mode,
+            )
+        except docker.errors.DockerException as exc:  # checked locally by docker-py
+            raise SpecError(f"docker Properties: {exc}") from None
         name = container_name(spec)
         created = self._call(
             lambda: api.create_container(
