@@ -108,6 +108,13 @@ class Served:
     stop: Callable[[], Awaitable[None]] | None = None
     #: ``/info/api.json`` vendor block.
     vendor: dict[str, Any] | None = None
+    #: Also listen on TCP ``(host, port)`` (advertised in ``<name>.listen``), e.g. the manager's
+    #: ``--listen``. Requests there must carry ``Authorization: Bearer <tcp_token>``; without a
+    #: token only loopback with ``tcp_insecure`` is allowed. ``tcp_ssl`` serves TLS.
+    tcp: tuple[str, int] | None = None
+    tcp_token: str | None = None
+    tcp_insecure: bool = False
+    tcp_ssl: Any = None
 
 
 @dataclass(frozen=True)
