@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench import rig
 from bench.report import Metric, bench_main, load_now
 from bench.rig import commit_and_wait, group_spec, running
 
@@ -39,7 +40,7 @@ def file_floor(count: int) -> float:
     """Seconds this machine needs to write ``count`` small files the way the file plugin does
     (temp file + rename, one directory), with no infrakit involved: the floor under any
     commit -> converged figure of the file plugin."""
-    directory = Path(tempfile.mkdtemp(prefix="ikf", dir="/tmp"))
+    directory = Path(tempfile.mkdtemp(prefix="ikf", dir=rig.INSTANCE_BASE or "/tmp"))
     data = json.dumps(group_spec("cattle", count), indent=0).encode()
     try:
         started = time.perf_counter()

@@ -191,24 +191,33 @@ def bench_main(
         metavar="DIR",
         help="run every stack process under pyinstrument, reports in DIR (slows it down)",
     )
+    parser.add_argument(
+        "--instance-dir-base",
+        metavar="DIR",
+        help="put instance files under DIR (e.g. /dev/shm) instead of the stack's home in /tmp",
+    )
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.profile:
-        from bench import rig
+    from bench import rig
 
+    if args.profile:
         rig.PROFILE_DIR = Path(args.profile)
+    if args.instance_dir_base:
+        rig.INSTANCE_BASE = Path(args.instance_dir_base)
     info = machine_info()
     started = time.monotonic()
     print(
         f"bench {name} ({args.stack}): {info['cores']} cores, Python {info['python']}, "
-        f"{info['loop']}, commit {info['commit']}, load {info['loadavg']}",
+        f"{info['loop']}, commit {info['commit']}, load {info['loadavg']}"
+        + (f", instance files under {args.instance_dir_base}" if args.instance_dir_base else ""),
         flush=True,
     )
     metrics = run(args)
     info["loadavg_after"] = load_now()
     info["seconds"] = round(time.monotonic() - started, 1)
     info["stack"] = args.stack
+    info["instance_dir_base"] = args.instance_dir_base or "/tmp (stack home)"
     print()
     print_table(metrics)
     print(f"\nload before {info['loadavg']} after {info['loadavg_after']}; {info['seconds']} s")
