@@ -209,6 +209,27 @@ async def test_crash_loop_opens_the_breaker(rig: Rig) -> None:
     assert rig.inst.calls["provision"] == made
 
 
+async def test_deleting_every_young_instance_at_once_is_one_failure_not_a_crash_loop(
+    rig: Rig,
+) -> None:
+    """README tour: `rm ~/.infrakit/instances/instance-*` right after `up` must heal."""
+    await rig.ctl.commit_group(spec(size=5), False)
+    await rig.converge()
+    for iid in list(rig.inst.instances):
+        rig.inst.kill(iid)
+    await rig.converge()
+    assert len(rig.inst.instances) == 5
+    breaker = rig.ctl.groups["cattle"].state.breaker
+    assert not breaker.open and breaker.failures == 1
+    # Doing it twice more in a row (three bursts) still heals: 3 < MaxFailures (5).
+    for _ in range(2):
+        await rig.clock.advance(5)
+        for iid in list(rig.inst.instances):
+            rig.inst.kill(iid)
+        await rig.converge()
+    assert len(rig.inst.instances) == 5 and not breaker.open
+
+
 async def test_erroring_healthy_counts_unknown_and_unhealthy_are_replaced(rig: Rig) -> None:
     health = {"CheckInterval": "1s", "UnhealthyTimeout": "10s", "StartupTimeout": "30s"}
     await rig.ctl.commit_group(spec(size=3, Health=health), False)

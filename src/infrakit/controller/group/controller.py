@@ -83,6 +83,9 @@ __all__ = ["GroupController"]
 
 log = logging.getLogger(__name__)
 
+#: Early deaths closer together than this (seconds) count as one failed create.
+EARLY_DEATH_BURST = 2.0
+
 #: Seconds allowed for DescribeInstances during a reconcile.
 DESCRIBE_TIMEOUT = 30.0
 #: Seconds allowed for one Flavor.Healthy call (a timeout counts as UNKNOWN).
@@ -599,13 +602,17 @@ class GroupController:
             age = now - h.first_seen
             self._publish(gid, "instance-lost", f"{iid} disappeared; it will be replaced", iid)
             if h.created_by_us and age < prov.crash_loop_window:
-                # An instance that dies this young counts as a failed create (crash-loop breaker).
+                # An instance that dies this young counts as a failed create (crash-loop breaker),
+                # but a burst of deaths within EARLY_DEATH_BURST counts once: deleting every
+                # instance at once is one disaster, not five crash-looping creates.
+                message = f"instance {iid} died {age:.1f}s after it was created (crash loop?)"
+                last = state.breaker.last_early_death_at
+                if last is not None and now - last < EARLY_DEATH_BURST:
+                    group.state.note(message + " - same burst, counted once")
+                    continue
+                state.breaker.last_early_death_at = now
                 self._record_failure(
-                    gid,
-                    group,
-                    f"instance {iid} died {age:.1f}s after it was created (crash loop?)",
-                    provision_error=False,
-                    event_type="early-death",
+                    gid, group, message, provision_error=False, event_type="early-death"
                 )
         for iid in list(state.health):
             if iid not in listed:

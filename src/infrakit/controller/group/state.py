@@ -82,6 +82,9 @@ class Breaker:
     reason: str = ""
     #: After the cool-down: one trial create is allowed.
     half_open: bool = False
+    #: When an early death was last counted: deaths in one burst (``rm instance-*``, a rack
+    #: power cut) count as one failure, a crash loop's successive generations each count.
+    last_early_death_at: float | None = None
 
     @property
     def open(self) -> bool:
@@ -94,6 +97,7 @@ class Breaker:
         self.opened_at = None
         self.reason = ""
         self.half_open = False
+        self.last_early_death_at = None
 
 
 @dataclass
