@@ -230,6 +230,29 @@ async def test_deleting_every_young_instance_at_once_is_one_failure_not_a_crash_
     assert len(rig.inst.instances) == 5 and not breaker.open
 
 
+async def test_big_scale_up_keeps_max_parallel_creates_and_never_over_creates(rig: Rig) -> None:
+    """Finishing creates chain the next ones (no pass per batch) within MaxParallel, exactly."""
+    rig.inst.provision_delay = 0.05
+    rig.inst.describe_lag = 0.3
+    await rig.ctl.commit_group(spec(size=250, Provisioning={"MaxParallel": 10}), False)
+    state = rig.ctl.groups["cattle"].state
+    running_max = 0
+    for _ in range(400):
+        await rig.clock.advance(0.01)
+        running = sum(1 for c in state.creating.values() if c.instance_id is None)
+        running_max = max(running_max, running)
+        if len(rig.inst.instances) == 250 and not state.creating:
+            break
+    await rig.converge()
+    assert running_max == 10
+    assert len(rig.inst.instances) == 250
+    assert rig.inst.calls["provision"] == 250
+    # Shrinking while creates chain stops the chain at the new size.
+    await rig.ctl.set_size("cattle", 100)
+    await rig.converge()
+    assert len(rig.inst.instances) == 100
+
+
 async def test_erroring_healthy_counts_unknown_and_unhealthy_are_replaced(rig: Rig) -> None:
     health = {"CheckInterval": "1s", "UnhealthyTimeout": "10s", "StartupTimeout": "30s"}
     await rig.ctl.commit_group(spec(size=3, Health=health), False)

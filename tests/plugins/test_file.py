@@ -166,3 +166,16 @@ async def test_instance_dir_that_is_a_file_is_refused() -> None:
         import shutil
 
         shutil.rmtree(where)
+
+
+async def test_group_index_follows_labels_and_deletions(served, instance_dir: Path) -> None:
+    _plugin, h = served
+    iid = await h.instance.provision(Spec(tags={"infrakit.group": "a"}))
+    other = await h.instance.provision(Spec(tags={"infrakit.group": "a", "x": "1"}))
+    await h.instance.label(iid, {"infrakit.group": "b"})
+    assert [d.id for d in await h.instance.describe_instances({"infrakit.group": "a"})] == [other]
+    assert [d.id for d in await h.instance.describe_instances({"infrakit.group": "b"})] == [iid]
+    only_x = await h.instance.describe_instances({"infrakit.group": "a", "x": "1"})
+    assert [d.id for d in only_x] == [other]
+    await h.instance.destroy(other, Context("terminate"))
+    assert await h.instance.describe_instances({"infrakit.group": "a"}) == []

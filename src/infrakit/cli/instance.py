@@ -19,8 +19,6 @@ from infrakit.cli._common import (
     instance_table,
     read_json_file,
 )
-from infrakit.spi import flavor as spi_flavor
-from infrakit.spi import instance as spi_instance
 
 __all__ = ["flavor_cli", "instance_cli"]
 
@@ -73,7 +71,9 @@ def instance_cli(ctx: click.Context, name: str) -> None:
 def _instance(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
     name = ctx.obj["name"]
     client = client_for(name)
-    result = call(client, method, {"Type": _split(name)[1], **params}, spi_instance.INTERFACE)
+    from infrakit.spi.instance import INTERFACE  # imported per command: start-up time matters
+
+    result = call(client, method, {"Type": _split(name)[1], **params}, INTERFACE)
     return {k.lower(): v for k, v in result.items()} if isinstance(result, dict) else {}
 
 
@@ -190,7 +190,9 @@ def _allocation(size: int, logical_ids: str | None) -> dict[str, Any]:
 def _flavor(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
     name = ctx.obj["name"]
     client = client_for(name)
-    result = call(client, method, {"Type": _split(name)[1], **params}, spi_flavor.INTERFACE)
+    from infrakit.spi.flavor import INTERFACE
+
+    result = call(client, method, {"Type": _split(name)[1], **params}, INTERFACE)
     return {k.lower(): v for k, v in result.items()} if isinstance(result, dict) else {}
 
 

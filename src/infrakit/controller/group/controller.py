@@ -531,6 +531,7 @@ class GroupController:
             if not state.decisions or state.decisions[-1] != note:
                 state.note(note)
                 self._publish(gid, "decision", note)
+        state.create_backlog = decision.backlog
         for lid in decision.creates:
             self._spawn(group, self._create(gid, group, lid))
         for desc, reason in decision.destroys:
@@ -758,6 +759,32 @@ class GroupController:
     # ============================================================================================
 
     async def _create(self, gid: str, group: Group, logical_id: str | None) -> None:
+        """Create one instance; while the last pass left a backlog, go on with the next one.
+
+        Chaining keeps MaxParallel creates running during a big scale-up without a full
+        reconcile pass per batch (a pass is O(members); 10 000 instances would need 100 of
+        them). It is safe against over-creation: the next create registers itself as pending
+        before this task yields, and any pass that runs meanwhile recomputes the backlog.
+        """
+        settings = group.settings
+        while True:
+            created = await self._create_once(gid, group, logical_id)
+            state = group.state
+            if not (
+                created
+                and logical_id is None
+                and state.create_backlog > 0
+                and self.groups.get(gid) is group
+                and group.settings is settings
+                and not state.breaker.open
+                and state.breaker.next_create_at <= self.clock.now()
+            ):
+                self.queue.add(gid)
+                return
+            state.create_backlog -= 1
+
+    async def _create_once(self, gid: str, group: Group, logical_id: str | None) -> bool:
+        """One Prepare + Provision, tracked as in flight. True when it succeeded."""
         state = group.state
         settings = group.settings
         prov = settings.properties.provisioning
@@ -800,8 +827,7 @@ class GroupController:
             else:
                 reason = repr(exc)
             self._record_failure(gid, group, f"create failed: {reason}", provision_error=True)
-            self.queue.add(gid)
-            return
+            return False
         pending.instance_id = instance_id
         pending.visible_by = self.clock.now() + prov.visibility_timeout
         state.breaker.provision_errors = 0
@@ -817,7 +843,7 @@ class GroupController:
             f"created {instance_id}" + (f" ({logical_id})" if logical_id else ""),
             instance_id or "",
         )
-        self.queue.add(gid)
+        return True
 
     async def _prepare_and_provision(
         self,

@@ -87,6 +87,9 @@ class Decision:
     updating: bool = False
     #: Creates were wanted but withheld (breaker open / backoff).
     blocked: str = ""
+    #: Cattle creates wanted beyond the parallelism budget (scale-up only, nothing blocked):
+    #: finishing creates may start these directly.
+    backlog: int = 0
 
     def soon(self, delay: float) -> None:
         delay = max(0.0, delay)
@@ -371,6 +374,8 @@ def _decide_cattle(
         budget = _create_budget(settings, state, now, d)
         count = min(wanted, budget)
         d.creates.extend([None] * count)
+        if not rolling and not d.blocked and not state.breaker.open:
+            d.backlog = wanted - count
         if count:
             d.notes.append(
                 f"creating {count} instance(s): {len(members)} exist, {pending} pending, "

@@ -160,6 +160,9 @@ class GroupState:
     last_error: str = ""
     #: Sequence for Flavor.Prepare's Index and create tokens.
     sequence: int = 0
+    #: Creates the last pass wanted but could not start for want of parallelism (MaxParallel):
+    #: a finishing create starts the next one directly, without a full pass (see ``_create``).
+    create_backlog: int = 0
     #: The most recent reconcile's observations (for status without another describe).
     observed_members: int = 0
     #: Recent decisions, newest last (reasons shown by describe / events).

@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire
 from infrakit.spi.plugin import Context as BuildContext
 from infrakit.spi.plugin import Option, Served
-from infrakit.spi.types import JSON, Era, Tags
+from infrakit.spi.types import GROUP_TAG, JSON, Era, Tags
 
 __all__ = ["DIR_OPTION", "FileInstancePlugin", "build"]
 
@@ -91,6 +91,23 @@ class FileInstancePlugin:
         self._watcher: asyncio.Task[None] | None = None
         #: True while a watcher keeps the index current; otherwise reads rescan first.
         self._watching = False
+        #: ``infrakit.group`` tag value -> IDs: the group controller's Describe reads one group.
+        self._by_group: dict[str, set[str]] = {}
+
+    def _set(self, instance_id: str, record: _Record) -> None:
+        self._drop(instance_id)
+        self._records[instance_id] = record
+        self._by_group.setdefault(record.tags.get(GROUP_TAG, ""), set()).add(instance_id)
+
+    def _drop(self, instance_id: str) -> _Record | None:
+        record = self._records.pop(instance_id, None)
+        if record is not None:
+            members = self._by_group.get(record.tags.get(GROUP_TAG, ""))
+            if members is not None:
+                members.discard(instance_id)
+                if not members:
+                    del self._by_group[record.tags.get(GROUP_TAG, "")]
+        return record
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -151,12 +168,12 @@ class FileInstancePlugin:
         try:
             path.unlink()
         except FileNotFoundError:
-            self._records.pop(instance_id, None)
+            self._drop(instance_id)
             raise NotFoundError(
                 f"instance {instance_id} not found in {self.directory}; "
                 f"list instances with: infrakit instance describe"
             ) from None
-        self._records.pop(instance_id, None)
+        self._drop(instance_id)
         reason = f" ({context.reason})" if context is not None and context.reason else ""
         log.info("destroyed %s%s", instance_id, reason)
         self._publish("deleted", instance_id)
@@ -164,16 +181,24 @@ class FileInstancePlugin:
     async def describe_instances(self, tags: Tags, properties: bool = False) -> list[Description]:
         if not self._watching:
             self.rescan()
-        return [
-            Description(
-                id=instance_id,
-                logical_id=record.logical_id,
-                tags=dict(record.tags),
-                properties=record.spec if properties else None,
+        if tags.get(GROUP_TAG):
+            ids: Iterable[str] = self._by_group.get(tags[GROUP_TAG], ())
+        else:
+            ids = self._records
+        out = []
+        for instance_id in ids:
+            record = self._records[instance_id]
+            if tags and not _tags_match(record.tags, tags):
+                continue
+            out.append(
+                Description(
+                    id=instance_id,
+                    logical_id=record.logical_id,
+                    tags=dict(record.tags),
+                    properties=record.spec if properties else None,
+                )
             )
-            for instance_id, record in self._records.items()
-            if not tags or _tags_match(record.tags, tags)
-        ]
+        return out
 
     def info(self) -> dict[str, Any]:
         """Properties schema and example for ``infrakit instance info``."""
@@ -222,7 +247,7 @@ class FileInstancePlugin:
         which the group controller then re-creates.
         """
         document = {"ID": instance_id, "LogicalID": logical_id, "Tags": tags, "Spec": wire_spec}
-        data = json.dumps(document, indent=0).encode()
+        data = json.dumps(document).encode()  # compact: the C encoder, ~10x faster than indent
         final = self._path(instance_id)
         temp = self.directory / f".{instance_id}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -232,9 +257,7 @@ class FileInstancePlugin:
             os.close(fd)
         os.replace(temp, final)
         st = os.stat(final)
-        self._records[instance_id] = _Record(
-            logical_id, tags, wire_spec, (st.st_mtime_ns, st.st_size)
-        )
+        self._set(instance_id, _Record(logical_id, tags, wire_spec, (st.st_mtime_ns, st.st_size)))
 
     def rescan(self, *, publish: bool = True) -> None:
         """Bring the index up to date with the directory (re-reading only changed files)."""
@@ -255,7 +278,7 @@ class FileInstancePlugin:
             seen.add(entry.name)
             self._load(entry.name, (st.st_mtime_ns, st.st_size), publish=publish)
         for gone in [name for name in self._records if name not in seen]:
-            del self._records[gone]
+            self._drop(gone)
             if publish:
                 self._publish("deleted", gone)
         for gone in [name for name in self._skipped if name not in seen]:
@@ -269,7 +292,7 @@ class FileInstancePlugin:
             st = os.lstat(self.directory / name)
         except FileNotFoundError:
             self._skipped.pop(name, None)
-            if self._records.pop(name, None) is not None:
+            if self._drop(name) is not None:
                 log.info("instance %s disappeared", name)
                 self._publish("deleted", name)
             return
@@ -286,12 +309,12 @@ class FileInstancePlugin:
         if record is None:
             self._skipped[name] = stamp
             if known is not None:
-                del self._records[name]
+                self._drop(name)
                 if publish:
                     self._publish("deleted", name)
             return
         self._skipped.pop(name, None)
-        self._records[name] = record
+        self._set(name, record)
         if not publish:
             return
         if known is None:
