@@ -145,14 +145,18 @@ class FileInstancePlugin:
 
     async def provision(self, spec: Spec) -> str:
         await self.validate(spec.properties)
-        self._ensure_directory()
         instance_id = f"instance-{random.getrandbits(63)}"
-        while (self.directory / instance_id).exists():  # pragma: no cover - 1 in 2**63
+        while instance_id in self._records:  # pragma: no cover - 1 in 2**63
             instance_id = f"instance-{random.getrandbits(63)}"
         tags = dict(spec.tags)
         wire_spec = spec_to_wire(spec, Era.HEAD)
-        self._write(instance_id, spec.logical_id, tags, wire_spec)
-        log.info("provisioned %s (%s)", instance_id, tags.get("infrakit.group", "no group"))
+        try:
+            self._write(instance_id, spec.logical_id, tags, wire_spec)
+        except FileNotFoundError:  # someone removed the directory: make it again, once
+            self._ensure_directory()
+            self._write(instance_id, spec.logical_id, tags, wire_spec)
+        # Per-instance lines are debug: the group controller logs each batch at info.
+        log.debug("provisioned %s (%s)", instance_id, tags.get("infrakit.group", "no group"))
         self._publish("created", instance_id)
         return instance_id
 
