@@ -303,10 +303,12 @@ class SimulatorInstancePlugin:
             await asyncio.sleep(faults.provision_latency)
             faults = self.faults_for(group)
         if self._roll(faults.provision_failure_rate):
-            raise PluginError(
+            message = (
                 f"simulator: injected Provision failure (ProvisionFailureRate "
                 f"{faults.provision_failure_rate:g}{_in_group(group)})"
             )
+            log.info("%s", message)
+            raise PluginError(message)
         instance_id = self._new_id()
         now = time.time()
         record = _Instance(
