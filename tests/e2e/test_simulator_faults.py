@@ -200,3 +200,18 @@ def test_a_restarted_simulator_keeps_its_instances_and_the_group_adopts_them(
     wait_for(lambda: "converged" in stack.describe(), what="converged again")
     assert set(stack.members()) == before  # adopted, nothing re-created
     assert Path(stack.state).exists()
+
+
+def test_a_hung_provision_times_out_as_a_failed_create(stack: Stack) -> None:
+    stack.commit(
+        {"Hang": ["Provision"]},
+        size=1,
+        Provisioning={"ProvisionTimeout": "300ms", "MaxFailures": 1, "CoolDown": "10m"},
+    )
+    wait_for(lambda: stack.status()["Degraded"], what="the timed-out create to count")
+    assert "Provision did not finish within 0.3s" in stack.describe()
+    # Lifting the hang lets the abandoned call finish, as a slow cloud would: the instance it
+    # creates carries the group's tags, so the controller adopts it instead of leaking it.
+    stack.set_control({"Groups": {GROUP: {"Hang": []}}})
+    wait_for(lambda: len(stack.members()) == 1, what="the late instance to be adopted")
+    assert len(stack.all_instances()) == 1

@@ -260,6 +260,7 @@ class SimulatorInstancePlugin:
     async def start(self) -> None:
         """Apply the control file, schedule restored instances' deaths, watch the control file."""
         if self.control_path is not None:
+            self.control_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._check_control_file()
             self._watcher = asyncio.create_task(self._watch_control(), name="simulator control")
         for record in list(self._instances.values()):
@@ -267,10 +268,11 @@ class SimulatorInstancePlugin:
                 self._at(record.visible_at, "visible", record.id)
             self._schedule_death(record)
         log.info(
-            "simulating %d instance(s)%s; faults: %s",
+            "simulating %d instance(s)%s; faults: %s; control file: %s",
             len(self._instances),
             f" (state {self.state_path})" if self.state_path else "",
             json.dumps(self.defaults.to_wire()) if self.defaults.to_wire() else "none",
+            self.control_path or "none",
         )
 
     async def stop(self) -> None:
