@@ -348,7 +348,9 @@ def write_json(path: Path, document: Any) -> None:
     os.replace(temp, path)
 
 
-async def test_control_file_sets_faults_health_and_kills_at_run_time(tmp_path: Path) -> None:
+async def test_control_file_sets_faults_health_and_kills_at_run_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     control = tmp_path / "control.json"
     async with simulator(control=control, control_poll=0.02) as (sim, h):
         events = await subscribed(h)
@@ -368,9 +370,9 @@ async def test_control_file_sets_faults_health_and_kills_at_run_time(tmp_path: P
         assert await h.flavor.healthy(None, desc) is Health.UNKNOWN
         await h.instance.provision(spec())  # the global failure rate was replaced
 
-        control.write_text("{not json")  # a broken file keeps the previous settings
-        write_json(control, {"Faults": {"Bogus": 1}})
-        await asyncio.sleep(0.1)
+        write_json(control, {"Faults": {"Bogus": 1}})  # a broken file keeps the settings
+        await wait_until(lambda: "Faults.Bogus: unknown fault" in caplog.text)
+        assert "keeping the previous settings" in caplog.text
         assert await h.flavor.healthy(None, desc) is Health.UNKNOWN
 
         control.unlink()
