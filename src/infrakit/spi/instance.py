@@ -44,6 +44,7 @@ __all__ = [
     "description_to_wire",
     "spec_from_wire",
     "spec_to_wire",
+    "tags_match",
 ]
 
 INTERFACE = InterfaceSpec("Instance", "0.6.1")
@@ -111,6 +112,19 @@ class Plugin(Protocol):
 
     async def describe_instances(self, tags: Tags, properties: bool = False) -> list[Description]:
         """List instances carrying **all** of ``tags`` (empty = all)."""
+
+
+def tags_match(have: Tags, want: Tags) -> bool:
+    """InfraKit's DescribeInstances filter: every wanted tag equal (AND); a wanted ``""`` also
+    matches a missing key. Every provider uses this, so all filter alike."""
+    for key, value in want.items():
+        got = have.get(key)
+        if got is None:
+            if value != "":
+                return False
+        elif got != value:
+            return False
+    return True
 
 
 def attachments_from_wire(value: Any, what: str) -> list[Attachment] | None:

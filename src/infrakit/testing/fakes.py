@@ -147,7 +147,7 @@ class FakeInstancePlugin:
         for stored in self.instances.values():
             if stored.visible_at > now:
                 continue
-            if all(stored.desc.tags.get(k) == v for k, v in tags.items()):
+            if instance.tags_match(stored.desc.tags, tags):
                 d = copy.deepcopy(stored.desc)
                 if properties:
                     d.properties = instance.spec_to_wire(stored.spec)

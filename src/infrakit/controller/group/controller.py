@@ -1075,6 +1075,19 @@ class GroupController:
 
     # --- instance-plugin event subscriptions ----------------------------------------------------
 
+    def _is_create_echo(self, gid: str, instance_id: str) -> bool:
+        """A ``created`` event that needs no pass: most likely the echo of one of our own
+        creates still running, whose completion triggers a pass that sees it anyway. Skipping
+        these saves one O(members) pass per instance during a big scale-up.
+
+        An ID we already got back from Provision is *not* an echo: it is the provider telling us
+        the instance became visible (Describe lags), and that pass is what counts it.
+        """
+        creating = self.groups[gid].state.creating
+        if not creating:
+            return False
+        return all(c.instance_id != instance_id for c in creating.values())
+
     def _groups_using(self, plugin: str) -> list[str]:
         return [
             g for g, grp in self.groups.items() if grp.settings.properties.instance.plugin == plugin
@@ -1112,10 +1125,7 @@ class GroupController:
                                 self.queue.add(gid)
                             continue
                     for gid in self._groups_using(plugin_name):
-                        if ev.type == "created" and self.groups[gid].state.creating:
-                            # Most likely the echo of our own create; the create's completion
-                            # triggers a pass anyway, which sees this instance too. Skipping it
-                            # saves one O(members) pass per instance during a big scale-up.
+                        if ev.type == "created" and self._is_create_echo(gid, ev.id):
                             continue
                         self.queue.add(gid)
                 self.watch_mode[plugin_name] = "reconnecting"

@@ -34,7 +34,7 @@ from typing import Any
 from infrakit._utils.aio import Broker
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
-from infrakit.spi.instance import Context, Description, Spec
+from infrakit.spi.instance import Context, Description, Spec, tags_match
 from infrakit.spi.plugin import Context as BuildContext
 from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import JSON, LOGICAL_ID_TAG, Tags, ci_get, ci_view
@@ -292,18 +292,6 @@ def command_with_init(
     return ["/bin/sh", "-c", script, "infrakit-init"], argv
 
 
-def _tags_match(have: Tags, want: Tags) -> bool:
-    """InfraKit's filter: every wanted tag equal; a wanted ``""`` also matches a missing key."""
-    for key, value in want.items():
-        got = have.get(key)
-        if got is None:
-            if value != "":
-                return False
-        elif got != value:
-            return False
-    return True
-
-
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
@@ -483,7 +471,7 @@ class DockerInstancePlugin:
             labels = dict(row.get("Labels") or {})
             if row.get("State") not in MEMBER_STATES or PLUGIN_LABEL not in labels:
                 continue
-            if not _tags_match(labels, tags):
+            if not tags_match(labels, tags):
                 continue
             labels.pop(PLUGIN_LABEL, None)
             out.append(

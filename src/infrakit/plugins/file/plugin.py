@@ -30,7 +30,7 @@ from typing import Any
 from infrakit._utils.aio import Broker
 from infrakit.errors import NotFoundError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
-from infrakit.spi.instance import Context, Description, Spec, spec_to_wire
+from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
 from infrakit.spi.plugin import Context as BuildContext
 from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import GROUP_TAG, JSON, Era, Tags
@@ -64,18 +64,6 @@ class _Record:
     tags: Tags
     spec: JSON
     stamp: Stamp
-
-
-def _tags_match(have: Tags, want: Tags) -> bool:
-    """InfraKit's filter: every wanted tag equal; a wanted ``""`` also matches a missing key."""
-    for key, value in want.items():
-        got = have.get(key)
-        if got is None:
-            if value != "":
-                return False
-        elif got != value:
-            return False
-    return True
 
 
 class FileInstancePlugin:
@@ -192,7 +180,7 @@ class FileInstancePlugin:
         out = []
         for instance_id in ids:
             record = self._records[instance_id]
-            if tags and not _tags_match(record.tags, tags):
+            if tags and not tags_match(record.tags, tags):
                 continue
             out.append(
                 Description(

@@ -43,7 +43,7 @@ from infrakit._utils.aio import Broker
 from infrakit._utils.duration import parse_duration
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
-from infrakit.spi.instance import Context, Description, Spec, spec_to_wire
+from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
 from infrakit.spi.plugin import Context as BuildContext
 from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import JSON, Era, Tags
@@ -349,18 +349,6 @@ class _Instance:
     destroying: bool = False
 
 
-def _tags_match(have: Tags, want: Tags) -> bool:
-    """InfraKit's filter: every wanted tag equal; a wanted ``""`` also matches a missing key."""
-    for key, value in want.items():
-        got = have.get(key)
-        if got is None:
-            if value != "":
-                return False
-        elif got != value:
-            return False
-    return True
-
-
 class ProcessInstancePlugin:
     """Instances as local processes; records and logs in ``directory``.
 
@@ -513,7 +501,7 @@ class ProcessInstancePlugin:
             if not instance.destroying
             and instance.exited is not None
             and not instance.exited.done()
-            and (not tags or _tags_match(instance.tags, tags))
+            and (not tags or tags_match(instance.tags, tags))
         ]
 
     def info(self) -> dict[str, Any]:

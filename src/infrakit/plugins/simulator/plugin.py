@@ -47,7 +47,7 @@ from infrakit.plugins.simulator.faults import (
 )
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.flavor import AllocationMethod, Index
-from infrakit.spi.instance import Context, Description, Spec, spec_to_wire
+from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
 from infrakit.spi.plugin import Context as BuildContext
 from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import GROUP_TAG, JSON, Era, Health, Tags, ci_get, ci_view
@@ -208,18 +208,6 @@ class _Instance:
         )
 
 
-def _tags_match(have: Tags, want: Tags) -> bool:
-    """InfraKit's filter: every wanted tag equal; a wanted ``""`` also matches a missing key."""
-    for key, value in want.items():
-        got = have.get(key)
-        if got is None:
-            if value != "":
-                return False
-        elif got != value:
-            return False
-    return True
-
-
 class SimulatorInstancePlugin:
     """Simulated instances with injectable faults. Serve with ``infrakit plugin start simulator``.
 
@@ -364,7 +352,7 @@ class SimulatorInstancePlugin:
                 properties=copy.deepcopy(r.spec) if properties else None,
             )
             for r in self._instances.values()
-            if r.visible_at <= now and (not tags or _tags_match(r.tags, tags))
+            if r.visible_at <= now and (not tags or tags_match(r.tags, tags))
         ]
 
     def info(self) -> dict[str, Any]:
