@@ -32,7 +32,7 @@ UP_PLUGINS = (
     ("file", "instance-file"),
     ("vanilla", "flavor-vanilla"),
     ("combo", "flavor-combo"),
-    ("group", "group"),
+    ("manager", "group"),  # the HA manager in front of the group controller, served as `group`
 )
 
 
@@ -112,11 +112,18 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.argument("specs", nargs=-1, required=True, metavar="KIND[:NAME]...")
 @click.option("-o", "--option", "options", multiple=True, metavar="KIND.OPTION=VALUE")
 @click.option("--listen-tcp", default=None, metavar="HOST", help="also listen on HOST:<free port>")
+@click.option("--token", default=None, envvar="INFRAKIT_TOKEN", help="bearer token for TCP")
+@click.option("--insecure", is_flag=True, help="allow --listen-tcp on loopback without a token")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
 def start(
-    specs: tuple[str, ...], options: tuple[str, ...], listen_tcp: str | None, log_level: str
+    specs: tuple[str, ...],
+    options: tuple[str, ...],
+    listen_tcp: str | None,
+    token: str | None,
+    insecure: bool,
+    log_level: str,
 ) -> None:
     """Run plugins in this process until Ctrl-C (e.g. `group file:instance-file vanilla`)."""
     from infrakit.launch import registry
@@ -132,7 +139,9 @@ def start(
     unknown = set(opts) - {k for k, _ in chosen}
     if unknown:
         fail(f"-o given for {', '.join(sorted(unknown))}, which is not being started")
-    run_plugins(chosen, opts, log_level=log_level, tcp_host=listen_tcp)
+    run_plugins(
+        chosen, opts, log_level=log_level, tcp_host=listen_tcp, tcp_token=token, insecure=insecure
+    )
 
 
 def run_plugins(
@@ -141,14 +150,17 @@ def run_plugins(
     *,
     log_level: str = "info",
     tcp_host: str | None = None,
+    tcp_token: str | None = None,
+    insecure: bool = False,
     commit: list[tuple[str, Any]] | None = None,
 ) -> None:
     """Serve ``plugins`` in this process until SIGINT/SIGTERM; commit ``commit`` specs once up."""
     _setup_logging(log_level)
     from infrakit.launch.serving import run
 
+    tcp = (tcp_host, tcp_token, insecure)
     try:
-        run(_serve(list(plugins), options or {}, tcp_host, commit or []))
+        run(_serve(list(plugins), options or {}, tcp, commit or []))
     except errors.InfrakitError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -158,7 +170,7 @@ def run_plugins(
 async def _serve(
     plugins: list[tuple[str, str]],
     options: dict[str, dict[str, Any]],
-    tcp_host: str | None,
+    tcp: tuple[str | None, str | None, bool],
     commit: list[tuple[str, Any]],
 ) -> None:
     from infrakit.launch import registry
@@ -166,7 +178,7 @@ async def _serve(
     from infrakit.spi import group as spi_group
 
     log = logging.getLogger("infrakit")
-    host = PluginHost(tcp_host=tcp_host)
+    host = PluginHost(tcp_host=tcp[0], tcp_token=tcp[1], tcp_insecure=tcp[2])
     try:
         for kind_name, name in plugins:
             kind = registry.get_kind(kind_name)
@@ -260,36 +272,68 @@ def _stop_one(entry: discovery.Entry, timeout: float) -> bool:
 @click.command("up")
 @click.argument("spec_files", nargs=-1, metavar="[SPEC.json]...")
 @click.option(
-    "--store", default=None, help="spec store file (default INFRAKIT_HOME/store.json) or 'memory'"
+    "--store",
+    default=None,
+    help="spec store: file (default INFRAKIT_HOME/store.json), 'memory' or etcd://HOST:PORT[/prefix]",
 )
+@click.option(
+    "--leader",
+    type=click.Choice(["file", "etcd"]),
+    default=None,
+    help="leader election: file lock (one host, default) or etcd",
+)
+@click.option("--id", "member_id", default=None, help="this manager's name (default host-pid)")
+@click.option("--listen", default=None, metavar="HOST:PORT", help="where followers forward calls")
+@click.option("--token", default=None, envvar="INFRAKIT_TOKEN", help="shared token for TCP")
+@click.option("--insecure", is_flag=True, help="allow TCP on loopback without a token")
 @click.option("--poll-interval", default=None, help="group resync period (default 10s)")
 @click.option(
     "--instances-dir", default=None, help="file plugin directory (default INFRAKIT_HOME/instances)"
 )
-@click.option("--listen-tcp", default=None, metavar="HOST", help="also listen on HOST:<free port>")
+@click.option("--listen-tcp", default=None, metavar="HOST", help="every plugin also on HOST:<port>")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
 def up(
     spec_files: tuple[str, ...],
     store: str | None,
+    leader: str | None,
+    member_id: str | None,
+    listen: str | None,
+    token: str | None,
+    insecure: bool,
     poll_interval: str | None,
     instances_dir: str | None,
     listen_tcp: str | None,
     log_level: str,
 ) -> None:
-    """Run the group controller, file instances and the vanilla/combo flavors; commit SPECs."""
+    """Run the manager (group controller), file instances and the vanilla/combo flavors; commit
+    SPECs."""
     specs = []
     for path in spec_files:
         doc = read_json_file(path)
         if not isinstance(doc, dict):
             fail(f'spec file {path}: expected a JSON object {{"ID": ..., "Properties": ...}}')
         specs.append((path, doc))
-    options: dict[str, dict[str, Any]] = {"group": {}, "file": {}}
-    if store:
-        options["group"]["store"] = store
-    if poll_interval:
-        options["group"]["poll-interval"] = poll_interval
-    if instances_dir:
-        options["file"]["dir"] = instances_dir
-    run_plugins(UP_PLUGINS, options, log_level=log_level, tcp_host=listen_tcp, commit=specs)
+    manager = {
+        "store": store,
+        "leader": leader,
+        "id": member_id,
+        "listen": listen,
+        "token": token,
+        "insecure": insecure or None,
+        "poll-interval": poll_interval,
+    }
+    options: dict[str, dict[str, Any]] = {
+        "manager": {k: v for k, v in manager.items() if v is not None},
+        "file": {"dir": instances_dir} if instances_dir else {},
+    }
+    run_plugins(
+        UP_PLUGINS,
+        options,
+        log_level=log_level,
+        tcp_host=listen_tcp,
+        tcp_token=token,
+        insecure=insecure,
+        commit=specs,
+    )

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,11 +99,16 @@ class PluginHost:
         *,
         home: Path | None = None,
         tcp_host: str | None = None,
+        tcp_token: str | None = None,
+        tcp_insecure: bool = False,
         prefer_local: bool = True,
     ) -> None:
         self.plugin_dir = plugin_dir or discovery.plugins_dir()
         self.home = home or discovery.infrakit_home()
         self.tcp_host = tcp_host
+        #: ``--listen-tcp`` needs a token (or loopback + insecure); see PluginServer.start.
+        self.tcp_token = tcp_token if tcp_token is not None else os.environ.get("INFRAKIT_TOKEN")
+        self.tcp_insecure = tcp_insecure
         self.prefer_local = prefer_local
         self.running: dict[str, Running] = {}
         self._clients: dict[str, Client] = {}
@@ -194,8 +200,19 @@ class PluginHost:
             on_stop_request=lambda: self._stop_soon(name),
         )
         running = Running(name, kind, served, server, adapted.instance, adapted.flavor)
-        tcp = (self.tcp_host, 0) if self.tcp_host else None
-        await server.start(self.plugin_dir / name, tcp=tcp)
+        if served.tcp is not None:
+            await server.start(
+                self.plugin_dir / name,
+                tcp=served.tcp,
+                token=served.tcp_token,
+                insecure=served.tcp_insecure,
+                ssl=served.tcp_ssl,
+            )
+        else:
+            tcp = (self.tcp_host, 0) if self.tcp_host else None
+            await server.start(
+                self.plugin_dir / name, tcp=tcp, token=self.tcp_token, insecure=self.tcp_insecure
+            )
         self.running[name] = running
         try:
             if served.start is not None:

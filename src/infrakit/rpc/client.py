@@ -72,29 +72,33 @@ class Address:
     path: str | None = None
     host: str | None = None
     port: int | None = None
+    #: ``https://`` addresses: TLS over TCP.
+    tls: bool = False
 
     def __str__(self) -> str:
         if self.path is not None:
             home = str(Path.home())
             return "~" + self.path[len(home) :] if self.path.startswith(home + "/") else self.path
-        return f"tcp://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'tcp'}://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
-        return "http://plugin" if self.path is not None else f"http://{self.host}:{self.port}"
+        if self.path is not None:
+            return "http://plugin"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
 def parse_address(address: str | Path | Address) -> Address:
     if isinstance(address, Address):
         return address
     text = str(address)
-    for scheme in ("tcp://", "http://"):
+    for scheme in ("tcp://", "http://", "https://"):
         if text.startswith(scheme):
             hostport = text[len(scheme) :].rstrip("/")
             host, _, port = hostport.rpartition(":")
             if not host or not port.isdigit():
                 raise errors.SpecError(f"address {text!r}: expected {scheme}HOST:PORT")
-            return Address(host=host.strip("[]"), port=int(port))
+            return Address(host=host.strip("[]"), port=int(port), tls=scheme == "https://")
     if text.startswith("unix://"):
         text = text[len("unix://") :]
     return Address(path=text)
@@ -111,15 +115,27 @@ class _Base:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         call_timeout: float | None = None,
         era: Era | None = None,
+        token: str | None = None,
+        ssl: Any = None,
     ) -> None:
         self.name = name
         self.address = parse_address(address)
+        #: Bearer token sent to TCP targets (default: ``$INFRAKIT_TOKEN``); never on UNIX sockets.
+        self.token = token if token is not None else os.environ.get("INFRAKIT_TOKEN") or None
+        #: ``ssl.SSLContext`` for ``https://`` targets (None: the system's default trust).
+        self.ssl = ssl
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout if call_timeout is not None else default_call_timeout()
         #: Era in use; ``None`` until the handshake ran.
         self.era: Era | None = era
         #: ``Handshake.Hello`` objects (``{"Instance/0.6.1": [{"Name": "."}]}``), None for SEED.
         self.objects: dict[str, Any] | None = None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.token and self.address.path is None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
 
     def what(self, method: str) -> str:
         return f"plugin {self.name} ({method}) at {self.address}"
@@ -223,7 +239,8 @@ class Client(_Base):
             async with session.post(
                 self.address.base_url + path,
                 data=codec.dumps(doc),
-                headers={"Content-Type": "application/json"},
+                headers=self._headers(),
+                ssl=self.ssl if self.address.tls and self.ssl is not None else True,
                 timeout=aiohttp.ClientTimeout(total=total, sock_connect=self.connect_timeout),
             ) as response:
                 body = await response.read()
@@ -300,6 +317,8 @@ class Client(_Base):
             response = await session.get(
                 url,
                 params={"topic": topic},
+                headers=self._headers(),
+                ssl=self.ssl if self.address.tls and self.ssl is not None else True,
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.connect_timeout, sock_read=None
                 ),
@@ -358,6 +377,11 @@ class SyncClient(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _auth_line(self) -> str:
+        if self.token and self.address.path is None:
+            return f"Authorization: Bearer {self.token}\r\n"
+        return ""
+
     def _connect(self, method: str) -> socket.socket:
         try:
             if self.address.path is not None:
@@ -368,6 +392,11 @@ class SyncClient(_Base):
                 sock = socket.create_connection(
                     (self.address.host, self.address.port), timeout=self.connect_timeout
                 )
+                if self.address.tls:
+                    import ssl
+
+                    context = self.ssl or ssl.create_default_context()
+                    sock = context.wrap_socket(sock, server_hostname=self.address.host)
         except (ConnectionRefusedError, FileNotFoundError) as exc:
             raise self._unreachable(method, exc) from exc
         except TimeoutError as exc:
@@ -387,7 +416,7 @@ class SyncClient(_Base):
             reused = self._sock is not None
             sock = self._sock or self._connect(method)
             head = (
-                f"{http_method} {path} HTTP/1.1\r\nHost: plugin\r\n"
+                f"{http_method} {path} HTTP/1.1\r\nHost: plugin\r\n{self._auth_line()}"
                 f"Content-Type: application/json\r\nContent-Length: {len(body or b'')}\r\n\r\n"
             ).encode()
             try:
@@ -542,7 +571,10 @@ class SyncClient(_Base):
         sock.settimeout(None)
         from urllib.parse import quote
 
-        sock.sendall(f"GET /events?topic={quote(topic)} HTTP/1.1\r\nHost: plugin\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /events?topic={quote(topic)} HTTP/1.1\r\nHost: plugin\r\n"
+            f"{self._auth_line()}\r\n".encode()
+        )
         try:
             status, headers = self._read_head("GET /events")
         except _EmptyReply as exc:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import os
 import socket
@@ -43,6 +45,16 @@ from infrakit.spi.types import Era, InterfaceSpec
 __all__ = ["Handler", "PluginServer", "Service"]
 
 log = logging.getLogger(__name__)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
 
 #: ``handler(params, era) -> result`` for one ``Service.Method``.
 Handler = Callable[[dict[str, Any], Era], Awaitable[Any]]
@@ -99,19 +111,43 @@ class PluginServer:
         self._runner: web.AppRunner | None = None
         self._sse_tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
+        self._token: str | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self, socket_path: Path, *, tcp: tuple[str, int] | None = None) -> None:
-        """Bind ``socket_path`` (and ``tcp`` host/port, advertised in ``<name>.listen``)."""
+    async def start(
+        self,
+        socket_path: Path,
+        *,
+        tcp: tuple[str, int] | None = None,
+        token: str | None = None,
+        insecure: bool = False,
+        ssl: Any = None,
+    ) -> None:
+        """Bind ``socket_path`` (and ``tcp`` host/port, advertised in ``<name>.listen``).
+
+        TCP is reachable by anyone who can reach the port, so it needs ``token``: every request
+        there must carry ``Authorization: Bearer <token>`` (compared in constant time; the UNIX
+        socket, guarded by file permissions, needs none). Without a token, TCP is refused unless
+        it is loopback-only and ``insecure`` says so explicitly. ``ssl`` (an ``SSLContext``)
+        serves TLS.
+        """
         socket_path = Path(socket_path)
+        if tcp is not None and not token and not (insecure and _is_loopback(tcp[0])):
+            raise errors.SpecError(
+                f"plugin {self.name}: listening on TCP {tcp[0]} needs a shared token "
+                f"(--token or INFRAKIT_TOKEN); without one only loopback with --insecure is allowed"
+            )
+        self._token = token
         if len(os.fsencode(socket_path)) > 107:
             raise errors.SpecError(
                 f"plugin {self.name}: socket path {socket_path} is longer than 107 bytes; "
                 "use a shorter plugin directory (INFRAKIT_PLUGINS_DIR)"
             )
         prepare_socket_path(self.name, socket_path)
-        app = web.Application(client_max_size=envelope.MAX_BODY_BYTES * 4)
+        app = web.Application(
+            client_max_size=envelope.MAX_BODY_BYTES * 4, middlewares=[self._check_token]
+        )
         app.router.add_post("/", self._post_head)
         app.router.add_get("/info/api.json", self._get_api_info)
         app.router.add_get("/info/functions.json", self._get_functions)
@@ -127,15 +163,45 @@ class PluginServer:
         os.chmod(socket_path, 0o600)
         self.socket_path = socket_path
         if tcp is not None:
-            tcp_site = web.TCPSite(runner, tcp[0], tcp[1])
+            tcp_site = web.TCPSite(runner, tcp[0], tcp[1], ssl_context=ssl)
             await tcp_site.start()
             server = tcp_site._server
             sockets = getattr(server, "sockets", None) or []
             port = sockets[0].getsockname()[1] if sockets else tcp[1]
             self.tcp_address = (tcp[0], port)
             self.listen_file = socket_path.with_name(socket_path.name + ".listen")
-            self.listen_file.write_text(f"tcp://{tcp[0]}:{port}")
+            scheme = "https" if ssl is not None else "tcp"
+            self.listen_file.write_text(f"{scheme}://{tcp[0]}:{port}")
         log.info("plugin %s listening on %s", self.name, socket_path)
+
+    @web.middleware
+    async def _check_token(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Requests that came over TCP must carry the bearer token (UNIX ones need none)."""
+        if self._token and isinstance(
+            request.transport and request.transport.get_extra_info("sockname"), tuple
+        ):
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {self._token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                reason = "missing" if not given else "wrong"
+                return _json_response(
+                    401,
+                    {
+                        "jsonrpc": "2.0",
+                        "error": {
+                            "code": -32001,
+                            "message": (
+                                f"plugin {self.name}: bearer token {reason}; pass the shared "
+                                f"token with --token or INFRAKIT_TOKEN"
+                            ),
+                            "data": {"kind": "PluginError"},
+                        },
+                        "id": None,
+                    },
+                )
+        return await handler(request)
 
     async def stop(self) -> None:
         """Stop serving and remove the socket (and ``.listen``) files."""

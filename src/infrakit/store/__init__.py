@@ -6,16 +6,19 @@ restarted controller (or a new leader) resumes every group, and every rolling up
 stopped.
 
 Backends: :mod:`infrakit.store.file` (default, one readable JSON document, atomic replace with
-fsync) and :mod:`infrakit.store.memory` (tests, embedding). An etcd backend arrives with the HA
-manager. A store that cannot be read raises :class:`infrakit.errors.StoreError`; callers must
+fsync) and :mod:`infrakit.store.memory` (tests, embedding); :func:`open_store` picks one from a
+URL. A store that cannot be read raises :class:`infrakit.errors.StoreError`; callers must
 refuse to start rather than treat it as empty.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Store"]
+from infrakit import errors
+
+__all__ = ["Store", "open_store"]
 
 
 class Store(Protocol):
@@ -35,3 +38,34 @@ class Store(Protocol):
 
     def describe(self) -> str:
         """Where this store keeps its data, for status output (``file:/root/.infrakit/...``)."""
+
+
+def open_store(url: str | None, home: Path, fence: Any = None) -> Store:
+    """The store a URL names: ``memory``, ``etcd://host:port[/prefix]``, or a file path
+    (``file:PATH`` too; default ``<home>/store.json``). A file store is loaded here, so an
+    unreadable one stops the caller with :class:`~infrakit.errors.StoreError` - never wiped."""
+    text = "" if url is None else str(url)
+    if text == "memory":
+        from infrakit.store.memory import MemoryStore
+
+        return MemoryStore()
+    if text.startswith("etcd://"):
+        try:
+            from infrakit.store.etcd import EtcdStore  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise errors.SpecError(
+                f"store {text}: the etcd client is not installed ({exc.name}); "
+                f"install it with: pip install 'infrakit[etcd]'"
+            ) from None
+        store: Store = EtcdStore.from_url(text, fence=fence)
+        return store
+    if "://" in text:
+        raise errors.SpecError(
+            f"store {text!r}: expected a file path, 'memory' or etcd://HOST:PORT[/prefix]"
+        )
+    from infrakit.store.file import FileStore
+
+    path = Path(text.removeprefix("file:")).expanduser() if text else home / "store.json"
+    file_store = FileStore(path)
+    file_store.load()
+    return file_store

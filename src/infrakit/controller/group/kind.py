@@ -11,16 +11,11 @@ Options:
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from infrakit import errors
 from infrakit._utils.duration import parse_duration
 from infrakit.controller.group.controller import GroupController
 from infrakit.spi.plugin import Context, Kind, Option, Served
-from infrakit.store import Store
-from infrakit.store.file import FileStore
-from infrakit.store.memory import MemoryStore
+from infrakit.store import open_store
 
 __all__ = ["KIND", "build"]
 
@@ -40,17 +35,6 @@ OPTIONS = (
 )
 
 
-def make_store(value: Any, home: Path) -> Store:
-    if value in (None, ""):
-        return FileStore(home / "store.json")
-    text = str(value)
-    if text == "memory":
-        return MemoryStore()
-    if text.startswith("file:"):
-        text = text[len("file:") :]
-    return FileStore(Path(text).expanduser())
-
-
 async def build(ctx: Context) -> Served:
     raw_interval = ctx.option(KIND, "poll-interval")
     try:
@@ -59,9 +43,8 @@ async def build(ctx: Context) -> Served:
         raise errors.SpecError(f"group --poll-interval: {exc}") from None
     if interval <= 0:
         raise errors.SpecError("group --poll-interval: must be more than 0, e.g. 10s")
-    store = ctx.extras.get("store") or make_store(ctx.option(KIND, "store"), ctx.home)
-    if isinstance(store, FileStore):
-        store.load()  # an unreadable store stops the start, with the reason; never wiped
+    # An unreadable store stops the start, with the reason; it is never wiped.
+    store = ctx.extras.get("store") or open_store(ctx.option(KIND, "store"), ctx.home)
     controller = GroupController(
         ctx.instance_lookup,
         ctx.flavor_lookup,

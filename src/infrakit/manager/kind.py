@@ -1,0 +1,190 @@
+"""The ``manager`` plugin kind: the HA manager served as ``group`` (what ``infrakit up`` runs).
+
+Options (``-o manager.OPTION=VALUE`` on ``plugin start``; flags of ``infrakit up``):
+
+* ``store`` - where specs and update progress live: a file path (default
+  ``<INFRAKIT_HOME>/store.json``), ``memory``, or ``etcd://HOST:PORT[/prefix]``; env
+  ``INFRAKIT_MANAGER_STORE`` (``INFRAKIT_GROUP_STORE`` is honoured too).
+* ``leader`` - election backend: ``file`` (a lock next to the store; several managers on one host,
+  exactly one leads) or ``etcd`` (across hosts; lease TTL ``ttl``); env ``INFRAKIT_MANAGER_LEADER``.
+* ``id`` - this member's name (default ``<hostname>-<pid>``); env ``INFRAKIT_MANAGER_ID``.
+* ``listen`` - ``HOST:PORT`` where followers reach this manager when it leads; env
+  ``INFRAKIT_MANAGER_LISTEN``. Requires ``token`` unless HOST is loopback and ``insecure`` is set.
+* ``token`` - shared bearer token for manager-to-manager TCP; env ``INFRAKIT_TOKEN``.
+* ``insecure`` - allow ``listen`` on loopback without a token.
+* ``tls-cert`` / ``tls-key`` / ``tls-ca`` - serve and call the TCP endpoint over TLS.
+* ``etcd`` - etcd endpoint for ``leader=etcd`` when the store is not etcd (default 127.0.0.1:2379).
+* ``ttl`` - etcd lease TTL (default ``2s``).
+* ``poll-interval`` - the group controller's resync period (default ``10s``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from infrakit import errors
+from infrakit._utils.duration import parse_duration
+from infrakit.controller.group.controller import GroupController
+from infrakit.leader import LeaderInfo, open_elector
+from infrakit.manager.manager import Manager, RemoteGroup
+from infrakit.rpc.client import Client
+from infrakit.rpc.group import GroupClient
+from infrakit.spi.plugin import Context, Kind, Option, Served
+from infrakit.store import Store, open_store
+
+__all__ = ["KIND", "build"]
+
+OPTIONS = (
+    Option(
+        "store",
+        "spec store: file path, 'memory' or etcd://host:port[/prefix]",
+        None,
+        "INFRAKIT_MANAGER_STORE",
+    ),
+    Option("leader", "election backend: file or etcd", "file", "INFRAKIT_MANAGER_LEADER"),
+    Option("id", "this member's name (default <hostname>-<pid>)", None, "INFRAKIT_MANAGER_ID"),
+    Option("listen", "HOST:PORT followers forward to", None, "INFRAKIT_MANAGER_LISTEN"),
+    Option("token", "shared bearer token for manager TCP", None, "INFRAKIT_TOKEN"),
+    Option("insecure", "allow --listen on loopback without a token", False),
+    Option("tls-cert", "TLS certificate (PEM) for the TCP endpoint", None),
+    Option("tls-key", "TLS private key (PEM)", None),
+    Option("tls-ca", "CA bundle (PEM) to verify other managers", None),
+    Option("etcd", "etcd endpoint for leader=etcd", "127.0.0.1:2379", "INFRAKIT_ETCD_ENDPOINT"),
+    Option("ttl", "etcd lease TTL (Go duration)", "2s"),
+    Option(
+        "poll-interval", "group resync period (Go duration)", "10s", "INFRAKIT_GROUP_POLL_INTERVAL"
+    ),
+)
+
+
+def _duration(ctx: Context, name: str) -> float:
+    raw = ctx.option(KIND, name)
+    try:
+        value = parse_duration(raw)
+    except ValueError as exc:
+        raise errors.SpecError(f"manager --{name}: {exc}") from None
+    if value <= 0:
+        raise errors.SpecError(f"manager --{name}: must be more than 0, e.g. 2s")
+    return value
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on") if value is not None else False
+
+
+def _listen(value: Any) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise errors.SpecError(
+            f"manager --listen {value!r}: expected HOST:PORT with a fixed port, e.g. 127.0.0.1:24864"
+        )
+    return host.strip("[]"), int(port)
+
+
+def _tls(ctx: Context) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    cert, key, ca = (ctx.option(KIND, n) for n in ("tls-cert", "tls-key", "tls-ca"))
+    if not cert and not ca:
+        return None, None
+    server = None
+    if cert:
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(cert, key or None)
+    client = ssl.create_default_context(cafile=ca or None)
+    return server, client
+
+
+def _etcd_endpoint(store_url: str | None, fallback: str) -> tuple[str, str]:
+    if store_url and store_url.startswith("etcd://"):
+        parsed = urlparse(store_url)
+        return parsed.netloc, parsed.path or "/infrakit"
+    return fallback, "/infrakit"
+
+
+async def build(ctx: Context) -> Served:
+    store_url = ctx.option(KIND, "store") or os.environ.get("INFRAKIT_GROUP_STORE") or None
+    leader_kind = str(ctx.option(KIND, "leader"))
+    member = ctx.option(KIND, "id") or f"{socket.gethostname()}-{os.getpid()}"
+    listen = _listen(ctx.option(KIND, "listen"))
+    token = ctx.option(KIND, "token") or None
+    insecure = _truthy(ctx.option(KIND, "insecure"))
+    server_tls, client_tls = _tls(ctx)
+    poll_interval = _duration(ctx, "poll-interval")
+    location = ""
+    if listen is not None:
+        scheme = "https" if server_tls else "tcp"
+        location = f"{scheme}://{listen[0]}:{listen[1]}"
+
+    endpoint, prefix = _etcd_endpoint(store_url, str(ctx.option(KIND, "etcd")))
+    elector = open_elector(
+        leader_kind,
+        home=ctx.home,
+        id=member,
+        location=location,
+        endpoint=endpoint,
+        prefix=prefix,
+        ttl=_duration(ctx, "ttl"),
+        lock_path=_lock_path(store_url, ctx.home),
+    )
+    fence = elector if leader_kind == "etcd" else None
+    store = open_store(store_url or str(ctx.home / "store.json"), ctx.home, fence=fence)
+
+    def make_controller(fenced: Store) -> GroupController:
+        return GroupController(
+            ctx.instance_lookup,
+            ctx.flavor_lookup,
+            store=fenced,
+            poll_interval=poll_interval,
+            name=ctx.name,
+        )
+
+    clients: dict[str, GroupClient] = {}
+
+    def connect_leader(info: LeaderInfo) -> RemoteGroup:
+        client = clients.get(info.location)
+        if client is None:
+            raw = Client(f"manager {info.id}", info.location, token=token, ssl=client_tls)
+            client = clients[info.location] = GroupClient(raw)
+        return client
+
+    manager = Manager(elector, store, make_controller, connect_leader)
+
+    async def stop() -> None:
+        await manager.stop()
+        for client in clients.values():
+            await client.close()
+
+    return Served(
+        group={".": manager},
+        events=manager,
+        start=manager.start,
+        stop=stop,
+        tcp=listen,
+        tcp_token=token,
+        tcp_insecure=insecure,
+        tcp_ssl=server_tls,
+        vendor={"Name": "infrakit-manager", "Version": "0.1.0", "Sub": "", "URL": ""},
+    )
+
+
+def _lock_path(store_url: str | None, home: Path) -> Path:
+    """The file lock lives next to a file store (so managers sharing a store share the lock)."""
+    if store_url and store_url not in ("memory",) and "://" not in store_url:
+        path = Path(store_url.removeprefix("file:")).expanduser()
+        return path.with_name(path.name + ".leader")
+    return home / "leader.lock"
+
+
+KIND = Kind(
+    name="manager",
+    default_name="group",
+    summary="HA manager: the group controller with leader election and forwarding",
+    build=build,
+    options=OPTIONS,
+)
