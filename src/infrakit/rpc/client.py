@@ -154,6 +154,11 @@ class _Base:
                 # A 2017-era HEAD plugin without Handshake.Hello: speak HEAD, skip the check.
                 self.era, self.objects = Era.HEAD, None
                 return
+        if status == 401 and isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+            # Refused by the TCP token check: say so, not "is this a plugin?".
+            raise errors.PluginError(
+                f"{self.what('Handshake.Hello')}: {doc['error'].get('message')}"
+            )
         raise errors.ProtocolError(
             f"{self.what('Handshake.Hello')}: unexpected reply (HTTP {status}); "
             "is this an InfraKit plugin socket?"
