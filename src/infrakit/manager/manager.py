@@ -152,6 +152,7 @@ class Manager:
         async with self._transition:
             if self.controller is not None:
                 return
+            self._refresh_store()  # the previous leader wrote it last
             controller = self.make_controller(self.store)
             controller.events = self.events  # one event stream whoever leads
             try:
@@ -182,6 +183,12 @@ class Manager:
             log.warning("manager %s: %s; stopping the group controller", self.elector.id, why)
             await controller.stop()
             self._publish("follower", f"{self.elector.id} stopped leading: {why}")
+
+    def _refresh_store(self) -> None:
+        """Stores that cache (the file store) re-read their backing data, if they can."""
+        reload = getattr(self.store, "reload", None)
+        if callable(reload):
+            reload()
 
     def _publish(self, type_: str, message: str) -> None:
         self.events.publish(
@@ -323,6 +330,8 @@ class Manager:
         self, id: str = "", options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """``infrakit manager specs``: every committed spec as stored (readable on any member)."""
+        if self.controller is None:
+            self._refresh_store()  # a follower's cache may be stale
         stored = await self.store.list("groups/")
         return {"Specs": [stored[k] for k in sorted(stored)]}
 

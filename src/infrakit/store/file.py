@@ -81,6 +81,12 @@ class FileStore:
         self._entries = doc["entries"]
         return self._entries
 
+    def reload(self) -> dict[str, Any]:
+        """Forget the cached document and read it again: a manager taking over leadership calls
+        this, since the previous leader (another process sharing the file) wrote it last."""
+        self._entries = None
+        return self.load()
+
     def _write(self, entries: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = json.dumps({"schema": SCHEMA_VERSION, "entries": entries}, indent=2, sort_keys=True)

@@ -1,0 +1,115 @@
+"""Two managers on one host sharing a store and a lock: one leads, the follower forwards over TCP
+with the shared token, a SIGKILLed leader is replaced and the group heals, a forged token fails."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from infrakit.testing.processes import Daemon, isolated_env, run_cli
+from tests.e2e.conftest import E2E, EXAMPLES, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Member:
+    """One host's view: its own plugin dir, the shared store, lock and instance directory."""
+
+    def __init__(self, e2e: E2E, name: str, token: str) -> None:
+        self.name = name
+        self.port = _free_port()
+        self.env = isolated_env(e2e.home, INFRAKIT_PLUGINS_DIR=str(e2e.home / f"p-{name}"))
+        self.token = token
+        self.e2e = e2e
+        self.daemon: Daemon | None = None
+
+    def start(self) -> Daemon:
+        shared = self.e2e.home
+        argv = [
+            "infrakit", "plugin", "start",
+            "file:instance-file", "vanilla:flavor-vanilla", "manager:group",
+            "-o", f"file.dir={shared / 'instances'}",
+            "-o", f"manager.store={shared / 'store.json'}",
+            "-o", f"manager.id={self.name}",
+            "-o", f"manager.listen=127.0.0.1:{self.port}",
+            "-o", f"manager.token={self.token}",
+            "-o", "manager.poll-interval=1h",
+        ]  # fmt: skip
+        self.daemon = Daemon(argv, self.env, sockets=["group", "instance-file", "flavor-vanilla"])
+        self.e2e.daemons.append(self.daemon)
+        return self.daemon.start()
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        result = run_cli(list(args), self.env)
+        if check:
+            assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result.stdout if check else result.stderr
+
+    def status(self) -> dict[str, object]:
+        return json.loads(self.cli("manager", "status", "-o", "json"))  # type: ignore[no-any-return]
+
+
+def instance_files(directory: Path) -> list[str]:
+    if not directory.exists():
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("instance-"))
+
+
+def test_follower_forwards_and_takes_over_when_the_leader_dies(e2e: E2E) -> None:
+    a, b = Member(e2e, "a", "s3cret"), Member(e2e, "b", "s3cret")
+    a.start()
+    wait_for(lambda: a.status()["Leading"], what="a leads")
+    b.start()
+    status = b.status()
+    assert status["Leading"] is False
+    assert status["Leader"] == {"ID": "a", "Location": f"tcp://127.0.0.1:{a.port}"}
+
+    # A commit sent to the follower is forwarded to the leader.
+    out = b.cli("group", "commit", str(EXAMPLES / "cattle.json"))
+    assert out == "Committed cattle: Managing 5 instances\n"
+    instances = e2e.home / "instances"
+    wait_for(lambda: len(instance_files(instances)) == 5, what="5 instances")
+    assert b.cli("group", "ls", "-q") == "cattle\n"  # reads forwarded too
+    assert "a" in a.cli("manager", "status")
+
+    # SIGKILL the leader: b takes over, resumes from the store, and heals.
+    assert a.daemon is not None
+    a.daemon.kill()
+    wait_for(lambda: b.status()["Leading"], timeout=20, what="b leads")
+    assert b.status()["Groups"] == ["cattle"]
+    victim = instance_files(instances)[0]
+    (instances / victim).unlink()
+    wait_for(
+        lambda: len(instance_files(instances)) == 5 and victim not in instance_files(instances),
+        what="the new leader heals",
+    )
+    specs = json.loads(b.cli("manager", "specs"))
+    assert [s["ID"] for s in specs] == ["cattle"]
+
+
+def test_a_follower_with_a_forged_token_cannot_forward(e2e: E2E) -> None:
+    a, b = Member(e2e, "a", "s3cret"), Member(e2e, "b", "forged")
+    a.start()
+    wait_for(lambda: a.status()["Leading"], what="a leads")
+    b.start()
+    err = b.cli("group", "commit", str(EXAMPLES / "cattle.json"), check=False)
+    assert "bearer token wrong" in err
+    assert instance_files(e2e.home / "instances") == []
+    assert a.cli("group", "ls", "-q") == ""
+
+
+def test_listen_without_a_token_is_refused(e2e: E2E) -> None:
+    err = e2e.fails(
+        "plugin", "start", "manager:group",
+        "-o", f"manager.listen=127.0.0.1:{_free_port()}",
+    )  # fmt: skip
+    assert "needs a shared token" in err
