@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from infrakit.testing import short_tempdir
+from infrakit.testing.etcd import EtcdServer, EtcdUnavailable
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +34,16 @@ def plugin_dir(infrakit_home: Path) -> Path:
     path = infrakit_home / "plugins"
     path.mkdir(mode=0o700, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdServer]:
+    """A real etcd on 127.0.0.1 (free ports, temp data dir), per test module; stopped by PID."""
+    try:
+        server = EtcdServer().start()
+    except EtcdUnavailable as exc:
+        pytest.skip(f"etcd cannot run here: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()

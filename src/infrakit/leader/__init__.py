@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from infrakit import errors
+from infrakit._utils.aio import Broker
 
-__all__ = ["Elector", "LeaderInfo", "open_elector"]
+__all__ = ["Elector", "LeaderInfo", "Leadership", "open_elector"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,29 @@ class LeaderInfo:
 
     id: str
     location: str
+
+
+class Leadership:
+    """A member's leadership flag and its change stream (shared by every backend)."""
+
+    def __init__(self) -> None:
+        self.leading = False
+        self._broker: Broker[bool] = Broker()
+
+    def set(self, leading: bool) -> None:
+        if leading != self.leading:
+            self.leading = leading
+            self._broker.publish("leadership", leading)
+
+    async def changes(self) -> AsyncIterator[bool]:
+        """The current state, then every change."""
+        updates = self._broker.subscribe("leadership")
+        try:
+            yield self.leading
+            async for leading in updates:
+                yield leading
+        finally:
+            await updates.aclose()  # type: ignore[attr-defined]
 
 
 class Elector(Protocol):
@@ -78,9 +102,7 @@ def open_elector(
         return FileElector(lock_path or home / "leader.lock", id, location)
     if kind == "etcd":
         try:
-            from infrakit.leader.etcd import (  # type: ignore[import-not-found,unused-ignore]
-                EtcdElector,
-            )
+            from infrakit.leader.etcd import EtcdElector
         except ImportError as exc:
             raise errors.SpecError(
                 f"leader etcd needs the etcd client ({exc.name} is missing); "

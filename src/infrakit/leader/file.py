@@ -20,8 +20,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from infrakit._utils.aio import Broker
-from infrakit.leader import LeaderInfo
+from infrakit.leader import LeaderInfo, Leadership
 
 __all__ = ["FileElector"]
 
@@ -38,8 +37,7 @@ class FileElector:
         self.location = location
         self.poll_interval = poll_interval
         self._fd: int | None = None
-        self._leading = False
-        self._broker: Broker[bool] = Broker()
+        self._leadership = Leadership()
         self._task: asyncio.Task[None] | None = None
 
     # --- Elector --------------------------------------------------------------------------------
@@ -55,26 +53,20 @@ class FileElector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._leading:
+        if self._leadership.leading:
             with contextlib.suppress(OSError):
                 self.info_path.unlink()
         self._release()
 
     @property
     def is_leader(self) -> bool:
-        return self._leading
+        return self._leadership.leading
 
-    async def changes(self) -> AsyncIterator[bool]:
-        updates = self._broker.subscribe("leadership")
-        try:
-            yield self._leading
-            async for leading in updates:
-                yield leading
-        finally:
-            await updates.aclose()  # type: ignore[attr-defined]
+    def changes(self) -> AsyncIterator[bool]:
+        return self._leadership.changes()
 
     async def leader(self) -> LeaderInfo | None:
-        if self._leading:
+        if self._leadership.leading:
             return LeaderInfo(self.id, self.location)
         if not self._someone_holds_the_lock():
             return None
@@ -92,13 +84,13 @@ class FileElector:
     async def _campaign(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            if self._leading and not self._still_holds():
+            if self._leadership.leading and not self._still_holds():
                 log.warning("leader lock %s was removed or replaced; stepping down", self.path)
                 self._release()
             self._attempt()
 
     def _attempt(self) -> None:
-        if self._leading:
+        if self._leadership.leading:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -115,12 +107,11 @@ class FileElector:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
-        if self._leading:
+        if self._leadership.leading:
             self._set(False)
 
     def _set(self, leading: bool) -> None:
-        self._leading = leading
-        self._broker.publish("leadership", leading)
+        self._leadership.set(leading)
 
     def _still_holds(self) -> bool:
         if self._fd is None:

@@ -51,7 +51,7 @@ def open_store(url: str | None, home: Path, fence: Any = None) -> Store:
         return MemoryStore()
     if text.startswith("etcd://"):
         try:
-            from infrakit.store.etcd import EtcdStore  # type: ignore[import-not-found,unused-ignore]
+            from infrakit.store.etcd import EtcdStore
         except ImportError as exc:
             raise errors.SpecError(
                 f"store {text}: the etcd client is not installed ({exc.name}); "

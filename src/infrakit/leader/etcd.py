@@ -1,0 +1,197 @@
+"""etcd leader election: managers on several hosts, exactly one leads, fenced by a lease.
+
+How it works (etcd 3.4, client ``aetcd``):
+
+* Each member holds a lease of ``ttl`` seconds (etcd's minimum is 2 s) and keeps it alive every
+  ``ttl/3``.
+* Campaigning is one transaction: *if the leader key was never created* (create revision 0), put
+  ``{"ID", "Location"}`` there bound to my lease. The winner remembers the key's create revision:
+  :class:`infrakit.store.etcd.EtcdStore` compares it in every write, so a deposed leader's writes
+  are rejected by etcd itself, not only by its own belief.
+* Followers retry every ``ttl/8``; when the leader dies its lease expires and the key vanishes,
+  so the next attempt wins (failover ~ ttl).
+* **Fencing:** a leader that has not renewed its lease for ``2/3 ttl`` steps down *before* the
+  lease can expire, so two members never act at once. etcd down or restarted: the same rule, then
+  the campaign starts again with backoff on a fresh lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aetcd
+
+from infrakit import errors
+from infrakit.leader import LeaderInfo, Leadership
+
+__all__ = ["EtcdElector", "parse_endpoint"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """``host:port`` (a scheme is tolerated) -> (host, port)."""
+    text = endpoint.split("://", 1)[-1].rstrip("/")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise errors.SpecError(
+            f"etcd endpoint {endpoint!r}: expected HOST:PORT, e.g. 127.0.0.1:2379"
+        )
+    return host.strip("[]"), int(port)
+
+
+class EtcdElector:
+    """Lease-based election on ``<prefix>/leader``."""
+
+    def __init__(
+        self,
+        endpoint: str = "127.0.0.1:2379",
+        prefix: str = "/infrakit",
+        *,
+        id: str,
+        location: str = "",
+        ttl: float = 2.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.host, self.port = parse_endpoint(endpoint)
+        self.prefix = "/" + prefix.strip("/")
+        self.key = f"{self.prefix}/leader".encode()
+        self.id = id
+        self.location = location
+        self.ttl = max(2.0, ttl)
+        self._grant = max(2, math.ceil(self.ttl))
+        self._leadership = Leadership()
+        #: Create revision of our leader key while we lead (the store's fence).
+        self.create_revision: int | None = None
+        self._lease: Any = None
+        self._client: aetcd.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- Elector --------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> aetcd.Client:
+        if self._client is None:
+            self._client = aetcd.Client(host=self.host, port=self.port, timeout=max(1, self._grant))
+        return self._client
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._campaign(), name=f"etcd election {self.key!r}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        lease, self._lease = self._lease, None
+        self._step_down("stopping")
+        if lease is not None:  # revoking deletes our key at once: the next member leads now
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(lease.revoke(), 1.0)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+            self._client = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leadership.leading
+
+    def changes(self) -> AsyncIterator[bool]:
+        return self._leadership.changes()
+
+    async def leader(self) -> LeaderInfo | None:
+        try:
+            got = await asyncio.wait_for(self.client.get(self.key), self.ttl)
+        except Exception as exc:
+            raise errors.NotLeaderError(
+                f"no leader known: etcd at {self.endpoint} is unreachable ({exc}); "
+                f"check that etcd runs"
+            ) from None
+        if got is None:
+            return None
+        try:
+            doc = json.loads(got.value)
+            return LeaderInfo(str(doc["ID"]), str(doc.get("Location") or ""))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def describe(self) -> str:
+        return f"etcd://{self.host}:{self.port}{self.prefix} (ttl {self.ttl:g}s)"
+
+    # --- campaign -------------------------------------------------------------------------------
+
+    async def _campaign(self) -> None:
+        backoff = 0.25
+        while True:
+            try:
+                await self._run_once()
+                backoff = 0.25
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "etcd election at %s: %s; retrying in %.2fs", self.endpoint, exc, backoff
+                )
+            self._step_down("lost the etcd lease")
+            self._lease = None
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _run_once(self) -> None:
+        """Grant a lease, campaign until we lead, then renew until we cannot prove we lead."""
+        client = self.client
+        lease = await asyncio.wait_for(client.lease(self._grant), self.ttl)
+        self._lease = lease
+        last_renewed = time.monotonic()
+        value = json.dumps({"ID": self.id, "Location": self.location}).encode()
+        t = client.transactions
+        while not self.is_leader:
+            won, responses = await asyncio.wait_for(
+                client.transaction(
+                    compare=[t.create(self.key) == 0],
+                    success=[t.put(self.key, value, lease=lease)],
+                    failure=[],
+                ),
+                self.ttl / 2,
+            )
+            if won:
+                self.create_revision = int(responses[0].response_put.header.revision)
+                self._leadership.set(True)
+                log.info("%s leads (etcd %s, ttl %gs)", self.id, self.endpoint, self.ttl)
+                break
+            await asyncio.sleep(self.ttl / 8)
+            if time.monotonic() - last_renewed >= self.ttl / 3:
+                await self._renew(lease)
+                last_renewed = time.monotonic()
+        # Leading: renew every ttl/3; give up at 2/3 ttl without a renewal (before expiry).
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            deadline = last_renewed + self.ttl * 2 / 3
+            try:
+                await asyncio.wait_for(self._renew(lease), max(0.05, deadline - time.monotonic()))
+                last_renewed = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    raise errors.NotLeaderError(f"cannot renew the lease: {exc}") from None
+
+    async def _renew(self, lease: Any) -> None:
+        reply = await lease.refresh()
+        if reply is None or getattr(reply, "TTL", 1) <= 0:
+            raise errors.NotLeaderError("the lease expired")
+
+    def _step_down(self, why: str) -> None:
+        if self.is_leader:
+            log.warning("%s stops leading: %s", self.id, why)
+        self.create_revision = None
+        self._leadership.set(False)
