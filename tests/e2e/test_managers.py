@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,9 @@ def _free_port() -> int:
 class Member:
     """One host's view: its own plugin dir, the shared store, lock and instance directory."""
 
-    def __init__(self, e2e: E2E, name: str, token: str) -> None:
+    def __init__(self, e2e: E2E, name: str, token: str, etcd: str | None = None) -> None:
         self.name = name
+        self.etcd = etcd
         self.port = _free_port()
         self.env = isolated_env(e2e.home, INFRAKIT_PLUGINS_DIR=str(e2e.home / f"p-{name}"))
         self.token = token
@@ -38,7 +40,8 @@ class Member:
             "infrakit", "plugin", "start",
             "file:instance-file", "vanilla:flavor-vanilla", "manager:group",
             "-o", f"file.dir={shared / 'instances'}",
-            "-o", f"manager.store={shared / 'store.json'}",
+            "-o", f"manager.store={self._store()}",
+            "-o", f"manager.leader={'etcd' if self.etcd else 'file'}",
             "-o", f"manager.id={self.name}",
             "-o", f"manager.listen=127.0.0.1:{self.port}",
             "-o", f"manager.token={self.token}",
@@ -47,6 +50,11 @@ class Member:
         self.daemon = Daemon(argv, self.env, sockets=["group", "instance-file", "flavor-vanilla"])
         self.e2e.daemons.append(self.daemon)
         return self.daemon.start()
+
+    def _store(self) -> str:
+        if self.etcd:
+            return f"etcd://{self.etcd}/e2e"
+        return str(self.e2e.home / "store.json")
 
     def cli(self, *args: str, check: bool = True) -> str:
         result = run_cli(list(args), self.env)
@@ -64,8 +72,12 @@ def instance_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith("instance-"))
 
 
-def test_follower_forwards_and_takes_over_when_the_leader_dies(e2e: E2E) -> None:
-    a, b = Member(e2e, "a", "s3cret"), Member(e2e, "b", "s3cret")
+@pytest.mark.parametrize("backend", ["file", "etcd"])
+def test_follower_forwards_and_takes_over_when_the_leader_dies(
+    e2e: E2E, backend: str, request: pytest.FixtureRequest
+) -> None:
+    endpoint = request.getfixturevalue("etcd").endpoint if backend == "etcd" else None
+    a, b = Member(e2e, "a", "s3cret", endpoint), Member(e2e, "b", "s3cret", endpoint)
     a.start()
     wait_for(lambda: a.status()["Leading"], what="a leads")
     b.start()
@@ -84,7 +96,9 @@ def test_follower_forwards_and_takes_over_when_the_leader_dies(e2e: E2E) -> None
     # SIGKILL the leader: b takes over, resumes from the store, and heals.
     assert a.daemon is not None
     a.daemon.kill()
+    killed = time.monotonic()
     wait_for(lambda: b.status()["Leading"], timeout=20, what="b leads")
+    assert time.monotonic() - killed < 10  # file lock: ~0.5 s; etcd: ~ttl (2 s)
     assert b.status()["Groups"] == ["cattle"]
     victim = instance_files(instances)[0]
     (instances / victim).unlink()
