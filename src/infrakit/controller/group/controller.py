@@ -585,8 +585,10 @@ class GroupController:
         for token, c in list(state.creating.items()):
             if c.instance_id is not None and c.instance_id in listed:
                 del state.creating[token]
+                state.provisioned.pop(c.instance_id, None)
             elif c.visible_by is not None and now >= c.visible_by:
                 del state.creating[token]
+                state.provisioned.pop(c.instance_id or "", None)
                 self._record_failure(
                     gid,
                     group,
@@ -832,6 +834,8 @@ class GroupController:
             self._record_failure(gid, group, f"create failed: {reason}", provision_error=True)
             return False
         pending.instance_id = instance_id
+        if instance_id:
+            state.provisioned[instance_id] = token
         pending.visible_by = self.clock.now() + prov.visibility_timeout
         state.breaker.provision_errors = 0
         state.breaker.next_create_at = 0.0
@@ -1083,10 +1087,10 @@ class GroupController:
         An ID we already got back from Provision is *not* an echo: it is the provider telling us
         the instance became visible (Describe lags), and that pass is what counts it.
         """
-        creating = self.groups[gid].state.creating
-        if not creating:
+        state = self.groups[gid].state
+        if not state.creating:
             return False
-        return all(c.instance_id != instance_id for c in creating.values())
+        return state.provisioned.get(instance_id) not in state.creating  # O(1) per event
 
     def _groups_using(self, plugin: str) -> list[str]:
         return [

@@ -139,6 +139,8 @@ class GroupState:
     """Runtime memory of one group (see module docstring)."""
 
     creating: dict[int, InFlightCreate] = field(default_factory=dict)
+    #: Instance ID -> token of its in-flight create, once Provision returned (event lookups).
+    provisioned: dict[str, int] = field(default_factory=dict)
     #: Instance IDs being drained/destroyed by us, with the time we started.
     destroying: dict[str, float] = field(default_factory=dict)
     #: The subset of ``destroying`` that are rolling-update replacements.
