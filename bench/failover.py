@@ -16,7 +16,6 @@ import argparse
 import json
 import random
 import shutil
-import socket
 import statistics
 import time
 from pathlib import Path
@@ -28,12 +27,7 @@ from infrakit.rpc.client import SyncClient
 from infrakit.testing import short_tempdir
 from infrakit.testing.etcd import EtcdServer
 from infrakit.testing.processes import Daemon, isolated_env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from infrakit.testing.processes import free_port as _free_port
 
 
 class Manager:

@@ -4,22 +4,16 @@ with the shared token, a SIGKILLed leader is replaced and the group heals, a for
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from infrakit.testing.processes import Daemon, isolated_env, run_cli
+from infrakit.testing.processes import free_port as _free_port
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Member:
@@ -127,3 +121,45 @@ def test_listen_without_a_token_is_refused(e2e: E2E) -> None:
         "-o", f"manager.listen=127.0.0.1:{_free_port()}",
     )  # fmt: skip
     assert "needs a shared token" in err
+
+
+def test_leader_killed_mid_rolling_update_the_new_leader_finishes_it(e2e: E2E) -> None:
+    """InfraKit #401/#856: the update resumes after failover; nothing is created twice."""
+    a, b = Member(e2e, "a", "s3cret"), Member(e2e, "b", "s3cret")
+    a.start()
+    wait_for(lambda: a.status()["Leading"], what="a leads")
+    b.start()
+    doc = json.loads((EXAMPLES / "cattle.json").read_text())
+    doc["Properties"]["Allocation"]["Size"] = 10
+    doc["Properties"]["Updating"] = {"MinReadySeconds": "400ms"}  # ~4 s for the whole roll
+    v1 = e2e.home / "v1.json"
+    v1.write_text(json.dumps(doc))
+    b.cli("group", "commit", str(v1))
+    instances = e2e.home / "instances"
+    wait_for(lambda: len(instance_files(instances)) == 10, what="10 instances")
+    wait_for(
+        lambda: "converged" in b.cli("group", "describe", "cattle"),
+        what="v1 converged: " + b.cli("group", "describe", "cattle"),
+    )
+    old = set(instance_files(instances))
+
+    doc["Properties"]["Instance"]["Properties"]["Note"] = "version 2"
+    v2 = e2e.home / "v2.json"
+    v2.write_text(json.dumps(doc))
+    assert "rolling update on 10 instances" in b.cli("group", "commit", str(v2), "--pretend")
+    b.cli("group", "commit", str(v2))
+    wait_for(lambda: 1 <= len(old - set(instance_files(instances))) <= 5, what="update under way")
+    assert a.daemon is not None
+    a.daemon.kill()  # mid-update
+
+    def done() -> bool:
+        files = set(instance_files(instances))
+        return len(files) == 10 and not files & old
+
+    wait_for(done, timeout=60, what="the new leader finishes the update")
+    wait_for(lambda: "converged" in b.cli("group", "describe", "cattle"), what="v2 converged")
+    hashes = {
+        json.loads((instances / f).read_text())["Tags"]["infrakit.config.hash"]
+        for f in instance_files(instances)
+    }
+    assert len(hashes) == 1  # all 10 at the new config; none twice, none lost

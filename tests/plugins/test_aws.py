@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,7 @@ from infrakit.spi.plugin import Served
 from infrakit.testing import serve_plugin
 from infrakit.testing.harness import Harness
 from infrakit.testing.processes import bin_path
+from infrakit.testing.processes import free_port as _free_port
 
 #: An AMI in moto's default image list (an Ubuntu 14.04 image in every region).
 AMI = "ami-1e749f67"
@@ -63,12 +63,6 @@ def offline_aws_env(endpoint: str) -> dict[str, str]:
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class MotoServer:

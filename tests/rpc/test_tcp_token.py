@@ -6,7 +6,6 @@ import asyncio
 import http.client
 import json
 import shutil
-import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -21,14 +20,9 @@ from infrakit.rpc.instance import InstanceClient
 from infrakit.spi.instance import Spec
 from infrakit.testing import short_tempdir
 from infrakit.testing.fakes import FakeInstancePlugin
+from infrakit.testing.processes import free_port as _free_port
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _serve_tcp(directory: Path, **tcp: object) -> tuple[PluginHost, int]:

@@ -248,8 +248,11 @@ class GroupClient:
         await self._call("Group.SetSize", ID=id, Size=size)
 
     async def extension(self, method: str, id: str, **fields: Any) -> dict[str, Any]:
-        """Call an infrakit extension (``Group.Status`` ...) and return its result fields."""
-        return await self._call(method, ID=id, **fields)
+        """Call an infrakit extension (``Group.Status`` ...) and return its result fields, with
+        their keys as sent (a follower manager passes them on to its own caller unchanged)."""
+        await self.client.handshake(group.INTERFACE)
+        result = await self.client.call(method, {"Name": self.name, "ID": id, **fields})
+        return dict(result) if isinstance(result, dict) else {}
 
     async def close(self) -> None:
         await self.client.close()

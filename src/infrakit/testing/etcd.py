@@ -14,25 +14,19 @@ project's ``scripts/system-deps`` installs Debian's ``etcd-server``.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 from types import TracebackType
 
 from infrakit.testing.harness import short_tempdir
+from infrakit.testing.processes import free_port as _free_port
 
 __all__ = ["EtcdServer", "EtcdUnavailable"]
 
 
 class EtcdUnavailable(RuntimeError):
     """etcd cannot be run here (the message says why)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EtcdServer:
