@@ -85,7 +85,8 @@ async def test_head_exchanges_have_infrakits_shapes(
         sock, {"jsonrpc": "2.0", "method": "Handshake.Hello", "params": {}, "id": 1}
     )
     assert status == 200
-    assert list(reply["result"]["Objects"]) == ["Instance/0.6.1"]
+    # Instance, plus Event because the fake publishes instance changes (HEAD lists both).
+    assert list(reply["result"]["Objects"]) == ["Instance/0.6.1", "Event/0.1.1"]
     assert reply["result"]["Objects"]["Instance/0.6.1"][0]["Name"] == "."
     big = 1800103543865223655
     status, reply = await call(
