@@ -84,7 +84,7 @@ def list_plugins(directory: Path | None = None) -> list[Entry]:
         except FileNotFoundError:
             continue
         if stat.S_ISSOCK(mode):
-            found.setdefault(fname, Entry(fname, str(path), path))
+            found[fname] = Entry(fname, str(path), path)  # a socket wins over a .listen file
         elif stat.S_ISREG(mode) and fname.endswith(".listen"):
             name = fname[: -len(".listen")]
             try:
