@@ -66,7 +66,7 @@ class Entry:
 
     @property
     def is_tcp(self) -> bool:
-        return not self.address.startswith("/")
+        return "://" in self.address
 
 
 def list_plugins(directory: Path | None = None) -> list[Entry]:

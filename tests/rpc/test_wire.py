@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from infrakit.spi.instance import Context, Spec
 from infrakit.spi.plugin import Served
 from infrakit.testing import serve_plugin, short_tempdir
 from infrakit.testing.fakes import FakeInstancePlugin
+from tests.rpc.wire import call, exchange
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -37,37 +37,6 @@ CAPTURED_SPEC = {
     "LogicalID": None,
     "Attachments": None,
 }
-
-
-def exchange(path: Path, body: bytes, url: str = "/", method: str = "POST") -> tuple[int, Any]:
-    """One raw HTTP/1.1 request on the UNIX socket; the decoded JSON answer."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(str(path))
-        s.sendall(
-            f"{method} {url} HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
-        )
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    if b"chunked" in head.lower():
-        out, rest_ = b"", rest
-        while True:
-            size_line, _, rest_ = rest_.partition(b"\r\n")
-            size = int(size_line, 16)
-            if size == 0:
-                break
-            out, rest_ = out + rest_[:size], rest_[size + 2 :]
-        rest = out
-    return status, json.loads(rest) if rest.strip() else None
-
-
-async def call(path: Path, doc: Any, url: str = "/") -> tuple[int, Any]:
-    return await asyncio.to_thread(exchange, path, json.dumps(doc).encode(), url)
 
 
 @pytest.fixture

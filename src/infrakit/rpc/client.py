@@ -15,7 +15,25 @@ whole call. Every error names the plugin, the method and the address, e.g.::
     plugin instance-file (Instance.Provision) at ~/.infrakit/plugins/instance-file: not running
     (connection refused); start it with `infrakit plugin start file:instance-file`
 
-Addresses are a UNIX socket path, or ``tcp://host:port`` / ``http://host:port`` (``.listen`` files).
+A UNIX socket whose accept queue is full (the plugin stopped accepting) is retried until
+``connect_timeout``; then the error is a timeout, not "not running".
+
+Addresses are a UNIX socket path, or ``tcp://host:port`` / ``http://host:port`` (``.listen`` files),
+or ``https://host:port`` for TLS.
+
+TCP options (both clients), for plugins started with a token (see :mod:`infrakit.rpc.server`)::
+
+    Client("group", "tcp://10.0.0.5:24864", token=secret)
+    Client("group", "https://10.0.0.5:24864", token=secret,
+           ssl=ssl.create_default_context(cafile="ca.pem"))
+    SyncClient("group", "tcp://10.0.0.5:24864")      # token from $INFRAKIT_TOKEN
+
+* ``token``: sent as ``Authorization: Bearer <token>`` to TCP targets only, never on a UNIX
+  socket. Default: ``$INFRAKIT_TOKEN``. A refusal raises :class:`~infrakit.errors.PluginError`
+  carrying the server's "bearer token missing/wrong" message.
+* ``ssl``: an :class:`ssl.SSLContext` to verify the server with. TLS is used for ``https://``
+  addresses and for any TCP address when ``ssl`` is given; ``https://`` without ``ssl`` verifies
+  against the system's default trust store.
 """
 
 from __future__ import annotations
@@ -24,6 +42,7 @@ import contextlib
 import json
 import os
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +53,8 @@ from infrakit.rpc import envelope
 from infrakit.spi.types import Era, InterfaceSpec
 
 if TYPE_CHECKING:
+    import ssl as _ssl
+
     import aiohttp
 
     from infrakit.spi import event as spi_event
@@ -116,10 +137,12 @@ class _Base:
         call_timeout: float | None = None,
         era: Era | None = None,
         token: str | None = None,
-        ssl: Any = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.address = parse_address(address)
+        if ssl is not None and self.address.path is None and not self.address.tls:
+            self.address = Address(host=self.address.host, port=self.address.port, tls=True)
         #: Bearer token sent to TCP targets (default: ``$INFRAKIT_TOKEN``); never on UNIX sockets.
         self.token = token if token is not None else os.environ.get("INFRAKIT_TOKEN") or None
         #: ``ssl.SSLContext`` for ``https://`` targets (None: the system's default trust).
@@ -198,9 +221,12 @@ class _Base:
         return errors.PluginUnreachableError(f"{self.what(method)}: not running ({reason}); {hint}")
 
     def _timeout(self, method: str, seconds: float, phase: str) -> errors.PluginTimeoutError:
+        if phase == "answer":
+            hint = "the plugin may be hung - check its log, or raise INFRAKIT_CLIENT_TIMEOUT"
+        else:
+            hint = "the plugin accepts no connections (hung or overloaded) - check its log"
         return errors.PluginTimeoutError(
-            f"{self.what(method)}: no {phase} within {seconds:g}s; "
-            "the plugin may be hung - check its log, or raise INFRAKIT_CLIENT_TIMEOUT"
+            f"{self.what(method)}: no {phase} within {seconds:g}s; {hint}"
         )
 
 
@@ -218,7 +244,7 @@ class Client(_Base):
         if self._session is None or self._session.closed:
             connector: aiohttp.BaseConnector
             if self.address.path is not None:
-                connector = aiohttp.UnixConnector(path=self.address.path, limit=64)
+                connector = _unix_connector_class()(path=self.address.path, limit=64)
             else:
                 connector = aiohttp.TCPConnector(limit=64)
             self._session = aiohttp.ClientSession(connector=connector)
@@ -256,6 +282,12 @@ class Client(_Base):
             raise self._timeout(method, self.connect_timeout, "connection") from exc
         except TimeoutError as exc:
             raise self._timeout(method, total, "answer") from exc
+        except aiohttp.ClientResponseError as exc:
+            said = " ".join(exc.message.split())[:100]
+            raise errors.ProtocolError(
+                f"{self.what(method)}: not an HTTP reply ({said}); "
+                "is this an InfraKit plugin socket?"
+            ) from exc
         except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
             raise errors.ProtocolError(
                 f"{self.what(method)}: connection dropped before a reply ({exc!s}); "
@@ -390,9 +422,7 @@ class SyncClient(_Base):
     def _connect(self, method: str) -> socket.socket:
         try:
             if self.address.path is not None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.connect_timeout)
-                sock.connect(self.address.path)
+                sock = _connect_unix_blocking(self.address.path, self.connect_timeout)
             else:
                 sock = socket.create_connection(
                     (self.address.host, self.address.port), timeout=self.connect_timeout
@@ -404,7 +434,7 @@ class SyncClient(_Base):
                     sock = context.wrap_socket(sock, server_hostname=self.address.host)
         except (ConnectionRefusedError, FileNotFoundError) as exc:
             raise self._unreachable(method, exc) from exc
-        except TimeoutError as exc:
+        except (TimeoutError, BlockingIOError) as exc:
             raise self._timeout(method, self.connect_timeout, "connection") from exc
         except OSError as exc:
             raise self._unreachable(method, exc) from exc
@@ -480,7 +510,10 @@ class SyncClient(_Base):
         parts = head[0].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             self.close()
-            raise errors.ProtocolError(f"{self.what(method)}: not an HTTP reply: {head[0][:60]!r}")
+            raise errors.ProtocolError(
+                f"{self.what(method)}: not an HTTP reply ({head[0][:60]!r}); "
+                "is this an InfraKit plugin socket?"
+            )
         status = int(parts[1])
         headers: dict[str, str] = {}
         for line in head[1:]:
@@ -620,6 +653,84 @@ class SyncClient(_Base):
             return
         finally:
             self.close()
+
+
+def _connect_unix_blocking(path: str, timeout: float) -> socket.socket:
+    """Connect to a UNIX socket, waiting up to ``timeout`` while its accept queue is full.
+
+    A non-blocking connect fails at once with EAGAIN on a full queue; a blocking one with a send
+    timeout waits in the kernel for room and raises :class:`BlockingIOError` when it runs out.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        seconds = max(timeout, 0.001)
+        sock.setblocking(True)
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000)),
+        )
+        sock.connect(path)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _connect_unix(path: str, timeout: float | None) -> socket.socket:
+    """Async twin of :func:`_connect_unix_blocking`: retry EAGAIN until ``timeout``.
+
+    (asyncio's own ``sock_connect`` mistakes a UNIX EAGAIN for a connection in progress and hands
+    back an unconnected socket.) Raises :class:`TimeoutError` when the queue stays full.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    delay = 0.002
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                sock.connect(path)
+                return sock
+            except BlockingIOError:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"accept queue of {path} stayed full") from None
+                await asyncio.sleep(delay if remaining is None else min(delay, remaining))
+                delay = min(delay * 2, 0.05)
+    except BaseException:
+        sock.close()
+        raise
+
+
+_UNIX_CONNECTOR: Any = None
+
+
+def _unix_connector_class() -> Any:
+    """aiohttp's UnixConnector, connecting through :func:`_connect_unix` (built on first use, so
+    the CLI never imports aiohttp)."""
+    global _UNIX_CONNECTOR
+    if _UNIX_CONNECTOR is None:
+        import aiohttp
+        from aiohttp.client_exceptions import UnixClientConnectorError
+
+        class UnixConnector(aiohttp.UnixConnector):
+            async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
+                try:
+                    sock = await _connect_unix(self.path, timeout.sock_connect)
+                    _, proto = await self._loop.create_unix_connection(self._factory, sock=sock)
+                except TimeoutError:
+                    raise
+                except OSError as exc:
+                    raise UnixClientConnectorError(self.path, req.connection_key, exc) from exc
+                return proto
+
+        _UNIX_CONNECTOR = UnixConnector
+    return _UNIX_CONNECTOR
 
 
 class _EmptyReply(ConnectionError):

@@ -92,8 +92,18 @@ class RequestError(Exception):
 
 def parse_request(doc: Any, era: Era) -> Call:
     """Validate an envelope decoded from JSON. Raises :class:`RequestError` with the reply."""
+    if isinstance(doc, list):
+        raise RequestError(
+            INVALID_REQUEST,
+            "invalid request: batch requests (a JSON array) are not supported; "
+            "send one JSON-RPC object per request",
+        )
     if not isinstance(doc, dict):
-        raise RequestError(INVALID_REQUEST, "invalid request: expected a JSON object")
+        raise RequestError(
+            INVALID_REQUEST,
+            f"invalid request: expected a JSON-RPC object "
+            f'{{"jsonrpc":"2.0","method":...,"params":{{...}},"id":...}}, got {_json_kind(doc)}',
+        )
     request_id = doc.get("id")
     method = doc.get("method")
     if era is Era.HEAD and doc.get("jsonrpc") != "2.0":
@@ -128,10 +138,20 @@ def parse_request(doc: Any, era: Era) -> Call:
     else:
         raise RequestError(
             INVALID_PARAMS,
-            f"{method}: params must be a JSON object, got {type(raw).__name__}",
+            f"{method}: params must be a JSON object, got {_json_kind(raw)}",
             request_id,
         )
     return Call(method, params, request_id, era, notification=era is Era.HEAD and "id" not in doc)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else type(value).__name__
 
 
 def ok_reply(call_id: Any, result: Any, era: Era) -> dict[str, Any]:

@@ -92,6 +92,7 @@ def service(objects: dict[str, Any]) -> Service:
             raise errors.SpecError("Group.CommitGroup: params.Spec (the group spec) must be set")
         spec = group.spec_from_wire(ci_get(view, "Spec"), "Spec")
         pretend = ci_get(view, "Pretend", False)
+        pretend = False if pretend is None else pretend  # JSON null leaves a Go bool false
         if not isinstance(pretend, bool):
             raise errors.SpecError(
                 f"Group.CommitGroup: Pretend must be true or false, got {pretend!r}"

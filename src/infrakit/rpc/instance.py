@@ -84,7 +84,9 @@ def service(plugins: dict[str, AsyncInstance]) -> Service:
         view = ci_view(params, "params")
         type_, plugin = _pick(plugins, view)
         tags = want_tags(ci_get(view, "Tags"), "Tags")
+        # JSON null leaves a Go bool false.
         want_props = ci_get(view, "Properties", False)
+        want_props = False if want_props is None else want_props
         if not isinstance(want_props, bool):
             raise errors.SpecError(
                 f"Instance.DescribeInstances: params.Properties must be true or false, "

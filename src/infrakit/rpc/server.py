@@ -16,20 +16,40 @@ Robustness rules: a request can never crash the server. Bodies that are not JSON
 wrong shape, unknown methods, wrong parameter types, bodies over 16 MiB and exceptions raised by the
 plugin all become JSON-RPC errors with a message naming the method and what was expected.
 
+Any other HTTP method on an RPC path gets HTTP 405 with a JSON-RPC error (Go's text,
+``rpc: POST method required, received GET``), in the era of the path.
+
 Sockets are created mode 0600 in a 0700 directory. A socket file whose owner is gone (connection
 refused) is replaced; a live one makes :meth:`PluginServer.start` fail with
 :class:`~infrakit.errors.ConflictError`.
+
+TCP (for remote callers, e.g. HA manager followers forwarding to the leader)::
+
+    await server.start(path, tcp=("0.0.0.0", 24864), token=secret)            # bearer token
+    await server.start(path, tcp=("10.0.0.5", 24864), token=secret, ssl=ctx)  # + TLS
+    await server.start(path, tcp=("127.0.0.1", 0), insecure=True)             # loopback only
+
+* ``token``: every request on the TCP listener must carry ``Authorization: Bearer <token>``
+  (compared in constant time); otherwise HTTP 401 and a JSON-RPC error saying the token is missing
+  or wrong and how to pass one. The UNIX socket never asks for it (its 0600 mode guards it).
+* Without a token, a TCP listener is refused (:class:`~infrakit.errors.SpecError`) unless its host
+  is loopback (``127.0.0.1``, ``::1``, ``localhost``) and ``insecure=True`` is passed explicitly.
+* ``ssl``: an :class:`ssl.SSLContext` (``Purpose.CLIENT_AUTH`` with ``load_cert_chain``) serves
+  TLS; the ``<name>.listen`` file then advertises ``https://host:port`` instead of ``tcp://``.
+* Port 0 picks a free port; :attr:`PluginServer.tcp_address` tells which.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import ipaddress
 import logging
 import os
 import socket
+import ssl as _ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +131,8 @@ class PluginServer:
         self._runner: web.AppRunner | None = None
         self._sse_tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
-        self._token: str | None = None
+        #: SHA-256 of the TCP bearer token (None: no token asked for).
+        self._token_digest: bytes | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -122,7 +143,7 @@ class PluginServer:
         tcp: tuple[str, int] | None = None,
         token: str | None = None,
         insecure: bool = False,
-        ssl: Any = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         """Bind ``socket_path`` (and ``tcp`` host/port, advertised in ``<name>.listen``).
 
@@ -138,7 +159,14 @@ class PluginServer:
                 f"plugin {self.name}: listening on TCP {tcp[0]} needs a shared token "
                 f"(--token or INFRAKIT_TOKEN); without one only loopback with --insecure is allowed"
             )
-        self._token = token
+        self._token_digest = _digest(token) if token else None
+        if tcp is not None and token and ssl is None and not _is_loopback(tcp[0]):
+            log.warning(
+                "plugin %s: the bearer token travels in clear text on TCP %s; pass an SSL "
+                "context to serve TLS",
+                self.name,
+                tcp[0],
+            )
         if len(os.fsencode(socket_path)) > 107:
             raise errors.SpecError(
                 f"plugin {self.name}: socket path {socket_path} is longer than 107 bytes; "
@@ -155,6 +183,7 @@ class PluginServer:
         app.router.add_post("/_infrakit/stop", self._post_stop)
         app.router.add_route("*", "/", self._wrong_method)
         app.router.add_post("/{tail:.*}", self._post_seed)
+        app.router.add_route("*", "/{tail:.*}", self._wrong_method)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
@@ -179,12 +208,16 @@ class PluginServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """Requests that came over TCP must carry the bearer token (UNIX ones need none)."""
-        if self._token and isinstance(
+        if self._token_digest is not None and isinstance(
             request.transport and request.transport.get_extra_info("sockname"), tuple
         ):
             given = request.headers.get("Authorization", "")
-            expected = f"Bearer {self._token}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            scheme, _, presented = given.partition(" ")
+            # Digests have equal length, so the comparison time says nothing about the token.
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(
+                _digest(presented.strip()), self._token_digest
+            )
+            if not ok:
                 reason = "missing" if not given else "wrong"
                 return _json_response(
                     401,
@@ -280,9 +313,16 @@ class PluginServer:
         return 200, envelope.ok_reply(call.id, result, call.era)
 
     async def _wrong_method(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            status=405, text=f"rpc: POST method required, received {request.method}\n"
+        era = Era.HEAD if request.path == "/" else Era.SEED
+        _, doc = envelope.error_reply(
+            None,
+            envelope.INVALID_REQUEST,
+            f"rpc: POST method required, received {request.method}",
+            era,
         )
+        response = _json_response(405, doc)
+        response.headers["Allow"] = "POST"
+        return response
 
     # --- handshake and info --------------------------------------------------------------------
 
@@ -445,6 +485,10 @@ async def _read_capped(request: web.Request) -> bytes | None:
     if size > limit:
         return None
     return b"".join(chunks)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _json_response(status: int, doc: Any) -> web.Response:

@@ -1,0 +1,208 @@
+"""Bad requests never cost the connection or the server: each one gets a JSON-RPC error naming what
+was wrong, and the next request is served as usual."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infrakit.spi.types import Health
+from infrakit.testing import serve_plugin
+from infrakit.testing.fakes import FakeFlavorPlugin, FakeInstancePlugin
+from tests.rpc.wire import head_call, http, seed_call
+
+pytestmark = pytest.mark.timeout(30)
+
+HELLO = b'{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":1}'
+
+
+@pytest.fixture
+async def sock() -> AsyncIterator[Path]:
+    async with serve_plugin(FakeInstancePlugin(), "inst") as h:
+        yield h.socket
+
+
+async def still_serving(path: Path) -> None:
+    reply = await asyncio.to_thread(http, path, HELLO)
+    assert reply.status == 200 and "Instance/0.6.1" in reply.json()["result"]["Objects"]
+
+
+def rpc(method: str, params: Any = None, **extra: Any) -> bytes:
+    doc: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": 3, **extra}
+    if params is not ...:
+        doc["params"] = params
+    return json.dumps(doc).encode()
+
+
+BAD_HEAD_REQUESTS = [
+    # (what, body, code, words the message must contain)
+    ("malformed JSON", b'{"jsonrpc":"2.0",', -32700, "not valid JSON"),
+    ("not UTF-8", b"\xff\xfe{}", -32700, "not valid JSON"),
+    ("empty body", b"", -32700, "not valid JSON"),
+    ("JSON null body", b"null", -32600, "expected a JSON-RPC object"),
+    ("a bare number", b"42", -32600, "got a number"),
+    ("batch array", b"[" + HELLO + b"]", -32600, "batch requests"),
+    ("empty batch", b"[]", -32600, "batch requests"),
+    ("wrong jsonrpc", rpc("Instance.DescribeInstances", {}, jsonrpc="1.0"), -32600, "2.0"),
+    ("method not a string", b'{"jsonrpc":"2.0","method":5,"params":{},"id":3}', -32600, "method must be a string"),
+    ("params a string", rpc("Instance.Provision", "spec"), -32602, "got a string"),
+    ("params a 2-element array", rpc("Instance.Provision", [{}, {}]), -32602, "array of 2"),
+    ("null params", rpc("Instance.Provision", None), -32000, "Spec must be set"),
+    ("missing params", rpc("Instance.Provision", ...), -32000, "Spec must be set"),
+    ("Spec a number", rpc("Instance.Provision", {"Spec": 5}), -32000, "Spec: expected a JSON object"),
+    ("Tags an array", rpc("Instance.DescribeInstances", {"Tags": ["a"]}), -32000, "Tags"),
+    ("tag value a number", rpc("Instance.DescribeInstances", {"Tags": {"a": 1}}), -32000, "Tags.a"),
+    ("Type a number", rpc("Instance.DescribeInstances", {"Type": 1}), -32000, "Type: expected a string"),
+    ("unknown method", rpc("Instance.Nope", {}), -32000, 'can\'t find method "Instance.Nope"'),
+    ("unknown service", rpc("Nope.Do", {}), -32000, 'can\'t find service "Nope"'),
+    ("no dot in method", rpc("Provision", {}), -32600, "like Instance.Provision"),
+    ("unknown Type", rpc("Instance.DescribeInstances", {"Type": "gpu"}), -32000, "no-plugin:gpu"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "words"),
+    [pytest.param(b, c, w, id=what) for what, b, c, w in BAD_HEAD_REQUESTS],
+)
+async def test_bad_head_requests_get_json_rpc_errors(
+    sock: Path, body: bytes, code: int, words: str
+) -> None:
+    reply = await asyncio.to_thread(http, sock, body)
+    assert reply.status == 200
+    doc = reply.json()
+    assert list(doc) == ["jsonrpc", "error", "id"]
+    assert doc["error"]["code"] == code
+    assert words in doc["error"]["message"]
+    await still_serving(sock)
+
+
+async def test_bad_seed_requests_get_seed_errors(sock: Path) -> None:
+    for body, words in [
+        (b"{oops", "not valid JSON"),
+        (b'{"method":"Instance.DescribeInstances","id":1}', "missing params field"),
+        (b'{"method":"Instance.DescribeInstances","params":{},"id":1}', "missing params field"),
+        (b'{"method":"Instance.Nope","params":[{}],"id":1}', 'can\'t find method "Instance.Nope"'),
+    ]:
+        reply = await asyncio.to_thread(http, sock, body, "/rpc")
+        assert reply.status == 400
+        doc = reply.json()
+        assert list(doc) == ["result", "error", "id"] and doc["result"] is None
+        assert words in doc["error"]
+    await still_serving(sock)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+async def test_non_post_methods_get_405_with_a_json_rpc_error(sock: Path, method: str) -> None:
+    reply = await asyncio.to_thread(http, sock, b"", "/", method)
+    assert reply.status == 405 and reply.headers["allow"] == "POST"
+    doc = reply.json()
+    assert doc["error"]["message"] == f"rpc: POST method required, received {method}"
+    reply = await asyncio.to_thread(http, sock, b"", "/rpc", method)  # SEED path: SEED shape
+    assert reply.status == 405
+    assert reply.json()["error"] == f"rpc: POST method required, received {method}"
+    await still_serving(sock)
+
+
+async def test_oversize_bodies_are_refused_with_an_error_not_a_dropped_connection(
+    sock: Path,
+) -> None:
+    big = b'{"jsonrpc":"2.0","method":"Instance.Validate","params":{"Properties":"'
+    big += b"x" * (16 * 1024 * 1024) + b'"},"id":7}'
+    reply = await asyncio.to_thread(http, sock, big)
+    assert reply.status == 200
+    assert "request body too large" in reply.json()["error"]["message"]
+
+    def chunked_upload() -> bytes:
+        """The same without Content-Length (chunked): counted as it arrives."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(str(sock))
+            s.sendall(
+                b"POST / HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            piece = b"y" * (1 << 20)
+            for _ in range(17):
+                s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return data
+
+    data = await asyncio.to_thread(chunked_upload)
+    assert data.startswith(b"HTTP/1.1 200") and b"request body too large" in data
+
+    # Just under the cap is served.
+    ok = b'{"jsonrpc":"2.0","method":"Instance.Validate","params":{"Properties":"'
+    ok += b"x" * (15 * 1024 * 1024) + b'"},"id":8}'
+    reply = await asyncio.to_thread(http, sock, ok)
+    assert reply.json()["result"] == {"Type": "", "OK": True}
+    await still_serving(sock)
+
+
+async def test_null_properties_are_accepted_everywhere() -> None:
+    """Go leaves a field unset on JSON null; InfraKit's SEED flavors crashed on it (EOF)."""
+    flav = FakeFlavorPlugin(default_health=Health.HEALTHY)
+    async with serve_plugin(flav, "flav") as h:
+        desc = {"ID": "i-1", "LogicalID": None, "Tags": {}}
+        spec = {"Properties": None, "Tags": None, "Init": "", "LogicalID": None}
+        for method, params in [
+            ("Flavor.Validate", {"Properties": None, "Allocation": {"Size": 1}}),
+            ("Flavor.Prepare", {"Properties": None, "Spec": spec, "Allocation": None}),
+            ("Flavor.Healthy", {"Properties": None, "Instance": desc}),
+            ("Flavor.Drain", {"Properties": None, "Instance": desc}),
+        ]:
+            reply = await head_call(h.socket, method, params)
+            assert "result" in reply, (method, reply)
+            status, seed = await seed_call(h.socket, method, params)
+            assert status == 200 and seed["error"] is None, (method, seed)
+    plugin = FakeInstancePlugin()
+    async with serve_plugin(plugin, "inst") as h:
+        reply = await head_call(h.socket, "Instance.Validate", {"Properties": None})
+        assert reply["result"] == {"Type": "", "OK": True}
+        reply = await head_call(
+            h.socket, "Instance.Provision", {"Spec": {"Properties": None, "Tags": None}}
+        )
+        assert reply["result"]["ID"] in plugin.instances
+        reply = await head_call(
+            h.socket, "Instance.DescribeInstances", {"Tags": None, "Properties": None}
+        )
+        assert len(reply["result"]["Descriptions"]) == 1
+
+
+async def test_a_plugin_bug_is_an_error_reply_and_the_plugin_keeps_serving() -> None:
+    def explode(spec: object) -> None:
+        raise KeyError("boom")
+
+    plugin = FakeInstancePlugin(on_provision=explode)
+    async with serve_plugin(plugin, "inst") as h:
+        reply = await head_call(h.socket, "Instance.Provision", {"Spec": {"Tags": {}}}, 4)
+        assert reply["id"] == 4 and reply["error"]["message"] == "KeyError: 'boom'"
+        await still_serving(h.socket)
+
+
+async def test_head_notification_runs_and_gets_an_empty_body(sock: Path) -> None:
+    body = b'{"jsonrpc":"2.0","method":"Instance.Provision","params":{"Spec":{"Tags":{"n":"1"}}}}'
+    reply = await asyncio.to_thread(http, sock, body)
+    assert (reply.status, reply.body) == (200, b"")
+    reply = await asyncio.to_thread(
+        http, sock, b'{"jsonrpc":"2.0","method":"Instance.DescribeInstances","params":{},"id":2}'
+    )
+    assert len(reply.json()["result"]["Descriptions"]) == 1
+
+
+@pytest.mark.parametrize(
+    "request_id", [9223372036854775807, 18446744073709551615, 0, "abc", None, 1.5]
+)
+async def test_ids_are_echoed_exactly(sock: Path, request_id: Any) -> None:
+    body = b'{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":'
+    body += json.dumps(request_id).encode() + b"}"
+    reply = await asyncio.to_thread(http, sock, body)
+    assert f'"id":{json.dumps(request_id, separators=(",", ":"))}}}'.encode() in reply.body

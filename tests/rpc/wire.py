@@ -1,0 +1,84 @@
+"""Raw HTTP/1.1 on a UNIX socket for the wire tests: the bytes a Go client would send, no client
+library in between, and the reply decoded exactly (status, headers, de-chunked body, JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body.strip() else None
+
+
+def http(
+    path: Path,
+    body: bytes = b"",
+    url: str = "/",
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One request on a fresh connection (``Connection: close``), read to the end."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    if "content-type" not in {k.lower() for k in headers or {}}:
+        extra += "Content-Type: application/json\r\n"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        s.sendall(
+            f"{method} {url} HTTP/1.1\r\nHost: d\r\n{extra}"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    found = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    if found.get("transfer-encoding", "").lower() == "chunked":
+        out = b""
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            out, rest = out + rest[:size], rest[size + 2 :]
+        rest = out
+    return Reply(status, found, rest)
+
+
+def exchange(path: Path, body: bytes, url: str = "/", method: str = "POST") -> tuple[int, Any]:
+    """One raw request; the HTTP status and the decoded JSON answer (None for an empty body)."""
+    reply = http(path, body, url, method)
+    return reply.status, reply.json()
+
+
+async def call(path: Path, doc: Any, url: str = "/") -> tuple[int, Any]:
+    """POST ``doc`` as JSON without blocking the event loop the server runs on."""
+    return await asyncio.to_thread(exchange, path, json.dumps(doc).encode(), url)
+
+
+async def head_call(path: Path, method: str, params: Any, request_id: Any = 1) -> Any:
+    """A HEAD JSON-RPC 2.0 call at ``POST /``; the whole reply document (HTTP 200 asserted)."""
+    status, reply = await call(
+        path, {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
+    )
+    assert status == 200, reply
+    return reply
+
+
+async def seed_call(path: Path, method: str, params: Any, request_id: Any = 1) -> tuple[int, Any]:
+    """A SEED-era call as the Go SEED client makes it: ``POST /rpc``, params in a 1-element array."""
+    return await call(path, {"method": method, "params": [params], "id": request_id}, "/rpc")
