@@ -1,58 +1,80 @@
-"""TCP listeners need a shared bearer token (or loopback + an explicit insecure flag)."""
+"""TCP listeners (the HA manager's followers forward to the leader over them): a shared bearer token
+on every TCP request, loopback-only ``insecure`` without one, optional TLS - and the clients that
+send the token (``token=`` or ``$INFRAKIT_TOKEN``) only where it is asked for."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import http.client
+import ipaddress
 import json
 import shutil
 import ssl
 import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infrakit import errors
 from infrakit.launch.host import PluginHost
 from infrakit.launch.serving import detect
+from infrakit.rpc import instance as rpc_instance
 from infrakit.rpc.client import Client, SyncClient
 from infrakit.rpc.instance import InstanceClient
+from infrakit.rpc.server import PluginServer
+from infrakit.spi.adapt import AsyncInstance
 from infrakit.spi.instance import Spec
 from infrakit.testing import short_tempdir
 from infrakit.testing.fakes import FakeInstancePlugin
-from infrakit.testing.processes import free_port as _free_port
 
 pytestmark = pytest.mark.timeout(30)
 
-
-async def _serve_tcp(directory: Path, **tcp: object) -> tuple[PluginHost, int]:
-    port = _free_port()
-    host = PluginHost(directory, home=directory)
-    served = detect(FakeInstancePlugin(), "inst")
-    served.tcp = ("127.0.0.1", port)
-    served.tcp_token = tcp.get("token")  # type: ignore[assignment]
-    served.tcp_insecure = bool(tcp.get("insecure", False))
-    served.tcp_ssl = tcp.get("ssl")
-    await host.serve("inst", served)
-    return host, port
+TOKEN = "s3cret-token"
+DESCRIBE = {"jsonrpc": "2.0", "method": "Instance.DescribeInstances", "params": {}, "id": 1}
 
 
 @pytest.fixture
-def directory() -> object:
+def directory() -> Iterator[Path]:
     d = short_tempdir()
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _raw_post(port: int, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+@contextlib.asynccontextmanager
+async def tcp_plugin(
+    directory: Path, name: str = "inst", host: str = "127.0.0.1", **options: Any
+) -> AsyncIterator[tuple[PluginServer, FakeInstancePlugin]]:
+    """A PluginServer (the API the manager uses) with a fake instance plugin, on UNIX + TCP."""
+    plugin = FakeInstancePlugin()
+    server = PluginServer(name, [rpc_instance.service({"": AsyncInstance(plugin)})], events=plugin)
+    await server.start(directory / name, tcp=(host, 0), **options)
     try:
-        body = json.dumps(
-            {"jsonrpc": "2.0", "method": "Instance.DescribeInstances", "params": {}, "id": 1}
-        )
-        conn.request("POST", "/", body, {"Content-Type": "application/json", **headers})
+        yield server, plugin
+    finally:
+        await server.stop()
+
+
+def raw(
+    port: int,
+    headers: dict[str, str],
+    method: str = "POST",
+    url: str = "/",
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, Any]:
+    if context is None:
+        conn: http.client.HTTPConnection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
+    try:
+        body = json.dumps(DESCRIBE) if method == "POST" else None
+        conn.request(method, url, body, {"Content-Type": "application/json", **headers})
         response = conn.getresponse()
-        return response.status, json.loads(response.read())
+        data = response.read()
+        return response.status, json.loads(data) if data.strip() else None
     finally:
         conn.close()
 
@@ -60,85 +82,276 @@ def _raw_post(port: int, headers: dict[str, str]) -> tuple[int, dict[str, object
 async def test_a_missing_or_forged_token_is_refused_and_the_right_one_works(
     directory: Path,
 ) -> None:
-    host, port = await _serve_tcp(directory, token="s3cret")
-    try:
-        status, doc = await asyncio.to_thread(_raw_post, port, {})
-        assert status == 401 and "bearer token missing" in doc["error"]["message"]  # type: ignore[index]
-        status, doc = await asyncio.to_thread(_raw_post, port, {"Authorization": "Bearer forged"})
-        assert status == 401 and "bearer token wrong" in doc["error"]["message"]  # type: ignore[index]
-        status, doc = await asyncio.to_thread(_raw_post, port, {"Authorization": "Bearer s3cret"})
-        assert status == 200 and "result" in doc
+    async with tcp_plugin(directory, token=TOKEN) as (server, _plugin):
+        assert server.tcp_address is not None
+        port = server.tcp_address[1]
+        refusals = {
+            "missing": {},
+            "wrong": {"Authorization": "Bearer forged"},
+        }
+        for reason, headers in refusals.items():
+            status, doc = await asyncio.to_thread(raw, port, headers)
+            assert status == 401
+            assert list(doc) == ["jsonrpc", "error", "id"]
+            message = doc["error"]["message"]
+            assert f"plugin inst: bearer token {reason}" in message
+            assert "--token or INFRAKIT_TOKEN" in message  # how to pass one
+        for headers in [
+            {"Authorization": f"Bearer {TOKEN}x"},  # a longer token that starts right
+            {"Authorization": f"Bearer {TOKEN[:-1]}"},
+            {"Authorization": f"Basic {TOKEN}"},  # the right secret in the wrong scheme
+            {"Authorization": TOKEN},
+            {"X-Token": TOKEN},
+        ]:
+            status, _ = await asyncio.to_thread(raw, port, headers)
+            assert status == 401, headers
+        for header in [f"Bearer {TOKEN}", f"bearer {TOKEN}"]:  # the scheme is case-insensitive
+            status, doc = await asyncio.to_thread(raw, port, {"Authorization": header})
+            assert status == 200 and doc["result"]["Descriptions"] == []
 
-        good = Client("inst", f"tcp://127.0.0.1:{port}", token="s3cret")
-        bad = Client("inst", f"tcp://127.0.0.1:{port}", token="nope")
+        # Every route on TCP asks for it, not only RPC.
+        for url in ["/info/api.json", "/events?topic=instance/"]:
+            status, _ = await asyncio.to_thread(raw, port, {}, "GET", url)
+            assert status == 401, url
+        status, _ = await asyncio.to_thread(
+            raw, port, {"Authorization": f"Bearer {TOKEN}"}, "GET", "/info/api.json"
+        )
+        assert status == 200
+        # Stopping the plugin stays UNIX-only, token or not.
+        status, _ = await asyncio.to_thread(
+            raw, port, {"Authorization": f"Bearer {TOKEN}"}, "POST", "/_infrakit/stop"
+        )
+        assert status == 403
+
+
+async def test_clients_send_the_token(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with tcp_plugin(directory, token=TOKEN) as (server, plugin):
+        assert server.tcp_address is not None
+        address = f"tcp://127.0.0.1:{server.tcp_address[1]}"
+        good = Client("inst", address, token=TOKEN)
+        bad = Client("inst", address, token="nope")
+        none = Client("inst", address)
         try:
             iid = await InstanceClient(good).provision(Spec(tags={"a": "1"}))
             assert [d.id for d in await InstanceClient(good).describe_instances({})] == [iid]
-            with pytest.raises(errors.InfrakitError, match="bearer token wrong"):
+            with pytest.raises(errors.PluginError, match="bearer token wrong"):
                 await InstanceClient(bad).describe_instances({})
+            with pytest.raises(errors.PluginError, match="bearer token missing"):
+                await InstanceClient(none).describe_instances({})
+            # Events over TCP carry it too.
+            events = good.subscribe("instance/")
+            try:
+                assert (await asyncio.wait_for(anext(events), 5)).type == "subscribed"
+                plugin.kill(iid)
+                assert (await asyncio.wait_for(anext(events), 5)).id == iid
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
         finally:
-            await good.close()
-            await bad.close()
+            for client in (good, bad, none):
+                await client.close()
 
-        # The UNIX socket (guarded by 0600 permissions) needs no token; the CLI's blocking
-        # client sends the token on TCP.
+        monkeypatch.setenv("INFRAKIT_TOKEN", TOKEN)  # the CLI's default
+
         def sync_calls() -> tuple[int, int]:
-            with SyncClient("inst", directory / "inst") as local:
-                n_local = len(
-                    local.call("Instance.DescribeInstances", {"Tags": {}})["Descriptions"]
-                )
-            with SyncClient("inst", f"tcp://127.0.0.1:{port}", token="s3cret") as remote:
-                n_remote = len(
-                    remote.call("Instance.DescribeInstances", {"Tags": {}})["Descriptions"]
-                )
+            with SyncClient("inst", directory / "inst") as local:  # UNIX: no token needed
+                n_local = len(local.call("Instance.DescribeInstances", {})["Descriptions"])
+            with SyncClient("inst", address) as remote:
+                n_remote = len(remote.call("Instance.DescribeInstances", {})["Descriptions"])
+            with (
+                pytest.raises(errors.PluginError, match="bearer token wrong"),
+                SyncClient("inst", address, token="forged") as forged,
+            ):
+                forged.call("Instance.DescribeInstances", {})
             return n_local, n_remote
 
-        assert await asyncio.to_thread(sync_calls) == (1, 1)
-    finally:
-        await host.stop_all()
+        assert await asyncio.to_thread(sync_calls) == (0, 0)
+        env_client = Client("inst", address)  # $INFRAKIT_TOKEN for the async client as well
+        try:
+            assert await InstanceClient(env_client).describe_instances({}) == []
+        finally:
+            await env_client.close()
 
 
-async def test_tcp_without_a_token_needs_loopback_and_insecure(directory: Path) -> None:
-    with pytest.raises(errors.SpecError, match="needs a shared token"):
-        await _serve_tcp(directory)
-    host, port = await _serve_tcp(directory, insecure=True)  # loopback + explicit: allowed
+async def test_the_token_is_never_sent_on_a_unix_socket(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str | None] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        seen.append(head if "authorization:" in head else None)
+        length = int(head.split("content-length:")[1].split("\r\n")[0])
+        await reader.readexactly(length)
+        body = b'{"jsonrpc":"2.0","result":{"Objects":{}},"id":1}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(handle, str(directory / "local"))
+    monkeypatch.setenv("INFRAKIT_TOKEN", TOKEN)
+    client = Client("local", directory / "local", token=TOKEN)
     try:
-        status, _ = await asyncio.to_thread(_raw_post, port, {})
+        await client.handshake()
+
+        def sync_hello() -> None:
+            with SyncClient("local", directory / "local") as sync:
+                sync.handshake()
+
+        await asyncio.to_thread(sync_hello)
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+    assert seen == [None, None]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+async def test_loopback_without_a_token_needs_insecure(directory: Path, host: str) -> None:
+    with pytest.raises(errors.SpecError) as caught:
+        async with tcp_plugin(directory, host=host):
+            pass
+    assert f"listening on TCP {host} needs a shared token" in str(caught.value)
+    assert "only loopback with --insecure" in str(caught.value)
+    assert not (directory / "inst").exists()  # refused before anything was bound
+    try:
+        context = tcp_plugin(directory, host=host, insecure=True)
+        server, _plugin = await context.__aenter__()
+    except OSError as exc:  # e.g. no IPv6 on this machine
+        pytest.skip(f"cannot listen on {host}: {exc}")
+    try:
+        assert server.tcp_address is not None
+        listen = (directory / "inst.listen").read_text()
+        target = "[::1]" if host == "::1" else host
+        assert listen == f"tcp://{target}:{server.tcp_address[1]}"
+        client = Client("inst", listen)
+        try:
+            assert await InstanceClient(client).describe_instances({}) == []
+        finally:
+            await client.close()
+    finally:
+        await context.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "example.com"])
+async def test_insecure_is_refused_off_loopback(directory: Path, host: str) -> None:
+    """Checked before binding: nothing listens, even for a moment."""
+    with pytest.raises(errors.SpecError, match=f"listening on TCP {host} needs a shared token"):
+        async with tcp_plugin(directory, host=host, insecure=True):
+            pass
+    assert not (directory / "inst").exists()
+
+
+async def test_plugin_host_passes_the_tcp_options(directory: Path) -> None:
+    """``Served.tcp*`` (what a plugin kind such as the manager sets) reach the server."""
+    host = PluginHost(directory, home=directory)
+    served = detect(FakeInstancePlugin(), "inst")
+    served.tcp, served.tcp_token = ("127.0.0.1", 0), TOKEN
+    await host.serve("inst", served)
+    try:
+        address = (directory / "inst.listen").read_text()
+        assert address.startswith("tcp://127.0.0.1:")
+        port = int(address.rsplit(":", 1)[1])
+        status, _ = await asyncio.to_thread(raw, port, {})
+        assert status == 401
+        status, _ = await asyncio.to_thread(raw, port, {"Authorization": f"Bearer {TOKEN}"})
         assert status == 200
     finally:
         await host.stop_all()
-    host = PluginHost(directory, home=directory)
-    served = detect(FakeInstancePlugin(), "inst2")
-    served.tcp, served.tcp_insecure = ("0.0.0.0", _free_port()), True
-    with pytest.raises(errors.SpecError, match="only loopback with --insecure"):
-        await host.serve("inst2", served)
-    await host.stop_all()
+    assert not (directory / "inst.listen").exists()
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key: via `cryptography` if installed, else openssl."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        if shutil.which("openssl") is None:
+            pytest.skip("neither the cryptography package nor openssl: cannot make a certificate")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        return cert, key
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key
 
 
 async def test_tls_with_a_self_signed_certificate(directory: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed: cannot make a test certificate")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    host, port = await _serve_tcp(directory, token="t", ssl=server_ctx)
-    assert (directory / "inst.listen").read_text() == f"https://127.0.0.1:{port}"
-    trusting = Client(
-        "inst", f"https://127.0.0.1:{port}", token="t", ssl=ssl.create_default_context(cafile=cert)
-    )
-    untrusting = Client("inst", f"https://127.0.0.1:{port}", token="t")
-    try:
-        assert await InstanceClient(trusting).describe_instances({}) == []
-        with pytest.raises(errors.InfrakitError):
-            await InstanceClient(untrusting).describe_instances({})
-    finally:
-        await trusting.close()
-        await untrusting.close()
-        await host.stop_all()
+    cert, key = self_signed(directory)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    trust = ssl.create_default_context(cafile=cert)
+    async with tcp_plugin(directory, token=TOKEN, ssl=server_context) as (server, _plugin):
+        assert server.tcp_address is not None
+        port = server.tcp_address[1]
+        assert (directory / "inst.listen").read_text() == f"https://127.0.0.1:{port}"
+
+        # The token is still checked inside TLS.
+        status, _ = await asyncio.to_thread(raw, port, {}, context=trust)
+        assert status == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        status, doc = await asyncio.to_thread(raw, port, auth, context=trust)
+        assert status == 200 and doc["result"]["Descriptions"] == []
+
+        trusting = Client("inst", f"https://127.0.0.1:{port}", token=TOKEN, ssl=trust)
+        # ssl= on a tcp:// address means TLS as well.
+        implied = Client("inst", f"tcp://127.0.0.1:{port}", token=TOKEN, ssl=trust)
+        untrusting = Client("inst", f"https://127.0.0.1:{port}", token=TOKEN)
+        plain = Client("inst", f"tcp://127.0.0.1:{port}", token=TOKEN)
+        try:
+            iid = await InstanceClient(trusting).provision(Spec())
+            assert [d.id for d in await InstanceClient(implied).describe_instances({})] == [iid]
+            with pytest.raises(errors.ProtocolError, match="TLS handshake failed") as caught:
+                await InstanceClient(untrusting).describe_instances({})
+            assert "certificate" in str(caught.value)
+            with pytest.raises(errors.TransportError):  # plain HTTP to a TLS port
+                await InstanceClient(plain).describe_instances({})
+        finally:
+            for client in (trusting, implied, untrusting, plain):
+                await client.close()
+
+        def sync_calls() -> int:
+            with (
+                pytest.raises(errors.ProtocolError, match="TLS handshake failed"),
+                SyncClient("inst", f"https://127.0.0.1:{port}", token=TOKEN) as sync,
+            ):
+                sync.call("Instance.DescribeInstances", {})
+            with SyncClient("inst", f"https://127.0.0.1:{port}", token=TOKEN, ssl=trust) as sync:
+                return len(sync.call("Instance.DescribeInstances", {})["Descriptions"])
+
+        assert await asyncio.to_thread(sync_calls) == 1

@@ -100,13 +100,18 @@ class Address:
         if self.path is not None:
             home = str(Path.home())
             return "~" + self.path[len(home) :] if self.path.startswith(home + "/") else self.path
-        return f"{'https' if self.tls else 'tcp'}://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'tcp'}://{self._hostport}"
+
+    @property
+    def _hostport(self) -> str:
+        host = self.host or ""
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
         if self.path is not None:
             return "http://plugin"
-        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self._hostport}"
 
 
 def parse_address(address: str | Path | Address) -> Address:
@@ -220,6 +225,13 @@ class _Base:
         )
         return errors.PluginUnreachableError(f"{self.what(method)}: not running ({reason}); {hint}")
 
+    def _tls_failed(self, method: str, exc: BaseException) -> errors.ProtocolError:
+        reason = " ".join(str(getattr(exc, "os_error", None) or exc).split())[:160]
+        return errors.ProtocolError(
+            f"{self.what(method)}: TLS handshake failed ({reason}); pass ssl= an SSLContext "
+            "that trusts the plugin's certificate (ssl.create_default_context(cafile=...))"
+        )
+
     def _timeout(self, method: str, seconds: float, phase: str) -> errors.PluginTimeoutError:
         if phase == "answer":
             hint = "the plugin may be hung - check its log, or raise INFRAKIT_CLIENT_TIMEOUT"
@@ -276,6 +288,8 @@ class Client(_Base):
             ) as response:
                 body = await response.read()
                 status = response.status
+        except aiohttp.ClientSSLError as exc:
+            raise self._tls_failed(method, exc) from exc
         except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
             raise self._unreachable(method, getattr(exc, "os_error", exc)) from exc
         except aiohttp.ServerTimeoutError as exc:
@@ -360,6 +374,8 @@ class Client(_Base):
                     total=None, sock_connect=self.connect_timeout, sock_read=None
                 ),
             )
+        except aiohttp.ClientSSLError as exc:
+            raise self._tls_failed("GET /events", exc) from exc
         except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
             raise self._unreachable("GET /events", getattr(exc, "os_error", exc)) from exc
         try:
@@ -431,7 +447,11 @@ class SyncClient(_Base):
                     import ssl
 
                     context = self.ssl or ssl.create_default_context()
-                    sock = context.wrap_socket(sock, server_hostname=self.address.host)
+                    try:
+                        sock = context.wrap_socket(sock, server_hostname=self.address.host)
+                    except ssl.SSLError as exc:
+                        sock.close()
+                        raise self._tls_failed(method, exc) from exc
         except (ConnectionRefusedError, FileNotFoundError) as exc:
             raise self._unreachable(method, exc) from exc
         except (TimeoutError, BlockingIOError) as exc:

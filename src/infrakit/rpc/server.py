@@ -200,7 +200,8 @@ class PluginServer:
             self.tcp_address = (tcp[0], port)
             self.listen_file = socket_path.with_name(socket_path.name + ".listen")
             scheme = "https" if ssl is not None else "tcp"
-            self.listen_file.write_text(f"{scheme}://{tcp[0]}:{port}")
+            host = f"[{tcp[0]}]" if ":" in tcp[0] else tcp[0]  # IPv6 in brackets, as in URLs
+            self.listen_file.write_text(f"{scheme}://{host}:{port}")
         log.info("plugin %s listening on %s", self.name, socket_path)
 
     @web.middleware
