@@ -355,3 +355,18 @@ async def test_tls_with_a_self_signed_certificate(directory: Path) -> None:
                 return len(sync.call("Instance.DescribeInstances", {})["Descriptions"])
 
         assert await asyncio.to_thread(sync_calls) == 1
+
+
+async def test_a_taken_tcp_port_fails_cleanly(directory: Path) -> None:
+    async with tcp_plugin(directory, "first", token=TOKEN) as (first, _plugin):
+        assert first.tcp_address is not None
+        port = first.tcp_address[1]
+        server = PluginServer(
+            "second", [rpc_instance.service({"": AsyncInstance(FakeInstancePlugin())})]
+        )
+        with pytest.raises(
+            errors.ConflictError, match=f"plugin second: cannot listen on TCP 127.0.0.1:{port}"
+        ):
+            await server.start(directory / "second", tcp=("127.0.0.1", port), token=TOKEN)
+        # Nothing half-started is left: no socket file, no .listen file.
+        assert sorted(p.name for p in directory.iterdir()) == ["first", "first.listen"]

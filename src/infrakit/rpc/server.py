@@ -192,11 +192,15 @@ class PluginServer:
         os.chmod(socket_path, 0o600)
         self.socket_path = socket_path
         if tcp is not None:
-            tcp_site = web.TCPSite(runner, tcp[0], tcp[1], ssl_context=ssl)
-            await tcp_site.start()
-            server = tcp_site._server
-            sockets = getattr(server, "sockets", None) or []
-            port = sockets[0].getsockname()[1] if sockets else tcp[1]
+            try:
+                await web.TCPSite(runner, tcp[0], tcp[1], ssl_context=ssl).start()
+            except OSError as exc:
+                await self.stop()  # no half-started plugin: the UNIX socket goes too
+                raise errors.ConflictError(
+                    f"plugin {self.name}: cannot listen on TCP {tcp[0]}:{tcp[1]} "
+                    f"({exc.strerror or exc}); choose another address or port"
+                ) from exc
+            port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
             self.tcp_address = (tcp[0], port)
             self.listen_file = socket_path.with_name(socket_path.name + ".listen")
             scheme = "https" if ssl is not None else "tcp"
