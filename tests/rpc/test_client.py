@@ -338,3 +338,26 @@ async def test_garbage_replies_are_protocol_errors(reply: bytes | None, words: s
                 sync.call("Instance.DescribeInstances", {})
 
         await asyncio.to_thread(sync_call)
+
+
+async def test_a_2017_head_plugin_without_hello_is_spoken_to_in_head() -> None:
+    """Plugins from before Handshake.Hello answer it with 'can't find method': still HEAD."""
+
+    async def answer(doc: dict[str, Any]) -> web.Response:
+        if doc["method"] == "Handshake.Hello":
+            error = {"code": -32000, "message": 'rpc: can\'t find method "Handshake.Hello"'}
+            return web.json_response({"jsonrpc": "2.0", "error": error, "id": doc["id"]})
+        result = {"Type": "", "Descriptions": []}
+        return web.json_response({"jsonrpc": "2.0", "result": result, "id": doc["id"]})
+
+    async with http_plugin({"/": answer}) as (path, seen):
+        client = Client("old", path)
+        try:
+            assert await InstanceClient(client).describe_instances({}) == []
+        finally:
+            await client.close()
+        assert [(p, d["method"]) for p, d, _ in seen] == [
+            ("/", "Handshake.Hello"),
+            ("/", "Instance.DescribeInstances"),
+        ]
+        assert seen[1][1]["jsonrpc"] == "2.0"

@@ -4,6 +4,7 @@ eras, through a real socket with the real group controller behind it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,7 @@ from infrakit.spi.types import Health
 from infrakit.store.memory import MemoryStore
 from infrakit.testing import serve_plugin
 from infrakit.testing.fakes import FakeFlavorPlugin, FakeInstancePlugin, lookup, wait_until
-from tests.rpc.wire import head_call, seed_call
+from tests.rpc.wire import head_call, http, seed_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -289,3 +290,36 @@ async def test_typed_client_round_trip_keeps_instance_spec() -> None:
         iid = await h.instance.provision(spec)
         assert iid is not None
         assert plugin.instances[iid].spec == spec
+
+
+async def test_handshake_variants_and_info_endpoints() -> None:
+    """Hello (HEAD), and the 2016-2017 handshakes older Go clients send, and /info/*.json."""
+    async with serve_plugin(FakeInstancePlugin(), "inst") as h:
+        reply = await head_call(h.socket, "Handshake.Hello", {}, 3)
+        assert json.dumps(reply, separators=(",", ":")) == (
+            '{"jsonrpc":"2.0","result":{"Objects":{"Instance/0.6.1":[{"Name":".","ProxyFor":""}],'
+            '"Event/0.1.1":[{"Name":".","ProxyFor":""}]}},"id":3}'
+        )
+        apis = {"APIs": [{"Name": "Instance", "Version": "0.6.1"}]}
+        assert (await head_call(h.socket, "Plugin.Implements", {}))["result"] == apis
+        assert (await head_call(h.socket, "Handshake.Implements", {}))["result"] == apis
+        reply = await head_call(h.socket, "Handshake.Types", {})
+        assert reply["result"] == {"Types": {"Instance/0.6.1": ["."]}}
+        reply = await head_call(h.socket, "Event.List", {"Topic": ""})
+        assert reply["result"] == {"Nodes": ["instance/change"]}
+
+        info = (await asyncio.to_thread(http, h.socket, b"", "/info/api.json", "GET")).json()
+        assert list(info) == ["Vendor", "Implements", "Interfaces"]
+        assert info["Implements"] == [{"Name": "Instance", "Version": "0.6.1", "Sub": ""}]
+        (iface,) = info["Interfaces"]
+        assert [iface["Name"], iface["Version"], iface["Sub"]] == ["Instance", "0.6.1", ""]
+        methods = [m["Request"]["method"] for m in iface["Methods"]]
+        assert methods == sorted(methods) == [
+            "Instance.DescribeInstances", "Instance.Destroy", "Instance.Label",
+            "Instance.Provision", "Instance.Validate",
+        ]  # fmt: skip
+        provision = iface["Methods"][methods.index("Instance.Provision")]["Request"]
+        assert list(provision) == ["jsonrpc", "method", "params", "id"]
+        assert list(provision["params"]["Spec"]) == list(INSTANCE_SPEC)  # a zero-value request
+        reply = await asyncio.to_thread(http, h.socket, b"", "/info/functions.json", "GET")
+        assert reply.status == 200 and "base" in reply.json()
