@@ -36,7 +36,8 @@ TCP (for remote callers, e.g. HA manager followers forwarding to the leader)::
   is loopback (``127.0.0.1``, ``::1``, ``localhost``) and ``insecure=True`` is passed explicitly.
 * ``ssl``: an :class:`ssl.SSLContext` (``Purpose.CLIENT_AUTH`` with ``load_cert_chain``) serves
   TLS; the ``<name>.listen`` file then advertises ``https://host:port`` instead of ``tcp://``.
-* Port 0 picks a free port; :attr:`PluginServer.tcp_address` tells which.
+* Port 0 picks a free port; :attr:`PluginServer.tcp_address` tells which. An address that cannot
+  be bound raises :class:`~infrakit.errors.ConflictError` and leaves no socket file behind.
 """
 
 from __future__ import annotations
