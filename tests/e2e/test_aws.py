@@ -87,10 +87,11 @@ def test_a_group_of_ec2_instances_heals_rolls_and_is_destroyed(
     e2e.run("group", "commit", str(EXAMPLES / "aws.json"), **env)
     first = wait_for(live_once(ec2, lambda m: len(m) == 3), what="3 EC2 instances")
     assert set(first.values()) == {"t3.micro"}
+    wait_for(lambda: controller_sees(e2e, set(first), **env), what="the controller to see all 3")
+    # Compared once the controller has settled on these 3 (right after the first look, EC2's
+    # pending/running transitions could still differ between two snapshots).
     described = e2e.lines("instance", "--name", "aws", "describe", "-q")
     assert {line.split()[0] for line in described} == set(first)
-
-    wait_for(lambda: controller_sees(e2e, set(first), **env), what="the controller to see all 3")
 
     # Terminated behind infrakit's back: the next poll replaces it.
     victim = sorted(first)[0]
