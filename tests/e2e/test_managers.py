@@ -11,6 +11,7 @@ import pytest
 
 from infrakit.testing.processes import Daemon, isolated_env, run_cli
 from infrakit.testing.processes import free_port as _free_port
+from tests.certificates import self_signed
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -19,8 +20,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 class Member:
     """One host's view: its own plugin dir, the shared store, lock and instance directory."""
 
-    def __init__(self, e2e: E2E, name: str, token: str, etcd: str | None = None) -> None:
+    def __init__(
+        self, e2e: E2E, name: str, token: str, etcd: str | None = None, *options: str
+    ) -> None:
         self.name = name
+        self.options = [arg for option in options for arg in ("-o", f"manager.{option}")]
         self.etcd = etcd
         self.port = _free_port()
         self.env = isolated_env(e2e.home, INFRAKIT_PLUGINS_DIR=str(e2e.home / f"p-{name}"))
@@ -40,6 +44,7 @@ class Member:
             "-o", f"manager.listen=127.0.0.1:{self.port}",
             "-o", f"manager.token={self.token}",
             "-o", "manager.poll-interval=1h",
+            *self.options,
         ]  # fmt: skip
         self.daemon = Daemon(argv, self.env, sockets=["group", "instance-file", "flavor-vanilla"])
         self.e2e.daemons.append(self.daemon)
@@ -163,3 +168,53 @@ def test_leader_killed_mid_rolling_update_the_new_leader_finishes_it(e2e: E2E) -
         for f in instance_files(instances)
     }
     assert len(hashes) == 1  # all 10 at the new config; none twice, none lost
+
+
+def test_followers_forward_over_tls_and_refuse_a_leader_they_do_not_trust(e2e: E2E) -> None:
+    cert, key = self_signed(e2e.home)
+    other_ca, _ = self_signed(e2e.home, "other-")
+    tls = (f"tls-cert={cert}", f"tls-key={key}", f"tls-ca={cert}")
+    a = Member(e2e, "a", "s3cret", None, *tls)
+    b = Member(e2e, "b", "s3cret", None, *tls)
+    stranger = Member(e2e, "c", "s3cret", None, f"tls-ca={other_ca}")
+    a.start()
+    wait_for(lambda: a.status()["Leading"], what="a leads")
+    b.start()
+    stranger.start()
+    assert b.status()["Leader"] == {"ID": "a", "Location": f"https://127.0.0.1:{a.port}"}
+
+    # A member whose CA did not sign the leader's certificate forwards nothing.
+    err = stranger.cli("group", "commit", str(EXAMPLES / "cattle.json"), check=False)
+    assert "certificate" in err and "tls-ca" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert instance_files(e2e.home / "instances") == []
+
+    out = b.cli("group", "commit", str(EXAMPLES / "cattle.json"))
+    assert out == "Committed cattle: Managing 5 instances\n"
+    wait_for(lambda: len(instance_files(e2e.home / "instances")) == 5, what="5 instances")
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--tls-cert", "/nonexistent/cert.pem"], "--tls-cert /nonexistent/cert.pem: cannot load"),
+        (["--tls-key", "KEY"], "key.pem: given without --tls-cert"),
+        (["--tls-cert", "CERT", "--tls-key", "OTHERKEY"], "key matching the certificate"),
+        (["--tls-ca", "CERT-AS-KEY"], "--tls-ca"),
+    ],
+)
+def test_bad_tls_files_stop_up_with_one_line(e2e: E2E, options: list[str], expected: str) -> None:
+    cert, key = self_signed(e2e.home)
+    _other_cert, other_key = self_signed(e2e.home, "other-")
+    names = {
+        "CERT": str(cert),
+        "KEY": str(key),
+        "OTHERKEY": str(other_key),
+        "CERT-AS-KEY": str(key),
+    }
+    argv = [names.get(arg, arg) for arg in options]
+    port = _free_port()
+    err = e2e.fails("up", "--listen", f"127.0.0.1:{port}", "--token", "t", *argv)
+    assert expected in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (e2e.home / "store.json").exists()

@@ -180,9 +180,15 @@ async def _serve(
     log = logging.getLogger("infrakit")
     host = PluginHost(tcp_host=tcp[0], tcp_token=tcp[1], tcp_insecure=tcp[2])
     try:
-        for kind_name, name in plugins:
-            kind = registry.get_kind(kind_name)
-            await host.start_kind(kind, name, options.get(kind_name))
+        # Build every plugin before serving any: a bad option of one stops the process before a
+        # socket exists or anything is logged as listening.
+        kinds = [(registry.get_kind(k), name, options.get(k)) for k, name in plugins]
+        built = [
+            (kind, name, await host.build_kind(kind, name, kind_options))
+            for kind, name, kind_options in kinds
+        ]
+        for kind, name, served in built:
+            await host.serve(name, served, kind=kind)
         log.info(
             "serving %s in %s (pid %d); Ctrl-C stops",
             ", ".join(n for _, n in plugins),
@@ -286,6 +292,11 @@ def _stop_one(entry: discovery.Entry, timeout: float) -> bool:
 @click.option("--listen", default=None, metavar="HOST:PORT", help="where followers forward calls")
 @click.option("--token", default=None, envvar="INFRAKIT_TOKEN", help="shared token for TCP")
 @click.option("--insecure", is_flag=True, help="allow TCP on loopback without a token")
+@click.option(
+    "--tls-cert", default=None, metavar="PEM", help="serve --listen over TLS with this cert"
+)
+@click.option("--tls-key", default=None, metavar="PEM", help="private key of --tls-cert")
+@click.option("--tls-ca", default=None, metavar="PEM", help="CA bundle to verify other managers")
 @click.option("--poll-interval", default=None, help="group resync period (default 10s)")
 @click.option(
     "--instances-dir", default=None, help="file plugin directory (default INFRAKIT_HOME/instances)"
@@ -302,6 +313,9 @@ def up(
     listen: str | None,
     token: str | None,
     insecure: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
     poll_interval: str | None,
     instances_dir: str | None,
     listen_tcp: str | None,
@@ -322,6 +336,9 @@ def up(
         "listen": listen,
         "token": token,
         "insecure": insecure or None,
+        "tls-cert": tls_cert,
+        "tls-key": tls_key,
+        "tls-ca": tls_ca,
         "poll-interval": poll_interval,
     }
     options: dict[str, dict[str, Any]] = {

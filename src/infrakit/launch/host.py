@@ -178,15 +178,24 @@ class PluginHost:
             group_lookup=self.group_lookup,
         )
 
+    async def build_kind(
+        self, kind: Kind, name: str, options: dict[str, Any] | None = None
+    ) -> Served:
+        """Build ``kind`` as ``name`` without serving it: where its options are checked.
+
+        Hosts that run several plugins build them all first, so a bad option of the last one
+        stops the process before any socket exists.
+        """
+        if name in self.running:
+            raise errors.ConflictError(f"plugin {name} is already running in this process")
+        built = kind.build(self.context(name, options))
+        return await built if inspect.isawaitable(built) else built
+
     async def start_kind(
         self, kind: Kind, name: str, options: dict[str, Any] | None = None
     ) -> Running:
         """Build ``kind`` and serve it as ``name``."""
-        if name in self.running:
-            raise errors.ConflictError(f"plugin {name} is already running in this process")
-        ctx = self.context(name, options)
-        built = kind.build(ctx)
-        served = await built if inspect.isawaitable(built) else built
+        served = await self.build_kind(kind, name, options)
         return await self.serve(name, served, kind=kind)
 
     async def serve(self, name: str, served: Served, *, kind: Kind | None = None) -> Running:

@@ -89,15 +89,47 @@ def _listen(value: Any) -> tuple[str, int] | None:
 
 
 def _tls(ctx: Context) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
-    cert, key, ca = (ctx.option(KIND, n) for n in ("tls-cert", "tls-key", "tls-ca"))
+    """The (server, client) TLS contexts from ``tls-cert`` / ``tls-key`` / ``tls-ca``.
+
+    ``tls-cert`` alone serves TLS and verifies other managers against the system CAs; ``tls-ca``
+    alone calls TLS leaders while this member serves plain TCP. Every unreadable file or
+    mismatched key is a :class:`~infrakit.errors.SpecError` naming the option and the file, raised
+    before anything listens.
+    """
+    cert, key, ca = (ctx.option(KIND, n) or None for n in ("tls-cert", "tls-key", "tls-ca"))
+    if key and not cert:
+        raise errors.SpecError(
+            f"manager --tls-key {key}: given without --tls-cert; pass the certificate too"
+        )
     if not cert and not ca:
         return None, None
     server = None
     if cert:
         server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server.load_cert_chain(cert, key or None)
-    client = ssl.create_default_context(cafile=ca or None)
+        try:
+            server.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            what = f"--tls-cert {cert}" + (f" --tls-key {key}" if key else "")
+            raise errors.SpecError(
+                f"manager {what}: cannot load the certificate and key ({_reason(exc)}); "
+                "expected PEM files, the key matching the certificate"
+            ) from None
+    try:
+        client = ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.SpecError(
+            f"manager --tls-ca {ca}: cannot load the CA bundle ({_reason(exc)}); "
+            "expected a PEM file of CA certificates"
+        ) from None
     return server, client
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc).lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
 
 
 def _etcd_endpoint(store_url: str | None, fallback: str) -> tuple[str, str]:
@@ -149,7 +181,14 @@ async def build(ctx: Context) -> Served:
     def connect_leader(info: LeaderInfo) -> RemoteGroup:
         client = clients.get(info.location)
         if client is None:
-            raw = Client(f"manager {info.id}", info.location, token=token, ssl=client_tls)
+            raw = Client(
+                f"manager {info.id}",
+                info.location,
+                token=token,
+                ssl=client_tls if info.location.startswith("https://") else None,
+                tls_hint=f"give manager {member} --tls-ca with the CA that signed the "
+                f"certificate of {info.id}",
+            )
             client = clients[info.location] = GroupClient(raw)
         return client
 

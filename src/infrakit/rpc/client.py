@@ -33,7 +33,8 @@ TCP options (both clients), for plugins started with a token (see :mod:`infrakit
   carrying the server's "bearer token missing/wrong" message.
 * ``ssl``: an :class:`ssl.SSLContext` to verify the server with. TLS is used for ``https://``
   addresses and for any TCP address when ``ssl`` is given; ``https://`` without ``ssl`` verifies
-  against the system's default trust store.
+  against the system's default trust store. ``tls_hint`` replaces the next step named when the
+  handshake fails (the manager names its ``--tls-ca`` flag there).
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class _Base:
         era: Era | None = None,
         token: str | None = None,
         ssl: _ssl.SSLContext | None = None,
+        tls_hint: str | None = None,
     ) -> None:
         self.name = name
         self.address = parse_address(address)
@@ -152,6 +154,11 @@ class _Base:
         self.token = token if token is not None else os.environ.get("INFRAKIT_TOKEN") or None
         #: ``ssl.SSLContext`` for ``https://`` targets (None: the system's default trust).
         self.ssl = ssl
+        #: The next step a failed TLS handshake suggests (a CLI flag rather than the API's ssl=).
+        self.tls_hint = tls_hint or (
+            "pass ssl= an SSLContext that trusts the plugin's certificate "
+            "(ssl.create_default_context(cafile=...))"
+        )
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout if call_timeout is not None else default_call_timeout()
         #: Era in use; ``None`` until the handshake ran.
@@ -228,8 +235,7 @@ class _Base:
     def _tls_failed(self, method: str, exc: BaseException) -> errors.ProtocolError:
         reason = " ".join(str(getattr(exc, "os_error", None) or exc).split())[:160]
         return errors.ProtocolError(
-            f"{self.what(method)}: TLS handshake failed ({reason}); pass ssl= an SSLContext "
-            "that trusts the plugin's certificate (ssl.create_default_context(cafile=...))"
+            f"{self.what(method)}: TLS handshake failed ({reason}); {self.tls_hint}"
         )
 
     def _timeout(self, method: str, seconds: float, phase: str) -> errors.PluginTimeoutError:
