@@ -8,11 +8,15 @@ How it works (etcd 3.4, client ``aetcd``):
   ``{"ID", "Location"}`` there bound to my lease. The winner remembers the key's create revision:
   :class:`infrakit.store.etcd.EtcdStore` compares it in every write, so a deposed leader's writes
   are rejected by etcd itself, not only by its own belief.
-* Followers retry every ``ttl/8``; when the leader dies its lease expires and the key vanishes,
-  so the next attempt wins (failover ~ ttl).
+* A member that lost the transaction **watches** the leader key from the revision its
+  transaction saw (so no deletion in between is missed) and campaigns again the moment the key is
+  deleted - when the leader's lease expires (failover ~ ttl) or it steps down and revokes it
+  (hand-over in milliseconds). The watch is re-established every ``ttl/3``, after the member
+  renewed its own lease, and after an etcd restart (from the revision of a fresh transaction).
 * **Fencing:** a leader that has not renewed its lease for ``2/3 ttl`` steps down *before* the
-  lease can expire, so two members never act at once. etcd down or restarted: the same rule, then
-  the campaign starts again with backoff on a fresh lease.
+  lease can expire, so two members never act at once. A leader also watches its own key and steps
+  down at once if it is deleted (``etcdctl del``). etcd down or restarted: the same rules, then the
+  campaign starts again with backoff on a fresh lease.
 """
 
 from __future__ import annotations
@@ -154,28 +158,39 @@ class EtcdElector:
         last_renewed = time.monotonic()
         value = json.dumps({"ID": self.id, "Location": self.location}).encode()
         t = client.transactions
+        ours = 0  # the create revision of our key once we lead
         while not self.is_leader:
             won, responses = await asyncio.wait_for(
                 client.transaction(
                     compare=[t.create(self.key) == 0],
                     success=[t.put(self.key, value, lease=lease)],
-                    failure=[],
+                    failure=[t.get(self.key)],
                 ),
                 self.ttl / 2,
             )
             if won:
-                self.create_revision = int(responses[0].response_put.header.revision)
+                ours = self.create_revision = int(responses[0].response_put.header.revision)
                 self._leadership.set(True)
                 log.info("%s leads (etcd %s, ttl %gs)", self.id, self.endpoint, self.ttl)
                 break
-            await asyncio.sleep(self.ttl / 8)
+            # Someone leads: wait for its key to go, but renew our own lease every ttl/3.
+            seen = _revision_seen(responses)
+            if seen:  # (0: the key vanished since the transaction - campaign again at once)
+                wait = max(0.0, last_renewed + self.ttl / 3 - time.monotonic())
+                await self._wait_for_delete(seen + 1, wait)
             if time.monotonic() - last_renewed >= self.ttl / 3:
                 await self._renew(lease)
                 last_renewed = time.monotonic()
-        # Leading: renew every ttl/3; give up at 2/3 ttl without a renewal (before expiry).
+        # Leading: renew every ttl/3; give up at 2/3 ttl without a renewal (before expiry), or at
+        # once when our key is deleted.
         while True:
-            await asyncio.sleep(self.ttl / 3)
             deadline = last_renewed + self.ttl * 2 / 3
+            now = time.monotonic()
+            # Until the next renewal is due (at least ttl/8 between failed attempts), but never
+            # past the deadline.
+            wait = min(max(self.ttl / 8, last_renewed + self.ttl / 3 - now), deadline - now)
+            if wait > 0 and await self._wait_for_delete(ours + 1, wait):
+                raise errors.NotLeaderError("the leader key was deleted")
             try:
                 await asyncio.wait_for(self._renew(lease), max(0.05, deadline - time.monotonic()))
                 last_renewed = time.monotonic()
@@ -184,6 +199,34 @@ class EtcdElector:
             except Exception as exc:
                 if time.monotonic() >= deadline:
                     raise errors.NotLeaderError(f"cannot renew the lease: {exc}") from None
+
+    async def _wait_for_delete(self, start_revision: int, seconds: float) -> bool:
+        """Watch the leader key from ``start_revision`` for up to ``seconds``; True if deleted.
+
+        A watch that cannot be set up or breaks (etcd restarting) is not a deletion: for a
+        follower it means "try the transaction again", for the leader the lease renewal that
+        follows decides. Either way the next watch starts from a fresh transaction's revision.
+        """
+        if seconds <= 0:
+            return False
+        try:
+            async with asyncio.timeout(seconds):
+                watch = await self.client.watch(self.key, start_revision=start_revision)
+                try:
+                    async for event in watch:
+                        if event.kind == "DELETE":
+                            return True
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(watch.cancel(), 1.0)
+        except TimeoutError:
+            return False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("etcd watch on %r ended: %s", self.key, exc)
+            await asyncio.sleep(min(seconds, self.ttl / 8))  # no busy loop while etcd is away
+        return False
 
     async def _renew(self, lease: Any) -> None:
         reply = await lease.refresh()
@@ -195,3 +238,11 @@ class EtcdElector:
             log.warning("%s stops leading: %s", self.id, why)
         self.create_revision = None
         self._leadership.set(False)
+
+
+def _revision_seen(responses: Any) -> int:
+    """The store revision a failed campaign transaction observed (its ``get`` of the key)."""
+    try:
+        return int(responses[0][0][1].header.revision)
+    except (IndexError, TypeError, AttributeError):
+        return 0  # the key vanished in between
