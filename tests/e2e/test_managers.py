@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from infrakit.testing.etcd import EtcdServer, EtcdUnavailable
 from infrakit.testing.processes import Daemon, isolated_env, run_cli
 from infrakit.testing.processes import free_port as _free_port
 from tests.certificates import self_signed
@@ -128,12 +129,18 @@ def test_listen_without_a_token_is_refused(e2e: E2E) -> None:
     assert "needs a shared token" in err
 
 
-def test_leader_killed_mid_rolling_update_the_new_leader_finishes_it(e2e: E2E) -> None:
+@pytest.mark.parametrize("backend", ["file", "etcd"])
+def test_leader_killed_mid_rolling_update_the_new_leader_finishes_it(
+    e2e: E2E, backend: str, request: pytest.FixtureRequest
+) -> None:
     """InfraKit #401/#856: the update resumes after failover; nothing is created twice."""
-    a, b = Member(e2e, "a", "s3cret"), Member(e2e, "b", "s3cret")
+    endpoint = request.getfixturevalue("etcd").endpoint if backend == "etcd" else None
+    a, b, c = (Member(e2e, name, "s3cret", endpoint) for name in "abc")
     a.start()
     wait_for(lambda: a.status()["Leading"], what="a leads")
     b.start()
+    c.start()
+    assert [m.status()["Leading"] for m in (a, b, c)] == [True, False, False]
     doc = json.loads((EXAMPLES / "cattle.json").read_text())
     doc["Properties"]["Allocation"]["Size"] = 10
     doc["Properties"]["Updating"] = {"MinReadySeconds": "400ms"}  # ~4 s for the whole roll
@@ -163,11 +170,72 @@ def test_leader_killed_mid_rolling_update_the_new_leader_finishes_it(e2e: E2E) -
 
     wait_for(done, timeout=60, what="the new leader finishes the update")
     wait_for(lambda: "converged" in b.cli("group", "describe", "cattle"), what="v2 converged")
+    assert sum(m.status()["Leading"] for m in (b, c)) == 1
     hashes = {
         json.loads((instances / f).read_text())["Tags"]["infrakit.config.hash"]
         for f in instance_files(instances)
     }
     assert len(hashes) == 1  # all 10 at the new config; none twice, none lost
+    specs = json.loads(c.cli("manager", "specs"))
+    assert [s["Properties"]["Instance"]["Properties"]["Note"] for s in specs] == ["version 2"]
+
+
+def test_etcd_down_means_no_leader_then_up_resumes_and_a_graceful_stop_hands_over(
+    e2e: E2E,
+) -> None:
+    try:
+        etcd = EtcdServer().start()  # private: this test stops it
+    except EtcdUnavailable as exc:
+        pytest.skip(f"etcd cannot run here: {exc}")
+    try:
+        members = [Member(e2e, name, "s3cret", etcd.endpoint) for name in "abc"]
+        members[0].start()
+        wait_for(lambda: members[0].status()["Leading"], what="a leads")
+        for m in members[1:]:
+            m.start()
+        assert members[2].cli("group", "commit", str(EXAMPLES / "cattle.json")) == (
+            "Committed cattle: Managing 5 instances\n"
+        )
+        instances = e2e.home / "instances"
+        wait_for(lambda: len(instance_files(instances)) == 5, what="5 instances")
+        before = instance_files(instances)
+
+        etcd.stop()  # etcd down: nobody can prove it leads, so nobody acts
+        wait_for(
+            lambda: not any(m.status()["Leading"] for m in members),
+            what="the leader steps down",
+        )
+        for m in members:
+            err = m.cli("group", "ls", check=False)
+            assert err.startswith("Error: no leader") and len(err.strip().splitlines()) == 1, err
+        (instances / before[0]).unlink()  # a loss while nobody leads is not healed...
+        time.sleep(0.5)
+        assert len(instance_files(instances)) == 4
+
+        etcd.start()  # ...until etcd is back and a leader resumes the group from the store
+        wait_for(
+            lambda: sum(m.status()["Leading"] for m in members) == 1,
+            timeout=30,
+            what="one leader again",
+        )
+        wait_for(lambda: len(instance_files(instances)) == 5, what="healed after etcd is back")
+        assert members[1].cli("group", "ls", "-q") == "cattle\n"
+
+        # A graceful stop revokes the lease: another member leads at once and acts.
+        leader = next(m for m in members if m.status()["Leading"])
+        assert leader.daemon is not None
+        assert leader.daemon.stop() == 0
+        rest = [m for m in members if m is not leader]
+        wait_for(lambda: sum(m.status()["Leading"] for m in rest) == 1, what="hand-over")
+        victim = instance_files(instances)[0]
+        (instances / victim).unlink()
+        wait_for(
+            lambda: len(instance_files(instances)) == 5 and victim not in instance_files(instances),
+            what="the new leader heals",
+        )
+    finally:
+        e2e.stop_all()
+        etcd.close()
 
 
 def test_followers_forward_over_tls_and_refuse_a_leader_they_do_not_trust(e2e: E2E) -> None:
