@@ -321,5 +321,9 @@ async def test_handshake_variants_and_info_endpoints() -> None:
         provision = iface["Methods"][methods.index("Instance.Provision")]["Request"]
         assert list(provision) == ["jsonrpc", "method", "params", "id"]
         assert list(provision["params"]["Spec"]) == list(INSTANCE_SPEC)  # a zero-value request
+        responses = {m["Request"]["method"]: m["Response"]["result"] for m in iface["Methods"]}
+        assert responses["Instance.Provision"] == {"Type": "", "ID": None}  # zero values, as Go
+        assert responses["Instance.DescribeInstances"] == {"Type": "", "Descriptions": None}
+        assert responses["Instance.Validate"] == {"Type": "", "OK": False}
         reply = await asyncio.to_thread(http, h.socket, b"", "/info/functions.json", "GET")
         assert reply.status == 200 and "base" in reply.json()

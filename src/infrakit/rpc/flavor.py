@@ -96,7 +96,14 @@ def service(plugins: dict[str, AsyncFlavor]) -> Service:
         "Flavor.Healthy": {"Type": "", "Properties": example, "Instance": desc},
         "Flavor.Drain": {"Type": "", "Properties": example, "Instance": desc},
     }
-    return Service(flavor.INTERFACE, handlers, objects, examples, default.info())
+    ok = {"Type": "", "OK": False}
+    results = {
+        "Flavor.Validate": ok,
+        "Flavor.Prepare": {"Type": "", "Spec": spec},
+        "Flavor.Healthy": {"Type": "", "Health": 0},
+        "Flavor.Drain": ok,
+    }
+    return Service(flavor.INTERFACE, handlers, objects, examples, default.info(), results)
 
 
 class FlavorClient:

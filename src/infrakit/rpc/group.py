@@ -199,7 +199,16 @@ def service(objects: dict[str, Any]) -> Service:
         "Spec": {"ID": "", "Properties": None},
         "Pretend": False,
     }
-    return Service(group.INTERFACE, handlers, sorted(objects), examples)
+    zero: dict[str, Any] = {"Name": "", "ID": ""}
+    results: dict[str, Any] = {m: zero for m in handlers}
+    results["Group.CommitGroup"] = {**zero, "Details": ""}
+    results["Group.DescribeGroup"] = {
+        **zero,
+        "Description": {"Instances": None, "Converged": False},
+    }
+    results["Group.InspectGroups"] = {**zero, "Groups": None}
+    results["Group.Size"] = {**zero, "Size": 0}
+    return Service(group.INTERFACE, handlers, sorted(objects), examples, results=results)
 
 
 class GroupClient:

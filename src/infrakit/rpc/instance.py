@@ -116,7 +116,15 @@ def service(plugins: dict[str, AsyncInstance]) -> Service:
         "Instance.Destroy": {"Type": "", "Instance": "", "Context": {"Reason": ""}},
         "Instance.DescribeInstances": {"Type": "", "Tags": {}, "Properties": False},
     }
-    return Service(instance.INTERFACE, handlers, objects, examples, default.info())
+    ok = {"Type": "", "OK": False}
+    results = {
+        "Instance.Validate": ok,
+        "Instance.Provision": {"Type": "", "ID": None},
+        "Instance.Label": ok,
+        "Instance.Destroy": ok,
+        "Instance.DescribeInstances": {"Type": "", "Descriptions": None},
+    }
+    return Service(instance.INTERFACE, handlers, objects, examples, default.info(), results)
 
 
 class InstanceClient:

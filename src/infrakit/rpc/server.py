@@ -96,6 +96,8 @@ class Service:
     examples: dict[str, Any] = field(default_factory=dict)
     #: The default object's ``info()``: ``{"schema": ..., "example": ...}`` of its Properties.
     info: dict[str, Any] | None = None
+    #: Zero-value result per method for ``/info/api.json`` (method -> result), as Go printed them.
+    results: dict[str, Any] = field(default_factory=dict)
 
 
 class PluginServer:
@@ -382,7 +384,11 @@ class PluginServer:
                             "params": params,
                             "id": "1",
                         },
-                        "Response": {"jsonrpc": "2.0", "result": {}, "id": "1"},
+                        "Response": {
+                            "jsonrpc": "2.0",
+                            "result": svc.results.get(method, {}),
+                            "id": "1",
+                        },
                     }
                 )
             entry: dict[str, Any] = {**svc.interface.to_wire(), "Methods": methods}
