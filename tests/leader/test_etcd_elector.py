@@ -10,6 +10,7 @@ import time
 import aetcd
 import pytest
 
+from infrakit._utils.aio import cancel_and_wait
 from infrakit.leader import LeaderInfo
 from infrakit.leader.etcd import EtcdElector
 from infrakit.store.etcd import EtcdStore
@@ -39,7 +40,7 @@ async def test_exactly_one_of_three_leads_and_a_crash_hands_over(etcd: EtcdServe
             assert await e.leader() == LeaderInfo(leader.id, leader.location)
 
         # A crash: the task dies without resigning (no revoke); the lease must expire.
-        crash(leader)
+        await crash(leader)
         started = time.monotonic()
         others = [e for e in electors if e is not leader]
         await wait_until(lambda: any(e.is_leader for e in others), timeout=10)
@@ -92,10 +93,10 @@ async def test_etcd_down_fences_the_leader_before_its_lease_expires_and_recovers
         server.close()
 
 
-def crash(elector: EtcdElector) -> None:
+async def crash(elector: EtcdElector) -> None:
     """What SIGKILL does to a member: its task dies without revoking the lease."""
     assert elector._task is not None
-    elector._task.cancel()
+    await cancel_and_wait(elector._task)
     elector._lease = None
     elector._leadership.set(False)
 
@@ -146,7 +147,7 @@ async def test_after_an_etcd_restart_followers_still_see_the_leader_go() -> None
         assert sum(e.is_leader for e in electors) == 1
 
         leader = next(e for e in electors if e.is_leader)
-        crash(leader)
+        await crash(leader)
         others = [e for e in electors if e is not leader]
         await wait_until(lambda: any(e.is_leader for e in others), timeout=10)
         assert sum(e.is_leader for e in others) == 1

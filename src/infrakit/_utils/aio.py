@@ -27,6 +27,24 @@ T = TypeVar("T")
 __all__ = ["Broker", "ensure_async", "is_async_callable"]
 
 
+async def cancel_and_wait(*tasks: asyncio.Future[Any], retry_every: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again any that did not.
+
+    On Python 3.11 ``asyncio.wait_for`` and ``asyncio.timeout`` can swallow a cancellation that
+    arrives just as their inner operation finishes or times out; a single ``cancel()`` followed by
+    ``await task`` then waits forever - and a supervisor that was told to stop (a deposed leader's)
+    would go on acting. Whatever the tasks raise while ending is dropped.
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=retry_every)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 def is_async_callable(fn: Callable[..., Any]) -> bool:
     while isinstance(fn, functools.partial):
         fn = fn.func

@@ -20,11 +20,11 @@ a fake clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from infrakit._utils.aio import cancel_and_wait
 from infrakit.controller.clock import Clock
 
 __all__ = ["WorkQueue"]
@@ -75,11 +75,7 @@ class WorkQueue:
         for state in self._keys.values():
             if state.timer is not None:
                 state.timer.cancel()
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._workers)
         self._workers.clear()
 
     def add(self, key: str) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import aetcd
 
 from infrakit import errors
+from infrakit._utils.aio import cancel_and_wait
 from infrakit.leader import LeaderInfo, Leadership
 
 __all__ = ["EtcdElector", "parse_endpoint"]
@@ -91,9 +92,7 @@ class EtcdElector:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         lease, self._lease = self._lease, None
         self._step_down("stopping")
@@ -206,27 +205,35 @@ class EtcdElector:
         A watch that cannot be set up or breaks (etcd restarting) is not a deletion: for a
         follower it means "try the transaction again", for the leader the lease renewal that
         follows decides. Either way the next watch starts from a fresh transaction's revision.
+        The watch runs as its own task bounded by ``asyncio.wait``, which never swallows a
+        cancellation of this one (``asyncio.timeout`` can, on Python 3.11).
         """
         if seconds <= 0:
             return False
+        watcher = asyncio.ensure_future(self._first_delete(start_revision))
         try:
-            async with asyncio.timeout(seconds):
-                watch = await self.client.watch(self.key, start_revision=start_revision)
-                try:
-                    async for event in watch:
-                        if event.kind == "DELETE":
-                            return True
-                finally:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(watch.cancel(), 1.0)
-        except TimeoutError:
+            done, _ = await asyncio.wait({watcher}, timeout=seconds)
+        finally:
+            if not watcher.done():
+                await cancel_and_wait(watcher)
+        if not done:
             return False
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.debug("etcd watch on %r ended: %s", self.key, exc)
+        if watcher.exception() is not None:
+            log.debug("etcd watch on %r ended: %s", self.key, watcher.exception())
             await asyncio.sleep(min(seconds, self.ttl / 8))  # no busy loop while etcd is away
-        return False
+            return False
+        return watcher.result()
+
+    async def _first_delete(self, start_revision: int) -> bool:
+        watch = await self.client.watch(self.key, start_revision=start_revision)
+        try:
+            async for event in watch:
+                if event.kind == "DELETE":
+                    return True
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watch.cancel(), 1.0)
 
     async def _renew(self, lease: Any) -> None:
         reply = await lease.refresh()

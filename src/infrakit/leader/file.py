@@ -20,6 +20,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from infrakit._utils.aio import cancel_and_wait
 from infrakit.leader import LeaderInfo, Leadership
 
 __all__ = ["FileElector"]
@@ -49,9 +50,7 @@ class FileElector:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self._leadership.leading:
             with contextlib.suppress(OSError):

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from infrakit import errors
-from infrakit._utils.aio import Broker
+from infrakit._utils.aio import Broker, cancel_and_wait
 from infrakit.controller.group.controller import GroupController
 from infrakit.spi import event as spi_event
 from infrakit.spi import group as spi_group
@@ -127,9 +127,7 @@ class Manager:
     async def stop(self) -> None:
         """Stop the controller (instances untouched), then resign so another manager takes over."""
         if self._follow_task is not None:
-            self._follow_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follow_task
+            await cancel_and_wait(self._follow_task)
             self._follow_task = None
         await self._step_down("stopping")
         await self.elector.stop()

@@ -46,7 +46,6 @@ implementing the instance and flavor SPIs (RPC clients in production, fakes in t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -54,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infrakit import errors
-from infrakit._utils.aio import Broker
+from infrakit._utils.aio import Broker, cancel_and_wait
 from infrakit._utils.duration import format_duration
 from infrakit.controller.clock import Clock, SystemClock
 from infrakit.controller.group.plan import plan_sentence, structured_plan
@@ -186,14 +185,8 @@ class GroupController:
     async def stop(self) -> None:
         """Stop reconciling; wait for in-flight work to be cancelled. Instances are untouched."""
         await self.queue.stop()
-        for task in self._watches.values():
-            task.cancel()
         tasks = [t for g in self.groups.values() for t in g.tasks]
-        for task in tasks:
-            task.cancel()
-        for task in [*self._watches.values(), *tasks]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._watches.values(), *tasks)
         self._watches.clear()
         self._started = False
 
@@ -1047,12 +1040,7 @@ class GroupController:
         """Stop managing ``gid``: no more reconciles, in-flight creates cancelled."""
         self.groups.pop(gid, None)
         self.queue.forget(gid)
-        tasks = list(group.tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*group.tasks)
         self._release_watch(group.settings.properties.instance.plugin)
 
     def _spawn(self, group: Group, coro: Any) -> None:

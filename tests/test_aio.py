@@ -1,0 +1,50 @@
+"""Stopping background work for sure: a task that swallows a cancellation (as ``asyncio.wait_for``
+and ``asyncio.timeout`` can on Python 3.11) is cancelled again until it ends, so stopping a
+deposed leader's supervisors or an election never hangs and never leaves them running."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from infrakit._utils.aio import cancel_and_wait
+
+pytestmark = pytest.mark.timeout(10)
+
+
+async def test_a_task_that_swallows_one_cancellation_is_cancelled_again() -> None:
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed >= 2:
+                    raise
+                # the first cancellation is lost, as in a wait_for that just completed
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task, retry_every=0.01)
+    assert task.cancelled() and swallowed == 2
+
+
+async def test_tasks_that_failed_or_finished_are_fine_and_their_errors_are_dropped() -> None:
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    async def sleeps() -> None:
+        await asyncio.sleep(3600)
+
+    failed, done, sleeping = (
+        asyncio.create_task(fails()),
+        asyncio.create_task(asyncio.sleep(0)),
+        asyncio.create_task(sleeps()),
+    )
+    await asyncio.sleep(0.01)
+    await cancel_and_wait(failed, done, sleeping)
+    assert failed.done() and done.done() and sleeping.cancelled()
