@@ -738,11 +738,28 @@ _UNIX_CONNECTOR: Any = None
 
 def _unix_connector_class() -> Any:
     """aiohttp's UnixConnector, connecting through :func:`_connect_unix` (built on first use, so
-    the CLI never imports aiohttp)."""
+    the CLI never imports aiohttp).
+
+    The override uses aiohttp's private ``_create_connection(req, traces, timeout)`` (3.10-3.14).
+    Should a future aiohttp change it, the plain connector is used instead: calls still work, only
+    a full accept queue is reported as "not running" rather than as a timeout
+    (tests/rpc/test_client.py tells).
+    """
     global _UNIX_CONNECTOR
     if _UNIX_CONNECTOR is None:
+        import inspect
+
         import aiohttp
         from aiohttp.client_exceptions import UnixClientConnectorError
+
+        private = getattr(aiohttp.UnixConnector, "_create_connection", None)
+        try:
+            params = list(inspect.signature(private).parameters) if private else []
+        except (TypeError, ValueError):
+            params = []
+        if params != ["self", "req", "traces", "timeout"]:
+            _UNIX_CONNECTOR = aiohttp.UnixConnector
+            return _UNIX_CONNECTOR
 
         class UnixConnector(aiohttp.UnixConnector):
             async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
