@@ -213,7 +213,10 @@ def bench_main(
         + (f", instance files under {args.instance_dir_base}" if args.instance_dir_base else ""),
         flush=True,
     )
-    metrics = run(args)
+    try:
+        metrics = run(args)
+    finally:
+        rig.remove_deferred()
     info["loadavg_after"] = load_now()
     info["seconds"] = round(time.monotonic() - started, 1)
     info["stack"] = args.stack

@@ -228,6 +228,25 @@ INSTANCE_BASE: Path | None = None
 PROFILE_DIR: Path | None = None
 _profiled = 0
 
+#: Directories of written instance files, removed only when the bench ends (``remove_later``).
+_to_remove: list[Path] = []
+
+
+def remove_later(directory: Path) -> None:
+    """Remove ``directory`` when the bench ends, not now. The root filesystem here is mounted with
+    ``discard``: deleting a trial's 1000 files makes the journal send discards to the virtual disk
+    for the next second or so, and file creation in the *next* trial then ran 5-15x slower
+    (writing 1000 files: 0.07 s steady when nothing was deleted in between, 0.6-0.9 s right after
+    deleting the previous 1000). Deferring the removal keeps one trial's clean-up out of the next
+    trial's clock; a user committing a group is not deleting 1000 files at the same moment."""
+    _to_remove.append(directory)
+
+
+def remove_deferred() -> None:
+    """Remove every directory handed to ``remove_later`` (called once the figures are taken)."""
+    while _to_remove:
+        shutil.rmtree(_to_remove.pop(), ignore_errors=True)
+
 
 class Stack:
     """A running infrakit stack in a private INFRAKIT_HOME; a context manager that cleans up."""
@@ -292,8 +311,8 @@ class Stack:
         self._clients.clear()
         for daemon in reversed(self.daemons):
             daemon.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
-        shutil.rmtree(self.instances, ignore_errors=True)
+        remove_later(self.home)
+        remove_later(self.instances)
 
     def __enter__(self) -> Stack:
         return self.start()
