@@ -143,6 +143,7 @@ def test_plugin_ls_json_and_kinds(e2e: E2E) -> None:
 
 def test_version_and_completion(e2e: E2E) -> None:
     assert e2e.run("version").stdout.startswith("Version: ")
+    assert e2e.run("--version").stdout == e2e.run("version").stdout
     script = e2e.run("completion", "bash").stdout
     assert "_INFRAKIT_COMPLETE" in script
     e2e.start("infrakit-group-default", sockets=["group"])

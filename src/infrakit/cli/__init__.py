@@ -59,6 +59,7 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", message="Version: %(version)s")
 @click.option(
     "--plugins-dir",
     default=None,
