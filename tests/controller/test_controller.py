@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from infrakit import errors
@@ -316,6 +319,57 @@ async def test_update_that_fails_rolls_back_automatically(rig: Rig) -> None:
     assert old <= set(rig.inst.instances)
 
 
+def _refuse_v2(s: Any) -> None:
+    if (s.properties or {}).get("Note") == "v2":
+        raise errors.PluginError("image v2 not found")
+
+
+async def test_update_whose_creates_keep_failing_rolls_back_before_the_deadline(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    stable_hash = rig.ctl.groups["cattle"].settings.hash.head
+    old = set(rig.inst.instances)
+    rig.inst.on_provision = _refuse_v2
+    events = rig.ctl.subscribe("group/cattle")
+    await rig.ctl.commit_group(
+        spec(note="v2", Updating={"AutoRollback": True}, Provisioning={"MaxFailures": 3}), False
+    )
+    # Three failed creates (backoff ~1 + 2 s) open the breaker; the default 10 min deadline
+    # is far away, yet the update fails now and the last converged spec comes back.
+    await rig.clock.advance(30)
+    await rig.converge()
+    assert rig.ctl.groups["cattle"].settings.hash.head == stable_hash
+    assert set(rig.inst.instances) == old  # nothing was destroyed for the failed update
+    assert rig.ctl.groups["cattle"].state.breaker.open is False  # the rollback commit reset it
+    seen = []
+    while True:
+        ev = await asyncio.wait_for(events.__anext__(), 1)
+        seen.append(ev)
+        if ev.type == "rolled-back":
+            break
+    failed = [e for e in seen if e.type == "update-failed"]
+    assert (
+        failed and "keep failing" in failed[0].message and "image v2 not found" in failed[0].message
+    )
+
+
+async def test_update_whose_creates_keep_failing_pauses_and_resume_tries_again(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    rig.inst.on_provision = _refuse_v2
+    await rig.ctl.commit_group(spec(note="v2", Provisioning={"MaxFailures": 3}), False)
+    await rig.clock.advance(30)
+    status = await rig.ctl.status("cattle")
+    update = status["Updating"]
+    assert update["Paused"] and "keep failing" in update["Reason"]
+    assert "infrakit group resume cattle" in update["Reason"]
+    rig.inst.on_provision = None  # the cause is fixed
+    await rig.ctl.resume("cattle", {})
+    await rig.converge()
+    assert len(rig.hashes()) == 1 and len(rig.inst.instances) == 5
+    assert rig.ctl.groups["cattle"].state.update is None
+
+
 async def test_canary_pauses_until_promoted(rig: Rig) -> None:
     await rig.ctl.commit_group(spec(), False)
     await rig.converge()
@@ -378,16 +432,61 @@ async def test_restart_resumes_managing_committed_groups(rig: Rig) -> None:
     assert [s.id for s in await rig.ctl.inspect_groups()] == ["cattle"]
 
 
-async def test_scale_in_prefers_undesired_then_newest(rig: Rig) -> None:
+async def test_pretend_plan_names_the_instances_the_commit_then_removes(rig: Rig) -> None:
+    # Two generations: i-0, i-1 first, i-2, i-3 five seconds later.
+    await rig.ctl.commit_group(spec(size=2), False)
+    await rig.converge()
+    older = set(rig.inst.instances)
+    await rig.clock.advance(5)
     await rig.ctl.commit_group(spec(size=4), False)
     await rig.converge()
-    first = sorted(rig.inst.instances, key=lambda i: int(i.split("-")[1]))
-    await rig.clock.advance(5)
-    await rig.ctl.set_size("cattle", 2)
+    newer = set(rig.inst.instances) - older
+    assert len(newer) == 2
+
+    planned = (await rig.ctl.plan("cattle", {"spec": group.spec_to_wire(spec(size=2))}))["Plan"]
+    victims = {d["ID"] for d in planned["Destroy"]}
+    assert victims == newer  # DeletePolicy Newest (the default), not the lowest IDs
+    assert all(d["Reason"] == "scale_down" for d in planned["Destroy"])
+    assert rig.inst.destroyed == []  # planning changed nothing
+
+    await rig.ctl.commit_group(spec(size=2), False)
     await rig.converge()
-    assert len(rig.inst.instances) == 2
-    assert {r for _, r in rig.inst.destroyed} == {"scale_down"}
-    assert set(rig.inst.instances) <= set(first)
+    assert {i for i, _ in rig.inst.destroyed} == victims
+    assert set(rig.inst.instances) == older
+
+
+async def test_in_place_update_plan_and_run_destroy_before_create(rig: Rig) -> None:
+    """MaxSurge 0 + MaxUnavailable 1: the plan says destroy-then-create one at a time, and the
+    controller never has more than Size instances while doing it."""
+    await rig.ctl.commit_group(spec(size=3), False)
+    await rig.converge()
+    in_place = {"MaxSurge": 0, "MaxUnavailable": 1}
+    v2 = spec(size=3, note="v2", Updating=in_place)
+    planned = (await rig.ctl.plan("cattle", {"spec": group.spec_to_wire(v2)}))["Plan"]
+    assert [(b["Order"], b["Create"], len(b["Replace"])) for b in planned["Replacements"]] == [
+        ("destroy-then-create", 0, 1)
+    ] * 3
+    await rig.ctl.commit_group(v2, False)
+    most = 0
+    for _ in range(40):
+        await rig.clock.advance(0.5)
+        most = max(most, len(rig.inst.instances) + len(rig.ctl.groups["cattle"].state.creating))
+    await rig.converge()
+    assert most == 3
+    assert len(rig.hashes()) == 1 and len(rig.inst.instances) == 3
+
+
+async def test_percentages_that_round_to_no_budget_still_make_progress(rig: Rig) -> None:
+    """MaxSurge 0 with MaxUnavailable "10%" of 3 rounds down to 0 for both: the update would
+    never start. As Kubernetes does, MaxUnavailable then counts as 1."""
+    await rig.ctl.commit_group(spec(size=3), False)
+    await rig.converge()
+    await rig.ctl.commit_group(
+        spec(size=3, note="v2", Updating={"MaxSurge": 0, "MaxUnavailable": "10%"}), False
+    )
+    await rig.converge(limit=120)
+    assert len(rig.hashes()) == 1 and len(rig.inst.instances) == 3
+    assert {r for _, r in rig.inst.destroyed} == {"rolling_update"}
 
 
 async def test_destroy_instances_rejects_unknown_ids_and_changes_nothing(rig: Rig) -> None:

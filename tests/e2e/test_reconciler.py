@@ -128,8 +128,18 @@ def test_pretend_json_is_a_structured_plan_and_changes_nothing(e2e: E2E) -> None
     plan = json.loads(
         e2e.run("group", "commit", str(EXAMPLES / "cattle2.json"), "--pretend", "-o", "json").stdout
     )
-    text = json.dumps(plan)
-    assert "cattle" in text
+    assert plan["Group"] == "cattle"
+    assert plan["Sentence"] == (
+        "Performing a rolling update on 5 instances, then adding 5 instances to increase the "
+        "group size to 10"
+    )
+    assert plan["ConfigHash"] == "paoytoh5dtssp6gvpzpnv5zwqcpbstky"
+    assert plan["Create"] == {"ForSize": 5, "ForReplacement": 5}
+    # Every current instance is replaced, each in its own create-then-destroy batch (MaxSurge 1).
+    replaced = [r["ID"] for b in plan["Replacements"] for r in b["Replace"]]
+    assert sorted(replaced) == sorted(before)
+    assert {b["Order"] for b in plan["Replacements"]} == {"create-then-destroy"}
+    assert any("HEALTHY" in gate for gate in plan["Gates"])
     assert {p.name for p in instance_files(tutorial)} == before
     inspected = json.loads(e2e.run("group", "inspect", "cattle").stdout)
     assert json.dumps(inspected).count("paoytoh5") == 0  # the committed spec is still cattle v1
@@ -159,3 +169,71 @@ def test_restarted_controller_resumes_from_its_store(e2e: E2E) -> None:
         ),
         what="the resumed controller heals",
     )
+
+
+def _hashes(tutorial: Path) -> list[str]:
+    found = []
+    for path in instance_files(tutorial):
+        try:
+            found.append(json.loads(path.read_text())["Tags"]["infrakit.config.hash"])
+        except (OSError, ValueError, KeyError):  # a file being replaced right now
+            continue
+    return found
+
+
+def test_canary_update_pause_resume_promote_and_rollback_through_the_cli(e2e: E2E) -> None:
+    tutorial = e2e.home / "tutorial"
+    tutorial.mkdir()
+    start_stack(e2e, tutorial)
+    v1 = json.loads((EXAMPLES / "cattle.json").read_text())
+    e2e.run("group", "commit", str(EXAMPLES / "cattle.json"))
+    wait_for(lambda: len(set(_hashes(tutorial))) == 1 and len(_hashes(tutorial)) == 5, what="v1")
+    (v1_hash,) = set(_hashes(tutorial))
+
+    v2 = json.loads(json.dumps(v1))
+    v2["Properties"]["Instance"]["Properties"]["Note"] = "Instance properties version 2.0"
+    v2["Properties"]["Updating"] = {"Canary": 1}
+    v2_file = e2e.home / "cattle-v2.json"
+    v2_file.write_text(json.dumps(v2))
+
+    # The canary: one instance replaced, then the update waits for a promote.
+    e2e.run("group", "commit", str(v2_file))
+    wait_for(
+        lambda: sorted(_hashes(tutorial)).count(v1_hash) == 4 and len(_hashes(tutorial)) == 5,
+        what="one canary at v2, four at v1",
+    )
+    wait_for(
+        lambda: "promote" in e2e.run("group", "describe", "cattle").stdout,
+        what="describe says the canary waits for `group promote`",
+    )
+    assert e2e.run("group", "pause", "cattle").stdout == "Paused update of cattle\n"
+    assert "paused" in e2e.run("group", "describe", "cattle").stdout.lower()
+    assert e2e.run("group", "resume", "cattle").stdout == "Resumed update of cattle\n"
+
+    # Rollback before promoting: back to v1, the last spec that fully converged.
+    assert e2e.run("group", "rollback", "cattle").stdout == "Rolling back cattle\n"
+    wait_for(lambda: _hashes(tutorial) == [v1_hash] * 5, what="all five back at v1")
+    inspected = json.loads(e2e.run("group", "inspect", "cattle").stdout)
+    assert inspected["Properties"]["Instance"]["Properties"]["Note"].endswith("version 1.0")
+
+    # The same canary again, promoted this time: every instance ends at v2.
+    e2e.run("group", "commit", str(v2_file))
+    wait_for(lambda: sorted(_hashes(tutorial)).count(v1_hash) == 4, what="the canary again")
+    wait_for(
+        lambda: "promote" in e2e.run("group", "describe", "cattle").stdout, what="canary pause"
+    )
+    assert e2e.run("group", "promote", "cattle").stdout == "Promoted canary of cattle\n"
+    wait_for(
+        lambda: len(_hashes(tutorial)) == 5 and v1_hash not in _hashes(tutorial),
+        what="all five at v2 after the promote",
+    )
+    wait_for(
+        lambda: "converged" in e2e.run("group", "describe", "cattle").stdout.lower(),
+        what="converged",
+    )
+
+    # v2 is now the last converged spec: nothing to roll back to, said on one line.
+    err = e2e.fails("group", "rollback", "cattle")
+    assert "already runs its last converged spec" in err
+    for verb in ("pause", "resume", "promote", "rollback"):
+        assert "nosuch" in e2e.fails("group", verb, "nosuch")

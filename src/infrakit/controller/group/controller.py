@@ -417,7 +417,15 @@ class GroupController:
         await self._validate_with_plugins(settings)
         old = self.groups.get(settings.id)
         members = await self._describe(settings, settings.id) if old is not None else []
-        return {"Plan": structured_plan(old.settings if old else None, settings, members)}
+        return {
+            "Plan": structured_plan(
+                old.settings if old else None,
+                settings,
+                members,
+                old.state if old else None,
+                self.clock.now(),
+            )
+        }
 
     async def pause(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
         group = self._get(id)
@@ -440,6 +448,9 @@ class GroupController:
         upd.failed = False
         upd.reason = ""
         upd.last_progress_at = self.clock.wall()
+        # Resuming means "try again": an update paused because creates kept failing would
+        # otherwise pause again at once on the still-open breaker.
+        group.state.breaker.reset()
         await self._persist_update(id, group)
         self._publish(id, "update-resumed", f"update of {id} resumed")
         self.queue.add(id)
@@ -726,23 +737,32 @@ class GroupController:
             await self._store_delete(f"updates/{gid}")
             self._publish(gid, "update-done", f"rolling update of {gid} complete")
             return
-        if upd.paused or upd.failed or not u.progress_deadline:
+        if upd.paused or upd.failed:
             return
-        if wall - upd.last_progress_at > u.progress_deadline:
-            if u.auto_rollback and upd.previous is not None:
-                upd.failed = True
-                upd.reason = f"no progress for {format_duration(u.progress_deadline)}: rolling back"
-                self._publish(gid, "update-failed", f"{gid}: {upd.reason}")
-                self._spawn(group, self._auto_rollback(gid, upd.previous))
-            else:
-                upd.paused = True
-                upd.reason = (
-                    f"no progress for {format_duration(u.progress_deadline)} "
-                    f"(Updating.ProgressDeadline); fix the cause, then "
-                    f"`infrakit group resume {gid}` or `infrakit group rollback {gid}`"
-                )
-                self._publish(gid, "update-paused", f"{gid}: {upd.reason}")
-            await self._persist_update(gid, group)
+        # An update stops for one of two causes: the new config cannot be created (the circuit
+        # breaker opened: creates fail, or new instances die young), or no new instance became
+        # ready within ProgressDeadline. With AutoRollback it then commits the last spec that
+        # fully converged; without, it pauses until someone resumes or rolls back.
+        if state.breaker.open:
+            cause = detail = f"creates at the new config keep failing ({state.breaker.reason})"
+        elif u.progress_deadline and wall - upd.last_progress_at > u.progress_deadline:
+            cause = f"no progress for {format_duration(u.progress_deadline)}"
+            detail = cause + " (Updating.ProgressDeadline)"
+        else:
+            return
+        if u.auto_rollback and upd.previous is not None:
+            upd.failed = True
+            upd.reason = f"{cause}: rolling back"
+            self._publish(gid, "update-failed", f"{gid}: {upd.reason}")
+            self._spawn(group, self._auto_rollback(gid, upd.previous))
+        else:
+            upd.paused = True
+            upd.reason = (
+                f"{detail}; fix the cause, then "
+                f"`infrakit group resume {gid}` or `infrakit group rollback {gid}`"
+            )
+            self._publish(gid, "update-paused", f"{gid}: {upd.reason}")
+        await self._persist_update(gid, group)
 
     async def _auto_rollback(self, gid: str, previous: Any) -> None:
         try:

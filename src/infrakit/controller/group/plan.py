@@ -25,10 +25,12 @@ replacement order in batches, and the gates between batches - for ``--pretend -o
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
-from infrakit.controller.group.reconcile import logical_id_of
-from infrakit.controller.group.spec import GroupSettings, resolve_percent
+from infrakit.controller.group.reconcile import logical_id_of, replacement_order, victim_order
+from infrakit.controller.group.spec import GroupSettings, rollout_budget
+from infrakit.controller.group.state import GroupState
 from infrakit.spi.instance import Description
 
 __all__ = ["plan_sentence", "structured_plan"]
@@ -81,9 +83,19 @@ def plan_sentence(old: GroupSettings | None, new: GroupSettings, members: list[D
 
 
 def structured_plan(
-    old: GroupSettings | None, new: GroupSettings, members: list[Description]
+    old: GroupSettings | None,
+    new: GroupSettings,
+    members: list[Description],
+    state: GroupState | None = None,
+    now: float = 0.0,
 ) -> dict[str, Any]:
-    """The commit's effect as data: creates, destroys, replacement batches and gates."""
+    """The commit's effect as data: creates, destroys, replacement batches and gates.
+
+    ``state`` is the controller's memory of the group (health, when each member was first seen)
+    at time ``now``: with it the scale-in victims and the replacement order are the ones the
+    controller will pick (``reconcile.victim_order`` / ``replacement_order``, the same code).
+    With DeletePolicy Random the named victims are one possible draw."""
+    state = state if state is not None else GroupState()
     desired = [m for m in members if new.hash.matches(m.tags)]
     undesired = [m for m in members if not new.hash.matches(m.tags)]
     u = new.properties.updating
@@ -123,17 +135,19 @@ def structured_plan(
         return plan
     n = new.size
     scale_in = max(0, len(members) - n)
-    victims = sorted(undesired, key=lambda m: m.id)[:scale_in]
-    if len(victims) < scale_in:
-        extra = [m for m in desired][: scale_in - len(victims)]
-        victims += extra
+    # A fixed seed: pretending twice gives the same answer (only DeletePolicy Random uses it).
+    victims = victim_order(members, new, state, now, random.Random(0))[:scale_in]
     victim_ids = {v.id for v in victims}
     remaining_old = [m for m in undesired if m.id not in victim_ids]
-    surge = max(1, resolve_percent(u.max_surge, n, round_up=True)) if remaining_old else 0
-    unavailable = resolve_percent(u.max_unavailable, n, round_up=False)
+    # As in reconcile._decide_cattle: MaxSurge new instances may exist beside the old ones, and
+    # MaxUnavailable old ones may go before their replacements are ready (rollout_budget makes
+    # sure at least one of the two is above 0).
+    surge, unavailable = rollout_budget(u, n)
+    if not remaining_old:
+        surge = 0
     step = max(1, surge + unavailable)
     creates_for_size = max(0, n - (len(members) - len(victims)))
-    order = sorted(remaining_old, key=lambda m: m.id)
+    order = replacement_order(remaining_old, new, state, now)
     batches = []
     for i in range(0, len(order), step):
         chunk = order[i : i + step]
@@ -152,6 +166,8 @@ def structured_plan(
         {"ID": m.id, "Reason": "rolling_update"} for m in order
     ]
     plan["Replacements"] = batches
+    if new.properties.provisioning.delete_policy == "Random" and victims:
+        plan["Note"] = "DeletePolicy Random: the scale-down victims above are one possible draw"
     plan["Gates"] = _gates(new, pets=False)
     return plan
 
@@ -169,7 +185,7 @@ def _gates(new: GroupSettings, *, pets: bool) -> list[str]:
     else:
         gates.append(
             f"at least Size - MaxUnavailable = "
-            f"{new.size - resolve_percent(u.max_unavailable, new.size, round_up=False)} "
+            f"{new.size - rollout_budget(u, new.size)[1]} "
             "instances stay available"
         )
     if u.progress_deadline:

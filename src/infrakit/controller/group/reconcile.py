@@ -50,7 +50,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from infrakit.controller.group.spec import GroupSettings, resolve_percent
+from infrakit.controller.group.spec import GroupSettings, resolve_percent, rollout_budget
 from infrakit.controller.group.state import GroupState, InstanceHealth
 from infrakit.spi.instance import (
     REASON_ROLLING_UPDATE,
@@ -60,7 +60,15 @@ from infrakit.spi.instance import (
 )
 from infrakit.spi.types import LOGICAL_ID_TAG, Health
 
-__all__ = ["Decision", "decide", "health_checks_due", "is_ready", "logical_id_of"]
+__all__ = [
+    "Decision",
+    "decide",
+    "health_checks_due",
+    "is_ready",
+    "logical_id_of",
+    "replacement_order",
+    "victim_order",
+]
 
 #: How often a new instance's health is re-checked while an update waits for it (seconds).
 READY_RECHECK = 1.0
@@ -177,14 +185,18 @@ def health_checks_due(
     return due
 
 
-def _victim_order(
+def victim_order(
     members: list[Description],
     settings: GroupSettings,
     state: GroupState,
     now: float,
     rng: random.Random,
 ) -> list[Description]:
-    """Scale-in order: undesired first, then bad, then by DeletePolicy (Newest default)."""
+    """Scale-in order: undesired first, then bad, then by DeletePolicy (Newest default).
+
+    Used by the decision below and by ``plan.structured_plan`` (``--pretend -o json``), so the
+    plan names the instances a commit will really remove. Age is when this controller first saw
+    the instance; instances it never saw count as oldest."""
     policy = settings.properties.provisioning.delete_policy
 
     def age_key(m: Description) -> float:
@@ -205,6 +217,20 @@ def _victim_order(
             settings.hash.matches(m.tags),
             not _is_bad(state.health.get(m.id), settings, now),
         ),
+    )
+
+
+def replacement_order(
+    undesired: list[Description], settings: GroupSettings, state: GroupState, now: float
+) -> list[Description]:
+    """The order a rolling update replaces old members in: bad ones first (replacing them costs
+    no availability), then the oldest first (by first seen, then ID). Shared with the plan."""
+    bad = [m for m in undesired if _is_bad(state.health.get(m.id), settings, now)]
+    bad_ids = {m.id for m in bad}
+    good = [m for m in undesired if m.id not in bad_ids]
+    return bad + sorted(
+        good,
+        key=lambda m: (state.health[m.id].first_seen if m.id in state.health else 0.0, m.id),
     )
 
 
@@ -344,14 +370,15 @@ def _decide_cattle(
 
     # While old instances remain, the surge already created is kept even when the update is
     # paused (pausing freezes an update; it does not finish it). New surge only while rolling.
-    surge = resolve_percent(u.max_surge, n, round_up=True) if undesired else 0
-    max_unavailable = resolve_percent(u.max_unavailable, n, round_up=False)
+    surge, max_unavailable = rollout_budget(u, n)
+    if not undesired:
+        surge = 0
 
     # --- scale in ------------------------------------------------------------------------------
     ceiling = n + surge
     if total > ceiling:
         surplus = min(total - ceiling, len(members))
-        victims = _victim_order(members, settings, state, now, rng)[:surplus]
+        victims = victim_order(members, settings, state, now, rng)[:surplus]
         for v in victims:
             d.destroys.append((v, REASON_SCALE_DOWN))
         if victims:
@@ -385,22 +412,15 @@ def _decide_cattle(
     # --- rolling destroys ------------------------------------------------------------------------
     if rolling and undesired:
         ready_new = [m for m in desired if is_ready(state.health.get(m.id), settings, now)]
-        bad_old = [m for m in undesired if _is_bad(state.health.get(m.id), settings, now)]
-        good_old = [m for m in undesired if m not in bad_old]
-        available = len(ready_new) + len(good_old)
+        order = replacement_order(undesired, settings, state, now)
+        bad_old = sum(1 for m in order if _is_bad(state.health.get(m.id), settings, now))
+        available = len(ready_new) + len(order) - bad_old
         floor = n - max_unavailable
         # Removing a bad old instance costs no availability; a good one only above the floor.
-        allowed = len(bad_old) + max(0, available - floor)
+        allowed = bad_old + max(0, available - floor)
         if canary_left is not None:
             allowed = min(allowed, canary_left)
         if allowed > 0:
-            order = bad_old + sorted(
-                good_old,
-                key=lambda m: (
-                    state.health[m.id].first_seen if m.id in state.health else 0.0,
-                    m.id,
-                ),
-            )
             for v in order[:allowed]:
                 d.destroys.append((v, REASON_ROLLING_UPDATE))
             d.notes.append(

@@ -85,6 +85,18 @@ def resolve_percent(value: int | str, total: int, *, round_up: bool) -> int:
     return math.ceil(fraction - 1e-9) if round_up else math.floor(fraction + 1e-9)
 
 
+def rollout_budget(updating: UpdatingSection, size: int) -> tuple[int, int]:
+    """``(MaxSurge, MaxUnavailable)`` of a rolling update resolved against ``size``: surge rounds
+    up, unavailable rounds down (Cluster API, Kubernetes Deployments). Validation refuses both
+    set to 0, but percentages can still both come to 0 (MaxSurge 0, MaxUnavailable "10%" of 5):
+    then MaxUnavailable counts as 1, as Kubernetes does, so the update can make progress."""
+    surge = resolve_percent(updating.max_surge, size, round_up=True)
+    unavailable = resolve_percent(updating.max_unavailable, size, round_up=False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, populate_by_name=False, frozen=True)
 
