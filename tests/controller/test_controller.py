@@ -422,6 +422,38 @@ async def test_restart_mid_update_resumes_without_duplicates(rig: Rig) -> None:
     assert rig.hashes() == {rig.ctl.groups["cattle"].settings.hash.head}
 
 
+async def test_restart_mid_update_ignores_what_it_destroyed_that_the_provider_still_lists(
+    rig: Rig,
+) -> None:
+    """A provider that destroys asynchronously may still list an instance the update destroyed
+    just before the controller restarted: the restarted one must neither destroy it again nor
+    count it as an old member still to replace."""
+    await rig.ctl.commit_group(spec(), False)
+    await rig.converge()
+    old = set(rig.inst.instances)
+    remembered = dict(rig.inst.instances)
+    await rig.ctl.commit_group(spec(note="v2"), False)
+    await rig.clock.advance(2.5)
+    assert len(rig.inst.destroyed) >= 1
+    gone_id, _ = rig.inst.destroyed[0]
+    assert rig.store.data["updates/cattle"]["destroyed"][0] == gone_id
+    await rig.ctl.stop()
+    # Still listed by the provider (e.g. EC2 "shutting-down"), at the old config.
+    rig.inst.instances[gone_id] = remembered[gone_id]
+    await rig.restart()
+    await rig.clock.advance(3)
+    destroys_of_it = [i for i, _ in rig.inst.destroyed if i == gone_id]
+    assert destroys_of_it == [gone_id]  # the one destroy from before the restart
+    status = await rig.ctl.status("cattle")
+    assert gone_id not in {i["ID"] for i in status["Instances"]}
+    del rig.inst.instances[gone_id]  # the provider finishes the destroy
+    await rig.converge()
+    assert len(rig.inst.instances) == 5 and rig.hashes() == {
+        rig.ctl.groups["cattle"].settings.hash.head
+    }
+    assert not old & set(rig.inst.instances)
+
+
 async def test_restart_resumes_managing_committed_groups(rig: Rig) -> None:
     await rig.ctl.commit_group(spec(size=3), False)
     await rig.converge()

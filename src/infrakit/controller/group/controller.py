@@ -174,7 +174,17 @@ class GroupController:
                 continue
             group = Group(settings)
             group.stable = await self.store.get(f"stable/{gid}")
-            group.state.update = UpdateProgress.from_json(await self.store.get(f"updates/{gid}"))
+            upd = UpdateProgress.from_json(await self.store.get(f"updates/{gid}"))
+            group.state.update = upd
+            if upd is not None:
+                # Instances this update destroyed before the restart may still be listed by a
+                # provider that destroys asynchronously (EC2 "shutting-down"): like any destroy
+                # of ours, they are not members - neither destroyed twice nor counted as old.
+                hidden_until = (
+                    self.clock.now() + settings.properties.provisioning.visibility_timeout
+                )
+                for iid in upd.destroyed:
+                    group.state.destroyed_until[iid] = hidden_until
             self.groups[gid] = group
             self._ensure_watch(settings.properties.instance.plugin)
             self._publish(gid, "resumed", f"resumed managing {gid} from the store")
