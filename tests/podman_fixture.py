@@ -14,9 +14,11 @@ the test session:
   PID (SIGTERM, then SIGKILL) and reaped at the end; every container is removed and the storage
   reset before the directory is deleted.
 
-When podman cannot be installed or cannot run a container here, :func:`podman_session` calls
+When podman, runc or busybox cannot be installed here, :func:`podman_session` calls
 ``pytest.skip`` with the exact reason (the failing command and its error), so the tests report as
-skipped, never as passed. Used by tests/plugins/test_docker.py, tests/e2e/test_docker.py and
+skipped, never as passed. Once they are installed, a podman that cannot start or run a container
+is a failure of the test set-up (``pytest.fail`` with the reason), not a skip: it would otherwise
+hide a broken configuration behind a row of "s". Used by tests/plugins/test_docker.py, tests/e2e/test_docker.py and
 bench/heal_docker.py (which calls :meth:`Podman.start` itself).
 """
 
@@ -260,15 +262,24 @@ class Podman:
 
 _shared: Podman | None = None
 _shared_error: str | None = None
+_not_installable: str | None = None
 _users = 0
 
 
 def podman_session() -> Iterator[Podman]:
     """Body of a session fixture: one private podman per test process, shared by modules.
 
-    Skips (``pytest.skip`` with the exact reason) when podman cannot run here.
+    Skips (``pytest.skip`` with the exact reason) only when podman cannot be installed; fails
+    when it is installed but cannot run a container.
     """
-    global _shared, _shared_error, _users
+    global _shared, _shared_error, _not_installable, _users
+    if _shared is None and _shared_error is None and _not_installable is None:
+        try:
+            ensure_tools()
+        except PodmanUnavailable as exc:
+            _not_installable = str(exc)
+    if _not_installable is not None:
+        pytest.skip(f"podman cannot be installed here: {_not_installable}")
     if _shared is None and _shared_error is None:
         candidate = Podman()
         try:
@@ -277,7 +288,7 @@ def podman_session() -> Iterator[Podman]:
             candidate.close()
             _shared_error = str(exc)
     if _shared is None:
-        pytest.skip(f"podman cannot run containers here: {_shared_error}")
+        pytest.fail(f"podman is installed but cannot run containers: {_shared_error}")
     _users += 1
     try:
         yield _shared

@@ -1,7 +1,8 @@
 """The docker instance plugin against a real engine (podman's Docker API), over its real socket.
 
 Everything here runs real containers from a local busybox image (tests/podman_fixture.py); when
-podman cannot run on the machine the tests are skipped with the reason.
+podman cannot be installed on the machine the tests are skipped with the reason (and fail if it is
+installed but cannot run a container).
 """
 
 from __future__ import annotations
