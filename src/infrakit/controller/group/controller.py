@@ -958,6 +958,8 @@ class GroupController:
         settings, state = group.settings, group.state
         gid = settings.id
         state.destroying[desc.id] = self.clock.now()
+        if desc.logical_id:
+            state.destroying_lids[desc.id] = desc.logical_id
         try:
             skip_drain = (
                 reason == spi_instance.REASON_ROLLING_UPDATE
@@ -996,6 +998,7 @@ class GroupController:
                 ) from exc
         finally:
             state.destroying.pop(desc.id, None)
+            state.destroying_lids.pop(desc.id, None)
             state.rolling_destroys.discard(desc.id)
         now = self.clock.now()
         state.destroyed_until[desc.id] = now + settings.properties.provisioning.visibility_timeout

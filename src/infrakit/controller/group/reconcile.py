@@ -391,7 +391,11 @@ def _decide_cattle(
 
     # --- creates -------------------------------------------------------------------------------
     need = max(0, n - len(desired) - pending)
-    room = max(0, (ceiling if rolling else n) - total)
+    # Instances we are draining or destroying are not members any more, but they still exist:
+    # they count against the ceiling, or a slow Drain would let a replacement start early and
+    # the provider would hold more than Size + MaxSurge (and MaxSurge 0 would not be in place).
+    existing = total + len(state.destroying)
+    room = max(0, (ceiling if rolling else n) - existing)
     if canary_left is not None:
         # New instances beyond the size only for the canary replacements still to do.
         surge_in_flight = max(0, total - n)
@@ -484,8 +488,12 @@ def _decide_quorum(
                     d.destroys.append((m, REASON_DUPLICATE))
             d.notes.append(f"logical ID {lid} has {len(ms)} instances: keeping {keep.id}")
 
-    # Missing IDs.
-    missing = [lid for lid in ids if lid not in by_lid and lid not in pending_lids]
+    # Missing IDs. A logical ID whose instance is still being drained or destroyed is not
+    # missing yet: a pet is destroyed, then created again, never both at once.
+    leaving = set(state.destroying_lids.values())
+    missing = [
+        lid for lid in ids if lid not in by_lid and lid not in pending_lids and lid not in leaving
+    ]
     if missing:
         budget = _create_budget(settings, state, now, d)
         chosen = missing[:budget]

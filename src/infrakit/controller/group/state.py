@@ -143,6 +143,8 @@ class GroupState:
     provisioned: dict[str, int] = field(default_factory=dict)
     #: Instance IDs being drained/destroyed by us, with the time we started.
     destroying: dict[str, float] = field(default_factory=dict)
+    #: Logical IDs of the ``destroying`` instances that have one (instance ID -> logical ID).
+    destroying_lids: dict[str, str] = field(default_factory=dict)
     #: The subset of ``destroying`` that are rolling-update replacements.
     rolling_destroys: set[str] = field(default_factory=set)
     #: Instance IDs we destroyed, ignored if still listed until the given time (async providers).
