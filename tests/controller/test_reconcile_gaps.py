@@ -11,7 +11,7 @@ import pytest
 
 from infrakit import errors
 from infrakit.spi import event, instance
-from infrakit.spi.types import CONFIG_HASH_TAG, Health
+from infrakit.spi.types import CONFIG_HASH_TAG, CREATED_TAG, Health
 from tests.controller.conftest import Rig, pets_spec, spec
 
 pytestmark = pytest.mark.timeout(10)
@@ -115,19 +115,32 @@ async def test_delete_policy_random_removes_the_right_number_of_members_only(rig
     assert {r for _, r in rig.inst.destroyed} == {instance.REASON_SCALE_DOWN}
 
 
-@pytest.mark.xfail(
-    reason="BUG: scale-in age comes from in-memory first_seen; after a restart every member has "
-    "the same age and ties go by ascending ID, so Newest removes the oldest (lowest IDs)",
-    strict=True,
-)
 async def test_delete_policy_newest_still_holds_after_a_controller_restart(rig: Rig) -> None:
+    """Ages come from the ``infrakit.created`` tag the controller writes, not from its memory."""
     await grow_one_at_a_time(rig, 4)
+    stamps = [rig.inst.instances[f"instance-{i}"].desc.tags[CREATED_TAG] for i in range(1, 5)]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 4
     await rig.restart()
     await rig.converge()
     await rig.clock.advance(5)
     await rig.ctl.set_size("cattle", 2)
     await rig.converge()
     assert sorted(rig.inst.instances) == ["instance-1", "instance-2"]
+
+
+async def test_delete_policy_oldest_after_a_restart_removes_untagged_members_first(
+    rig: Rig,
+) -> None:
+    """An instance without the tag (adopted from Go InfraKit) has an unknown age: oldest."""
+    await grow_one_at_a_time(rig, 3)
+    del rig.inst.instances["instance-3"].desc.tags[CREATED_TAG]
+    oldest = {"DeletePolicy": "Oldest"}
+    await rig.ctl.commit_group(spec(size=3, Provisioning=oldest), False)
+    await rig.restart()
+    await rig.converge()
+    await rig.ctl.set_size("cattle", 1)
+    await rig.converge()
+    assert sorted(rig.inst.instances) == ["instance-2"]
 
 
 # --- b. StartupTimeout -----------------------------------------------------------------------------

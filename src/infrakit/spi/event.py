@@ -12,13 +12,13 @@ it, one without a trailing slash only that exact topic (InfraKit's rule).
 
 from __future__ import annotations
 
-import datetime as _dt
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from infrakit._utils.topics import topic_matches
-from infrakit.spi.types import JSON, InterfaceSpec, ci_get, ci_view, want_str
+from infrakit.spi.types import JSON, InterfaceSpec, ci_get, ci_view, format_timestamp, want_str
 
 __all__ = ["INTERFACE", "Event", "Source", "event_from_wire", "event_to_wire", "topic_matches"]
 
@@ -29,7 +29,7 @@ TOPIC_INSTANCE_CHANGE = "instance/change"
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat().replace("+00:00", "Z")
+    return format_timestamp(time.time(), "microseconds")
 
 
 @dataclass(slots=True)

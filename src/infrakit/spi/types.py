@@ -14,6 +14,7 @@ Two wire eras exist (see docs/architecture.md and the protocol reference):
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from infrakit.errors import SpecError
 
 __all__ = [
     "CONFIG_HASH_TAG",
+    "CREATED_TAG",
     "GROUP_TAG",
     "JSON",
     "LOGICAL_ID_TAG",
@@ -32,6 +34,8 @@ __all__ = [
     "Tags",
     "ci_get",
     "ci_view",
+    "format_timestamp",
+    "parse_timestamp",
     "want_dict",
     "want_str",
     "want_tags",
@@ -50,6 +54,28 @@ CONFIG_HASH_TAG = "infrakit.config.hash"
 SEED_CONFIG_TAG = "infrakit.config_sha"
 #: HEAD pets carry their logical ID as a tag too.
 LOGICAL_ID_TAG = "infrakit.logical_id"
+#: When the group controller created the instance (RFC 3339, UTC, milliseconds). infrakit's own
+#: addition, ignored by Go InfraKit: scale-in by DeletePolicy (Newest/Oldest) and the rolling
+#: order use it, so they stay right after a controller restart. Absent = created elsewhere: oldest.
+CREATED_TAG = "infrakit.created"
+
+
+def format_timestamp(seconds: float, timespec: str = "milliseconds") -> str:
+    """Epoch ``seconds`` as RFC 3339 in UTC with a ``Z``: ``2026-12-01T14:03:05.123Z``."""
+    moment = _dt.datetime.fromtimestamp(seconds, _dt.UTC)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> float | None:
+    """Epoch seconds of an RFC 3339 timestamp (``Z`` or an offset; naive means UTC), or None
+    when ``text`` is not one (tags are user-writable: a bad one is ignored, not an error)."""
+    try:
+        moment = _dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.UTC)
+    return moment.timestamp()
 
 
 class Era(enum.Enum):

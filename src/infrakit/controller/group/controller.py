@@ -75,7 +75,15 @@ from infrakit.spi import event as spi_event
 from infrakit.spi import flavor as spi_flavor
 from infrakit.spi import group as spi_group
 from infrakit.spi import instance as spi_instance
-from infrakit.spi.types import CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG, Health
+from infrakit.spi.types import (
+    CONFIG_HASH_TAG,
+    CREATED_TAG,
+    GROUP_TAG,
+    LOGICAL_ID_TAG,
+    Health,
+    format_timestamp,
+    parse_timestamp,
+)
 from infrakit.store import Store
 
 __all__ = ["GroupController"]
@@ -593,7 +601,10 @@ class GroupController:
             members.append(d)
             if d.id not in state.health:
                 state.health[d.id] = InstanceHealth(
-                    first_seen=now, since=now, created_by_us=d.id in created_ids
+                    first_seen=now,
+                    since=now,
+                    created_by_us=d.id in created_ids,
+                    created=self._created(d, now),
                 )
         # Creates that became visible, or never did.
         for token, c in list(state.creating.items()):
@@ -826,7 +837,11 @@ class GroupController:
         )
         state.creating[token] = pending
         state.sequence += 1
-        tags = {GROUP_TAG: gid, CONFIG_HASH_TAG: settings.hash.head}
+        tags = {
+            GROUP_TAG: gid,
+            CONFIG_HASH_TAG: settings.hash.head,
+            CREATED_TAG: format_timestamp(self.clock.wall()),
+        }
         if logical_id is not None:
             tags[LOGICAL_ID_TAG] = logical_id
         spec = spi_instance.Spec(
@@ -1075,6 +1090,14 @@ class GroupController:
         self.queue.forget(gid)
         await cancel_and_wait(*group.tasks)
         self._release_watch(group.settings.properties.instance.plugin)
+
+    def _created(self, d: spi_instance.Description, now: float) -> float:
+        """When ``d`` was created, moved onto the controller clock's timeline (``now`` is that
+        clock's present), from its ``infrakit.created`` tag; ``-inf`` without a readable one."""
+        created_wall = parse_timestamp(d.tags.get(CREATED_TAG, ""))
+        if created_wall is None:
+            return float("-inf")
+        return now - max(0.0, self.clock.wall() - created_wall)
 
     def _spawn(self, group: Group, coro: Any) -> None:
         task = asyncio.create_task(coro)

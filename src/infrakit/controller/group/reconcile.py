@@ -200,8 +200,7 @@ def victim_order(
     policy = settings.properties.provisioning.delete_policy
 
     def age_key(m: Description) -> float:
-        h = state.health.get(m.id)
-        return h.first_seen if h is not None else 0.0
+        return _created(state, m)
 
     shuffled = list(members)
     rng.shuffle(shuffled)
@@ -228,10 +227,13 @@ def replacement_order(
     bad = [m for m in undesired if _is_bad(state.health.get(m.id), settings, now)]
     bad_ids = {m.id for m in bad}
     good = [m for m in undesired if m.id not in bad_ids]
-    return bad + sorted(
-        good,
-        key=lambda m: (state.health[m.id].first_seen if m.id in state.health else 0.0, m.id),
-    )
+    return bad + sorted(good, key=lambda m: (_created(state, m), m.id))
+
+
+def _created(state: GroupState, m: Description) -> float:
+    """When member ``m`` was created (``InstanceHealth.created``); unknown counts as oldest."""
+    h = state.health.get(m.id)
+    return h.created if h is not None else float("-inf")
 
 
 def _create_budget(settings: GroupSettings, state: GroupState, now: float, d: Decision) -> int:
@@ -479,7 +481,7 @@ def _decide_quorum(
                 key=lambda m: (
                     not settings.hash.matches(m.tags),
                     not is_ready(state.health.get(m.id), settings, now),
-                    state.health[m.id].first_seen if m.id in state.health else 0.0,
+                    _created(state, m),
                     m.id,
                 ),
             )[0]

@@ -65,6 +65,9 @@ class InstanceHealth:
     note: str = ""
     #: True if we created it (crash-loop detection applies).
     created_by_us: bool = False
+    #: When it was created, on the controller clock's timeline (from its ``infrakit.created``
+    #: tag, so it survives a restart; ``-inf`` when unknown). Orders scale-in and replacement.
+    created: float = float("-inf")
 
 
 @dataclass
