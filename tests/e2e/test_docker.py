@@ -8,6 +8,7 @@ engine's events, not from polling.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -124,3 +125,51 @@ def test_a_missing_image_is_reported_at_commit(e2e: E2E, engine: Podman) -> None
     err = e2e.fails("group", "commit", str(spec))
     assert "image 'localhost/absent:9' is not on the engine" in err and "podman images" in err
     assert engine.containers(all=True) == []
+
+
+def test_engine_down_means_errors_and_no_runaway_then_it_heals_when_back(
+    e2e: E2E, engine: Podman
+) -> None:
+    e2e.start(
+        "infrakit",
+        "plugin",
+        "start",
+        "group",
+        "docker",
+        "vanilla",
+        "-o",
+        "group.poll-interval=60s",
+        sockets=["group", "instance-docker", "flavor-vanilla"],
+        DOCKER_HOST=engine.host,
+    )
+    e2e.run("group", "commit", str(EXAMPLES / "docker.json"))
+    first = wait_for(lambda: len(running(engine)) == 3 and running(engine), what="3 containers")
+
+    # The engine's API goes away (the containers keep running under conmon).
+    engine.stop_service()
+    err = e2e.fails("instance", "--name", "instance-docker", "describe")
+    assert "cannot reach the docker engine" in err and engine.socket.name in err
+    # The controller keeps running and passes the provider's error on, on one line; it never
+    # reads the error as "0 instances" (that would create 3 more once the engine is back).
+    assert "cannot reach the docker engine" in e2e.fails("group", "describe", "workers")
+    assert e2e.lines("group", "ls", "-q") == ["workers"]
+    # One container dies meanwhile (podman's CLI works without the API service).
+    victim = first[0]["Id"]
+    engine.kill_and_remove(victim)
+
+    engine.start_service()
+    seen_most = 0
+
+    def healed() -> bool:
+        nonlocal seen_most
+        now = engine.containers(all=True, label=GROUP_LABEL)
+        seen_most = max(seen_most, len(now))
+        alive = [c for c in now if c["State"] == "running"]
+        return len(alive) == 3 and victim not in {c["Id"] for c in alive}
+
+    wait_for(healed, timeout=60, what="the lost container replaced once the engine is back")
+    for _ in range(10):  # and it stays at 3: nothing queued during the outage piles up
+        healed()
+        time.sleep(0.2)
+    assert seen_most == 3
+    assert len(running(engine)) == 3
