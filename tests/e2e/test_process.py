@@ -182,3 +182,15 @@ def test_processes_survive_a_plugin_restart_and_are_re_adopted(
     e2e.run("group", "destroy", "workers")
     wait_for(lambda: not processes(e2e), what="no instance left")
     wait_for(lambda: not any(running(p) for p in pids(first)), what="the adopted processes gone")
+
+
+def test_a_command_that_does_not_exist_is_refused_at_commit(e2e: E2E, state_dir: Path) -> None:
+    start_stack(e2e, state_dir)
+    doc = json.loads((EXAMPLES / "process.json").read_text())
+    doc["Properties"]["Instance"]["Properties"]["Command"] = ["no-such-program-ik", "--serve"]
+    bad = e2e.home / "bad-process.json"
+    bad.write_text(json.dumps(doc))
+    err = e2e.fails("group", "commit", str(bad))
+    assert "no-such-program-ik" in err
+    assert e2e.run("group", "ls", "-q").stdout == ""  # nothing committed
+    assert processes(e2e) == {}  # nothing started
