@@ -4,6 +4,9 @@ plugin restart, the controller's own events, `group watch`, structured plans, re
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import subprocess
 from pathlib import Path
 
@@ -237,3 +240,46 @@ def test_canary_update_pause_resume_promote_and_rollback_through_the_cli(e2e: E2
     assert "already runs its last converged spec" in err
     for verb in ("pause", "resume", "promote", "rollback"):
         assert "nosuch" in e2e.fails("group", verb, "nosuch")
+
+
+def test_group_watch_on_a_terminal_shows_the_live_view_until_converged(e2e: E2E) -> None:
+    """On a terminal `group watch` draws rich's live view (a panel and a table of instances)."""
+    tutorial = e2e.home / "tutorial"
+    tutorial.mkdir()
+    start_stack(e2e, tutorial)
+    e2e.run("group", "commit", str(EXAMPLES / "cattle.json"))
+    leader, follower = pty.openpty()
+    env = {**e2e.env, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"}
+    watcher = subprocess.Popen(
+        [bin_path("infrakit"), "group", "watch", "cattle", "--until-converged", "--timeout", "30"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    screen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 35)
+            if not ready:
+                break
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the watcher exited
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert watcher.wait(timeout=10) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+        os.close(leader)
+    text = screen.decode(errors="replace")
+    assert "group cattle" in text  # the panel's title
+    for column in ("INSTANCE", "CONFIG", "HEALTH"):
+        assert column in text
+    assert "\x1b[" in text  # drawn with terminal control sequences, not plain lines
+    assert sum(name in text for name in (p.name for p in instance_files(tutorial))) == 5
