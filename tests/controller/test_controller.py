@@ -201,6 +201,21 @@ async def test_hung_provider_times_out_and_backs_off(rig: Rig) -> None:
     assert rig.inst.calls["provision"] == 3
 
 
+async def test_a_plugin_whose_validate_hangs_is_named_and_nothing_is_committed(rig: Rig) -> None:
+    async def hang(properties: Any, allocation: Any) -> None:
+        await rig.clock.sleep(10_000)
+
+    rig.flav.validate = hang  # type: ignore[method-assign]
+    commit = asyncio.create_task(rig.ctl.commit_group(spec(), False))
+    await rig.clock.advance(14)
+    assert not commit.done()
+    await rig.clock.advance(2)
+    with pytest.raises(errors.PluginTimeoutError, match=r"plugin flav \(Flavor.Validate\).*15s"):
+        await commit
+    assert "cattle" not in rig.ctl.groups and rig.store.data == {}
+    assert rig.inst.calls["provision"] == 0
+
+
 async def test_crash_loop_opens_the_breaker(rig: Rig) -> None:
     rig.inst.die_after = 1.0
     await rig.ctl.commit_group(spec(size=2, Provisioning={"MaxFailures": 3}), False)

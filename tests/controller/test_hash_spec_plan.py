@@ -165,6 +165,26 @@ def test_blank_group_id_is_the_first_error() -> None:
         parse_spec(group.Spec("", {}))
 
 
+@pytest.mark.parametrize("gid", ["x y\n", "a/b", "../../etc", "-leading", "é", "g" * 129])
+def test_group_ids_that_would_break_keys_topics_or_output_are_refused(gid: str) -> None:
+    with pytest.raises(SpecError, match=r"Group ID .*expected 1-128 letters, digits"):
+        parse_spec(group.Spec(gid, copy.deepcopy(CATTLE)))
+
+
+@pytest.mark.parametrize("gid", ["cattle", "web-1", "a.b_c", "G" * 128, "9lives"])
+def test_ordinary_group_ids_are_accepted(gid: str) -> None:
+    assert parse_spec(group.Spec(gid, copy.deepcopy(CATTLE))).id == gid
+
+
+def test_an_absurd_size_is_refused_before_anything_is_created() -> None:
+    doc = copy.deepcopy(CATTLE)
+    doc["Allocation"]["Size"] = 1_000_000_000_000
+    with pytest.raises(SpecError, match="1000000000000 instances is more than one group may have"):
+        settings(doc)
+    doc["Allocation"]["Size"] = 100_000
+    assert settings(doc).size == 100_000
+
+
 def test_properties_must_be_an_object() -> None:
     with pytest.raises(SpecError, match="Properties must be a JSON object"):
         parse_spec(group.Spec("g", ["not", "an", "object"]))

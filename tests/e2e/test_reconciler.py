@@ -7,7 +7,9 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -283,3 +285,29 @@ def test_group_watch_on_a_terminal_shows_the_live_view_until_converged(e2e: E2E)
         assert column in text
     assert "\x1b[" in text  # drawn with terminal control sequences, not plain lines
     assert sum(name in text for name in (p.name for p in instance_files(tutorial))) == 5
+
+
+def test_a_stop_ends_a_big_scale_up_at_once(e2e: E2E) -> None:
+    """SIGTERM while `infrakit up` works through a long backlog of creates: it exits promptly and
+    stops creating (it used to finish the whole backlog first)."""
+    instances = e2e.home / "instances"
+    doc = json.loads((EXAMPLES / "cattle.json").read_text())
+    doc["Properties"]["Allocation"]["Size"] = 20_000
+    doc["Properties"]["Provisioning"] = {"MaxParallel": 4}
+    big = e2e.home / "big.json"
+    big.write_text(json.dumps(doc))
+    up = e2e.start(
+        "infrakit",
+        "up",
+        "--store",
+        "memory",
+        sockets=["group", "instance-file", "flavor-vanilla", "flavor-combo"],
+    )
+    e2e.run("group", "commit", str(big))
+    wait_for(lambda: len(instance_files(instances)) >= 200, what="the scale-up under way")
+    up.signal(signal.SIGTERM)
+    assert up.wait(timeout=5) == 0
+    stopped_at = len(instance_files(instances))
+    assert stopped_at < 20_000 / 2
+    time.sleep(0.5)
+    assert len(instance_files(instances)) == stopped_at  # nothing created after the exit

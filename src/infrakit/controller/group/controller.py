@@ -98,6 +98,9 @@ EARLY_DEATH_BURST = 2.0
 
 #: Seconds allowed for DescribeInstances during a reconcile.
 DESCRIBE_TIMEOUT = 30.0
+#: Seconds allowed for a plugin's Validate on commit: well inside the CLI's 60 s call timeout, so
+#: a hung plugin is named in the error rather than the group controller the CLI talked to.
+VALIDATE_TIMEOUT = 15.0
 #: Seconds allowed for one Flavor.Healthy call (a timeout counts as UNKNOWN).
 HEALTH_TIMEOUT = 10.0
 #: Seconds allowed for Drain, and for Destroy.
@@ -158,6 +161,8 @@ class GroupController:
         self._locks: dict[str, asyncio.Lock] = {}
         self._create_tokens = 0
         self._started = False
+        #: Set by ``stop``: chained creates end at once (see ``_create``).
+        self._stopping = False
 
     # ============================================================================================
     # lifecycle
@@ -168,6 +173,7 @@ class GroupController:
         if self._started:
             return
         self._started = True
+        self._stopping = False
         self.queue.start()
         if self.store is None:
             return
@@ -202,6 +208,7 @@ class GroupController:
 
     async def stop(self) -> None:
         """Stop reconciling; wait for in-flight work to be cancelled. Instances are untouched."""
+        self._stopping = True
         await self.queue.stop()
         tasks = [t for g in self.groups.values() for t in g.tasks]
         await cancel_and_wait(*self._watches.values(), *tasks)
@@ -808,6 +815,12 @@ class GroupController:
         settings = group.settings
         while True:
             created = await self._create_once(gid, group, logical_id)
+            if self._stopping:
+                # On Python 3.11 asyncio.wait_for swallows a cancellation that arrives as its
+                # inner call finishes, which is every time with a provider as quick as the file
+                # plugin: without this check a stopped controller went on through the whole
+                # backlog (20 000 files after SIGTERM).
+                return
             state = group.state
             if not (
                 created
@@ -1039,7 +1052,7 @@ class GroupController:
             raise errors.SpecError(
                 f"Failed to find Flavor plugin '{p.flavor.plugin}':{exc}"
             ) from exc
-        await _named(
+        await self._named(
             flavor.validate(p.flavor.properties, settings.allocation), "Flavor", p.flavor.plugin
         )
         try:
@@ -1048,7 +1061,24 @@ class GroupController:
             raise errors.SpecError(
                 f"Failed to find Instance plugin '{p.instance.plugin}':{exc}"
             ) from exc
-        await _named(plugin.validate(p.instance.properties), "Instance", p.instance.plugin)
+        await self._named(plugin.validate(p.instance.properties), "Instance", p.instance.plugin)
+
+    async def _named(self, awaitable: Any, kind: str, name: str) -> None:
+        """Await a plugin's Validate within VALIDATE_TIMEOUT; make sure its error names it."""
+        try:
+            await self.clock.wait_for(awaitable, VALIDATE_TIMEOUT)
+        except errors.SpecError:
+            raise
+        except errors.InfrakitError as exc:
+            text = str(exc)
+            if name not in text:
+                text = f"{kind} plugin {name} rejected the spec: {text}"
+            raise type(exc)(text) from exc
+        except TimeoutError as exc:
+            raise errors.PluginTimeoutError(
+                f"plugin {name} ({kind}.Validate) did not answer within {VALIDATE_TIMEOUT:g}s; "
+                f"the plugin may be hung: check or restart it, then commit again"
+            ) from exc
 
     async def _describe(
         self, settings: GroupSettings, gid: str, *, properties: bool = False
@@ -1215,19 +1245,6 @@ class GroupController:
     async def _store_delete(self, key: str) -> None:
         if self.store is not None:
             await self.store.delete(key)
-
-
-async def _named(awaitable: Any, kind: str, name: str) -> None:
-    """Await a plugin's Validate; make sure its error names the plugin."""
-    try:
-        await awaitable
-    except errors.SpecError:
-        raise
-    except errors.InfrakitError as exc:
-        text = str(exc)
-        if name not in text:
-            text = f"{kind} plugin {name} rejected the spec: {text}"
-        raise type(exc)(text) from exc
 
 
 def _with_size(raw: Any, size: int) -> dict[str, Any]:

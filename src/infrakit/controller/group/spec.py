@@ -32,6 +32,7 @@ sections, where a typo would otherwise silently change behaviour.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -296,10 +297,23 @@ def _first_error(exc: ValidationError) -> str:
     return f"{path}: {message}"
 
 
+#: Group IDs: they name store keys, event topics (``group/<id>``) and CLI arguments, so no
+#: slashes, spaces or control characters (a newline in an ID split `group ls` output).
+_GROUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: The most instances one group may have. A typo like Size 1000000000000 would otherwise create
+#: files until the disk is full; 100 000 is 10x the largest group benchmarked (docs/benchmarks.md).
+MAX_GROUP_SIZE = 100_000
+
+
 def parse_spec(spec: spi_group.Spec) -> GroupSettings:
     """Validate a committed group spec; raise :class:`SpecError` with InfraKit's message first."""
     if not spec.id:
         raise SpecError('Group ID must not be blank (set "ID" at the top of the spec)')
+    if not _GROUP_ID.fullmatch(spec.id):
+        raise SpecError(
+            f"Group ID {spec.id!r}: expected 1-128 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit (it names store keys and event topics); rename the group"
+        )
     raw = spec.properties
     if raw is None:
         raw = {}
@@ -319,6 +333,12 @@ def parse_spec(spec: spi_group.Spec) -> GroupSettings:
         raise SpecError(
             "Allocation must not be blank (Properties.Allocation: set Size > 0 for cattle "
             "or LogicalIDs for pets)"
+        )
+    if alloc.size > MAX_GROUP_SIZE or len(alloc.logical_ids or []) > MAX_GROUP_SIZE:
+        count = alloc.size or len(alloc.logical_ids or [])
+        raise SpecError(
+            f"Invalid properties: Properties.Allocation: {count} instances is more than one group "
+            f"may have (at most {MAX_GROUP_SIZE}); check the number, or split it into groups"
         )
     if alloc.size > 0 and alloc.logical_ids:
         raise SpecError(
