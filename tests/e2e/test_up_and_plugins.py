@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import stat
+import time
+from typing import Any
 
 import pytest
 
-from infrakit.testing.processes import Daemon
+from infrakit.testing.etcd import EtcdServer
+from infrakit.testing.processes import Daemon, free_port
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -70,12 +73,164 @@ def test_up_with_an_invalid_group_stops_and_exits_1(e2e: E2E) -> None:
     doc = json.loads(spec.read_text())
     doc["Properties"]["Instance"]["Plugin"] = "no-such-plugin"
     spec.write_text(json.dumps(doc))
-    daemon = Daemon(["infrakit", "up", str(spec)], e2e.env, sockets=[])
-    daemon.start()
+    err = e2e.fails("up", str(spec))  # before any plugin starts: one line, nothing logged
+    assert f"spec file {spec}: Failed to find Instance plugin 'no-such-plugin'" in err
+    assert "fix Properties.Instance.Plugin" in err
+    assert not e2e.plugins.exists() or list(e2e.plugins.iterdir()) == []
+    assert not (e2e.home / "store.json").exists()
+
+
+def write_spec(e2e: E2E, name: str, **changes: Any) -> str:
+    """cattle.json as ``name`` with ``changes`` applied to its Properties (dotted keys)."""
+    doc = json.loads((EXAMPLES / "cattle.json").read_text())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = doc
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path = e2e.home / name
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def nothing_started_or_committed(e2e: E2E) -> None:
+    assert instances(e2e) == []
+    assert not (e2e.home / "store.json").exists()
+    assert not e2e.plugins.exists() or list(e2e.plugins.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ({"ID": "other", "Properties.Allocation": {}}, "Allocation must not be blank"),
+        ({"ID": "other", "Properties.Allocation.Size": "five"}, "Properties.Allocation.Size"),
+        ({"ID": "other", "Properties": []}, "Properties must be a JSON object"),
+        ({"ID": "other", "Properties.Flavor.Plugin": "flavor-nope"}, "Flavor plugin 'flavor-nope'"),
+        ({}, "good.json and BAD both define group cattle"),
+    ],
+    ids=["blank-allocation", "wrong-type", "properties-not-object", "unknown-plugin", "dup-id"],
+)
+def test_up_checks_every_spec_file_before_starting_anything(
+    e2e: E2E, bad: dict[str, Any], expected: str
+) -> None:
+    good = write_spec(e2e, "good.json")
+    second = write_spec(e2e, "second.json", **bad)
+    err = e2e.fails("up", good, second)
+    assert err.startswith(f"Error: spec file {second}: ") or "both define" in err, err
+    assert expected.replace("BAD", second) in err, err
+    nothing_started_or_committed(e2e)
+
+
+def test_up_with_an_invalid_json_second_file_names_it_and_commits_nothing(e2e: E2E) -> None:
+    good = write_spec(e2e, "good.json")
+    bad = e2e.home / "bad.json"
+    bad.write_text('{"ID": "x",')
+    err = e2e.fails("up", good, str(bad))
+    assert f"spec file {bad}: not valid JSON" in err
+    nothing_started_or_committed(e2e)
+
+
+def test_up_dry_runs_every_spec_through_the_plugins_before_committing_any(e2e: E2E) -> None:
+    """A spec only a plugin can reject (vanilla's Init must be strings) stops `up` before the
+    good file before it is committed, and the error names the bad file."""
+    good = write_spec(e2e, "good.json")
+    bad = write_spec(e2e, "bad.json", **{"ID": "other", "Properties.Flavor.Properties.Init": 7})
+    daemon = Daemon(["infrakit", "up", good, bad], e2e.env, sockets=[])
     e2e.daemons.append(daemon)
+    daemon.start()
     assert daemon.wait(timeout=30) == 1
-    assert "Failed to find Instance plugin 'no-such-plugin'" in daemon.output()
+    last = daemon.output().strip().splitlines()[-1]
+    assert last.startswith(f"Error: spec file {bad}: ") and "Properties.Init" in last, last
+    assert "Traceback" not in daemon.output()
+    assert "Committed" not in daemon.output()
+    assert instances(e2e) == []
     assert [p for p in e2e.plugins.iterdir() if not p.name.endswith(".log")] == []
+    store = e2e.home / "store.json"
+    assert not store.exists() or json.loads(store.read_text())["entries"] == {}
+
+
+def test_up_listen_without_a_token_fails_before_any_plugin_starts(e2e: E2E) -> None:
+    err = e2e.fails("up", "--listen", f"127.0.0.1:{free_port()}")
+    assert "--listen 127.0.0.1:" in err and "needs a shared token" in err
+    nothing_started_or_committed(e2e)
+
+
+def test_up_store_in_a_missing_directory_fails_and_creates_nothing(e2e: E2E) -> None:
+    store = e2e.home / "nonexistent" / "dir" / "x.json"
+    err = e2e.fails("up", "--store", str(store))
+    assert err == (
+        f"Error: store {store}: directory {store.parent} does not exist; "
+        "create it or choose another --store"
+    )
+    assert not (e2e.home / "nonexistent").exists()
+    nothing_started_or_committed(e2e)
+
+
+def test_up_creates_the_default_store_and_its_home(e2e: E2E) -> None:
+    home = e2e.home / "fresh"  # INFRAKIT_HOME does not exist yet: the default store may create it
+    e2e.start(
+        "infrakit", "up", str(EXAMPLES / "cattle.json"), sockets=UP_SOCKETS, INFRAKIT_HOME=str(home)
+    )
+    wait_for((home / "store.json").exists, what="the default store")
+    assert "groups/cattle" in json.loads((home / "store.json").read_text())["entries"]
+
+
+@pytest.mark.parametrize("problem", ["invalid-json", "directory"])
+def test_up_with_an_unreadable_store_refuses_to_start_and_leaves_it_alone(
+    e2e: E2E, problem: str
+) -> None:
+    if problem == "directory":
+        store = e2e.home / "store-dir"
+        store.mkdir()
+        (store / "keep").write_text("mine")
+        err = e2e.fails("up", "--store", str(store))
+        assert f"store {store} is a directory; expected a JSON file" in err
+        assert [p.name for p in store.iterdir()] == ["keep"]
+    else:
+        store = e2e.home / "store.json"  # the default store
+        store.write_text('{"schema": 1, "entries": {')
+        err = e2e.fails("up", str(EXAMPLES / "cattle.json"))
+        assert f"store {store}: not valid JSON" in err and "left untouched" in err
+        assert store.read_text() == '{"schema": 1, "entries": {'
+    assert instances(e2e) == []
+    assert not e2e.plugins.exists() or list(e2e.plugins.iterdir()) == []
+
+
+def test_up_with_an_unreachable_etcd_store_fails_at_once(e2e: E2E) -> None:
+    port = free_port()
+    started = time.monotonic()
+    err = e2e.fails("up", "--store", f"etcd://127.0.0.1:{port}", str(EXAMPLES / "cattle.json"))
+    assert f"check that etcd runs at 127.0.0.1:{port}" in err
+    assert time.monotonic() - started < 10
+    nothing_started_or_committed(e2e)
+
+
+def test_up_with_an_unreachable_etcd_leader_gives_up_in_bounded_time(e2e: E2E) -> None:
+    port = free_port()
+    started = time.monotonic()
+    err = e2e.fails("up", "--leader", "etcd", INFRAKIT_ETCD_ENDPOINT=f"127.0.0.1:{port}")
+    elapsed = time.monotonic() - started
+    assert f"leader etcd: no answer from etcd at 127.0.0.1:{port} within 5s" in err
+    assert "check that etcd runs there" in err
+    assert 4 < elapsed < 15
+    nothing_started_or_committed(e2e)
+
+
+def test_up_with_etcd_for_store_and_election_commits_and_serves(e2e: E2E, etcd: EtcdServer) -> None:
+    e2e.start(
+        "infrakit",
+        "up",
+        "--leader",
+        "etcd",
+        "--store",
+        f"etcd://{etcd.endpoint}/up",
+        str(EXAMPLES / "cattle.json"),
+        sockets=UP_SOCKETS,
+    )
+    wait_for(lambda: len(instances(e2e)) == 5, what="5 instances")
+    status = json.loads(e2e.run("manager", "status", "-o", "json").stdout)
+    assert status["Leading"] is True and status["Store"] == f"etcd://{etcd.endpoint}/up"
 
 
 def test_plugin_start_runs_a_set_in_one_process_and_stop_stops_one(e2e: E2E) -> None:

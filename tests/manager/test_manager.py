@@ -186,3 +186,54 @@ async def test_graceful_stop_hands_over(cluster: Cluster) -> None:
     cluster.election.elect("m2")
     await cluster.settle()
     assert cluster.managers["m2"].controller is not None
+
+
+class BrokenStore(MemoryStore):
+    """A store that stopped answering (etcd down): every read fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+
+    async def list(self, prefix: str) -> dict[str, Any]:
+        if self.broken:
+            raise errors.StoreError("store fake: list failed; check that etcd runs")
+        return await super().list(prefix)
+
+
+def broken_manager(election: FakeElection, store: Store, member: str = "m1") -> Manager:
+    def make_controller(s: Store) -> GroupController:
+        return GroupController(lookup({}), lookup({}), store=s, clock=FakeClock())
+
+    return Manager(election.member(member), store, make_controller)
+
+
+async def test_a_store_that_fails_when_first_elected_fails_the_start_and_resigns() -> None:
+    election = FakeElection()
+    election.elect("m1")
+    manager = broken_manager(election, BrokenStore())
+    with pytest.raises(errors.StoreError, match="check that etcd runs"):
+        await manager.start()
+    assert manager.controller is None
+    assert election.leader_id is None  # resigned: another manager may lead
+
+
+async def test_a_store_failure_once_running_is_one_log_line_and_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    election = FakeElection()
+    store = BrokenStore()
+    manager = broken_manager(election, store)
+    await manager.start()  # a follower: nothing to do at start
+    try:
+        election.elect("m1")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert manager.controller is None
+        errors_logged = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert [r.getMessage() for r in errors_logged] == [
+            "manager m1: cannot lead: store fake: list failed; check that etcd runs"
+        ]
+        assert errors_logged[0].exc_info is None
+    finally:
+        await manager.stop()

@@ -64,3 +64,18 @@ async def test_unreachable_etcd_is_a_store_error_not_empty(infrakit_home) -> Non
     with pytest.raises(errors.StoreError, match="check that etcd runs"):
         await store.list("groups/")
     await store.close()
+
+
+async def test_check_fails_at_once_when_etcd_is_unreachable() -> None:
+    store = EtcdStore("127.0.0.1:9", "/x")
+    with pytest.raises(errors.StoreError, match=r"check that etcd runs at 127\.0\.0\.1:9"):
+        await store.check()
+    await store.close()
+
+
+async def test_check_passes_against_a_running_etcd(etcd: EtcdServer) -> None:
+    store = EtcdStore(etcd.endpoint, "/check")
+    try:
+        await store.check()
+    finally:
+        await store.close()

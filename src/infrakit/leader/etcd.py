@@ -36,9 +36,12 @@ from infrakit import errors
 from infrakit._utils.aio import cancel_and_wait
 from infrakit.leader import LeaderInfo, Leadership
 
-__all__ = ["EtcdElector", "parse_endpoint"]
+__all__ = ["START_TIMEOUT", "EtcdElector", "parse_endpoint"]
 
 log = logging.getLogger(__name__)
+
+#: How long :meth:`EtcdElector.check` waits for etcd to answer when a manager starts.
+START_TIMEOUT = 5.0
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -103,6 +106,35 @@ class EtcdElector:
             with contextlib.suppress(Exception):
                 await self._client.close()
             self._client = None
+
+    async def check(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait up to ``timeout`` seconds for etcd to answer (it may be starting too); raise
+        :class:`~infrakit.errors.NotLeaderError` naming the endpoint if it never does.
+
+        A manager calls this once before it listens, so ``up --leader etcd`` with etcd down stops
+        with one line instead of campaigning forever. Once running, an etcd outage is not an
+        error: the campaign steps down and retries (see the module docstring).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self.client.get(self.key), max(0.1, min(self.ttl, left)))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(0.25, left))
+        reason = " ".join(reason.split())  # one line, whatever the gRPC message looks like
+        raise errors.NotLeaderError(
+            f"leader etcd: no answer from etcd at {self.endpoint} within {timeout:g}s ({reason}); "
+            "check that etcd runs there, or give its address (an etcd:// store, the manager "
+            "option etcd, or INFRAKIT_ETCD_ENDPOINT)"
+        )
 
     @property
     def is_leader(self) -> bool:

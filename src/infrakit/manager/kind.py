@@ -16,10 +16,16 @@ Options (``-o manager.OPTION=VALUE`` on ``plugin start``; flags of ``infrakit up
 * ``etcd`` - etcd endpoint for ``leader=etcd`` when the store is not etcd (default 127.0.0.1:2379).
 * ``ttl`` - etcd lease TTL (default ``2s``).
 * ``poll-interval`` - the group controller's resync period (default ``10s``).
+
+Every option is checked before anything listens: an explicit store file whose directory does not
+exist, an unreadable store, ``listen`` without a token, bad TLS files, and an etcd (election or
+store) that does not answer within ``START_TIMEOUT`` each stop the start with one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import socket
 import ssl
@@ -38,6 +44,9 @@ from infrakit.spi.plugin import Context, Kind, Option, Served
 from infrakit.store import Store, open_store
 
 __all__ = ["KIND", "build"]
+
+#: Seconds a starting manager waits for etcd (``leader=etcd``) to answer before it gives up.
+START_TIMEOUT = 5.0
 
 OPTIONS = (
     Option(
@@ -86,6 +95,26 @@ def _listen(value: Any) -> tuple[str, int] | None:
             f"manager --listen {value!r}: expected HOST:PORT with a fixed port, e.g. 127.0.0.1:24864"
         )
     return host.strip("[]"), int(port)
+
+
+def _check_token(listen: tuple[str, int] | None, token: str | None, insecure: bool) -> None:
+    """``listen`` without a token is refused before anything listens (the RPC server applies the
+    same rule, but only when the manager - the last plugin ``up`` serves - starts listening)."""
+    if listen is None or token or (insecure and _is_loopback(listen[0])):
+        return
+    raise errors.SpecError(
+        f"manager --listen {listen[0]}:{listen[1]}: listening on TCP needs a shared token "
+        "(--token or INFRAKIT_TOKEN); without one only loopback with --insecure is allowed"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _tls(ctx: Context) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
@@ -146,6 +175,7 @@ async def build(ctx: Context) -> Served:
     listen = _listen(ctx.option(KIND, "listen"))
     token = ctx.option(KIND, "token") or None
     insecure = _truthy(ctx.option(KIND, "insecure"))
+    _check_token(listen, token, insecure)
     server_tls, client_tls = _tls(ctx)
     poll_interval = _duration(ctx, "poll-interval")
     location = ""
@@ -165,7 +195,8 @@ async def build(ctx: Context) -> Served:
         lock_path=_lock_path(store_url, ctx.home),
     )
     fence = elector if leader_kind == "etcd" else None
-    store = open_store(store_url or str(ctx.home / "store.json"), ctx.home, fence=fence)
+    store = open_store(store_url, ctx.home, fence=fence)
+    await _preflight(elector, store)
 
     def make_controller(fenced: Store) -> GroupController:
         return GroupController(
@@ -210,6 +241,26 @@ async def build(ctx: Context) -> Served:
         tcp_ssl=server_tls,
         vendor={"Name": "infrakit-manager", "Version": "0.1.0", "Sub": "", "URL": ""},
     )
+
+
+async def _preflight(elector: Any, store: Any) -> None:
+    """Before anything listens: etcd (election or store) must answer, else the start fails with
+    one line. Only at start - once running, an etcd outage means "no leader" until it is back."""
+    try:
+        check = getattr(elector, "check", None)
+        if check is not None:
+            await check(START_TIMEOUT)
+        check = getattr(store, "check", None)
+        if check is not None:
+            await check()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await elector.stop()  # closes its etcd client (the fenced store shares it)
+        close = getattr(store, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
+        raise
 
 
 def _lock_path(store_url: str | None, home: Path) -> Path:

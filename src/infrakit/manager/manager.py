@@ -108,6 +108,9 @@ class Manager:
         self._transition = asyncio.Lock()
         self.start_timeout = start_timeout
         self._first_verdict = asyncio.Event()
+        #: Why acting on the first verdict failed while :meth:`start` waited for it.
+        self._start_error: errors.InfrakitError | None = None
+        self._starting = False
         self.leadership_changes = 0
         self.led_since: float | None = None
 
@@ -118,11 +121,20 @@ class Manager:
         # Subscribe before the elector starts so the first verdict is never missed.
         changes = self.elector.changes()
         await self.elector.start()
+        self._starting = True
         self._follow_task = asyncio.create_task(self._follow(changes), name="manager: leadership")
         # Give the election its first verdict (immediate for an uncontended lock) so that calls
         # right after start - `infrakit up SPEC.json` commits at once - find a leader.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_verdict.wait(), self.start_timeout)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_verdict.wait(), self.start_timeout)
+        finally:
+            self._starting = False
+        if self._start_error is not None:
+            # Elected at start but cannot act (the store does not answer): fail the start rather
+            # than run as a leader that never acts; resign so another manager can lead.
+            await self.stop()
+            raise self._start_error
 
     async def stop(self) -> None:
         """Stop the controller (instances untouched), then resign so another manager takes over."""
@@ -139,6 +151,11 @@ class Manager:
                     await self._take_over()
                 else:
                     await self._step_down("lost leadership")
+            except errors.InfrakitError as exc:
+                if self._starting and not self._first_verdict.is_set():
+                    self._start_error = exc  # start() raises it
+                else:
+                    log.error("manager %s: cannot lead: %s", self.elector.id, exc)
             except Exception:
                 log.exception("manager %s: acting on a leadership change failed", self.elector.id)
             self._first_verdict.set()
@@ -155,8 +172,7 @@ class Manager:
             controller.events = self.events  # one event stream whoever leads
             try:
                 await controller.start()
-            except errors.StoreError as exc:
-                log.error("manager %s: cannot lead: %s", self.elector.id, exc)
+            except BaseException:
                 await controller.stop()
                 raise
             self.controller = controller

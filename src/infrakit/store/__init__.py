@@ -43,7 +43,9 @@ class Store(Protocol):
 def open_store(url: str | None, home: Path, fence: Any = None) -> Store:
     """The store a URL names: ``memory``, ``etcd://host:port[/prefix]``, or a file path
     (``file:PATH`` too; default ``<home>/store.json``). A file store is loaded here, so an
-    unreadable one stops the caller with :class:`~infrakit.errors.StoreError` - never wiped."""
+    unreadable one stops the caller with :class:`~infrakit.errors.StoreError` - never wiped.
+    Only the default store's directory is created; an explicit path whose directory does not
+    exist is a :class:`~infrakit.errors.SpecError`."""
     text = "" if url is None else str(url)
     if text == "memory":
         from infrakit.store.memory import MemoryStore
@@ -66,6 +68,20 @@ def open_store(url: str | None, home: Path, fence: Any = None) -> Store:
     from infrakit.store.file import FileStore
 
     path = Path(text.removeprefix("file:")).expanduser() if text else home / "store.json"
-    file_store = FileStore(path)
+    # Only the default store (directly under INFRAKIT_HOME) may create its directory: a typo in
+    # an explicit path must not silently create directories somewhere else.
+    default = not text or path.parent == home
+    if not default:
+        _check_directory(text, path.parent)
+    file_store = FileStore(path, create_parent=default)
     file_store.load()
     return file_store
+
+
+def _check_directory(text: str, directory: Path) -> None:
+    if directory.is_dir():
+        return
+    problem = "is not a directory" if directory.exists() else "does not exist"
+    raise errors.SpecError(
+        f"store {text}: directory {directory} {problem}; create it or choose another --store"
+    )

@@ -68,6 +68,11 @@ class EtcdStore:
                 f"check that etcd runs at {self.host}:{self.port}"
             ) from None
 
+    async def check(self) -> None:
+        """Fail now, with :class:`~infrakit.errors.StoreError`, if etcd does not answer: a manager
+        calls this before it listens, so an unreachable store stops the start with one line."""
+        await self._call("reading it", self.client.get(self._key("groups/")))
+
     async def get(self, key: str) -> Any | None:
         got = await self._call(f"get {key}", self.client.get(self._key(key)))
         return None if got is None else json.loads(got.value)

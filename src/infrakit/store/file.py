@@ -38,8 +38,10 @@ SCHEMA_VERSION = 1
 
 
 class FileStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create_parent: bool = True) -> None:
         self.path = Path(path)
+        #: Create the directory on the first write (the default store only; see open_store).
+        self.create_parent = create_parent
         self._entries: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -55,6 +57,11 @@ class FileStore:
         except FileNotFoundError:
             self._entries = {}
             return self._entries
+        except IsADirectoryError:
+            raise StoreError(
+                f"store {self.path} is a directory; expected a JSON file - give a file path "
+                "with --store (e.g. store.json inside it)"
+            ) from None
         except OSError as exc:
             raise StoreError(
                 f"store {self.path}: cannot read it ({exc.strerror}); fix its permissions "
@@ -88,7 +95,13 @@ class FileStore:
         return self.load()
 
     def _write(self, entries: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.create_parent:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        elif not self.path.parent.is_dir():
+            raise StoreError(
+                f"store {self.path}: directory {self.path.parent} does not exist (any more); "
+                "create it again or restart with another --store"
+            )
         data = json.dumps({"schema": SCHEMA_VERSION, "entries": entries}, indent=2, sort_keys=True)
         fd, tmp = tempfile.mkstemp(prefix="." + self.path.name + ".", dir=self.path.parent)
         try:

@@ -1,0 +1,62 @@
+"""The manager kind's build: every bad option fails before anything listens, with one message."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infrakit import errors
+from infrakit.manager import kind
+from infrakit.spi.plugin import Context
+from infrakit.testing.processes import free_port
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def context(home: Path, **options: Any) -> Context:
+    def nothing(name: str) -> Any:
+        raise errors.NotFoundError(name)
+
+    return Context(
+        name="group",
+        options=options,
+        home=home,
+        instance_lookup=nothing,
+        flavor_lookup=nothing,
+        group_lookup=nothing,
+    )
+
+
+async def test_listen_without_a_token_is_refused_at_build(tmp_path: Path) -> None:
+    with pytest.raises(errors.SpecError, match="needs a shared token"):
+        await kind.build(context(tmp_path, listen="127.0.0.1:24864"))
+    with pytest.raises(errors.SpecError, match="needs a shared token"):  # not loopback
+        await kind.build(context(tmp_path, listen="10.1.2.3:24864", insecure="true"))
+    assert not (tmp_path / "store.json").exists()
+
+
+async def test_a_store_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "missing" / "x.json"
+    with pytest.raises(errors.SpecError, match=r"directory .*missing does not exist"):
+        await kind.build(context(tmp_path, store=str(store)))
+    assert not store.parent.exists()
+
+
+async def test_an_unreachable_etcd_store_fails_the_build(tmp_path: Path) -> None:
+    port = free_port()
+    with pytest.raises(errors.StoreError, match=f"check that etcd runs at 127.0.0.1:{port}"):
+        await kind.build(context(tmp_path, store=f"etcd://127.0.0.1:{port}"))
+
+
+async def test_an_unreachable_etcd_election_fails_the_build_in_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kind, "START_TIMEOUT", 1.0)
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(errors.NotLeaderError, match=f"no answer from etcd at 127.0.0.1:{port}"):
+        await kind.build(context(tmp_path, store="memory", leader="etcd", etcd=f"127.0.0.1:{port}"))
+    assert time.monotonic() - started < 5
