@@ -11,6 +11,11 @@ content is ``tcp://host:port`` advertises a TCP plugin. Anything else is ignored
 carry a sub-object after a slash (``aws/ec2-instance``, ``group/workers``): only the part before
 the first slash names the socket.
 
+Only serving a plugin creates the directory (:func:`plugins_dir` with ``create=True``); reading
+it never does: a missing directory simply holds no plugins. A directory that cannot be one (a path
+through a regular file) or cannot be read is a :class:`~infrakit.errors.SpecError` naming the
+variable to fix.
+
 A socket whose process died is *stale*: connecting to it is refused. :func:`probe` tells live from
 stale; ``infrakit plugin ls`` shows stale ones as such and starting a plugin of the same name
 replaces the stale file (see :func:`infrakit.rpc.server.prepare_socket_path`).
@@ -35,18 +40,57 @@ def infrakit_home() -> Path:
     return Path(home).expanduser() if home else Path.home() / ".infrakit"
 
 
+def _setting() -> str:
+    """What chose the plugin directory, as the next step names it."""
+    if os.environ.get("INFRAKIT_PLUGINS_DIR"):
+        return "INFRAKIT_PLUGINS_DIR (--plugins-dir)"
+    if os.environ.get("INFRAKIT_HOME"):
+        return "INFRAKIT_HOME (or INFRAKIT_PLUGINS_DIR)"
+    return "INFRAKIT_PLUGINS_DIR"
+
+
 def plugins_dir(create: bool = True) -> Path:
-    """The plugin directory (created 0700 if missing and ``create``)."""
+    """The plugin directory (created 0700 if missing and ``create``: only servers create it).
+
+    Raises :class:`~infrakit.errors.SpecError` if it is not (and cannot become) a directory.
+    """
     explicit = os.environ.get("INFRAKIT_PLUGINS_DIR")
     path = Path(explicit).expanduser() if explicit else infrakit_home() / "plugins"
-    if path.exists() and not path.is_dir():
+    # The nearest part of the path that exists must be a directory.
+    existing = path
+    try:
+        while not (existing.exists() or existing.is_symlink()) and existing != existing.parent:
+            existing = existing.parent
+        not_a_dir = existing.exists() and not existing.is_dir()
+        missing = not path.is_dir()
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    if not_a_dir and existing == path:
         raise errors.SpecError(
             f"plugin directory {path} is a file, expected a directory; "
-            "remove it or set INFRAKIT_PLUGINS_DIR elsewhere"
+            f"remove it or set {_setting()} to a directory"
         )
-    if create and not path.exists():
-        path.mkdir(parents=True, mode=0o700)
+    if not_a_dir:
+        raise errors.SpecError(
+            f"plugin directory {path} cannot exist: {existing} is a file, expected a directory; "
+            f"set {_setting()} to a directory"
+        )
+    if create and missing:
+        try:
+            path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise errors.SpecError(
+                f"cannot create plugin directory {path} ({exc.strerror or exc}); "
+                f"set {_setting()} to a directory you can write"
+            ) from exc
     return path
+
+
+def _unreadable(directory: Path, exc: OSError) -> errors.SpecError:
+    return errors.SpecError(
+        f"cannot read plugin directory {directory} ({exc.strerror or exc}); "
+        f"fix its permissions or set {_setting()} elsewhere"
+    )
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -71,17 +115,19 @@ class Entry:
 
 def list_plugins(directory: Path | None = None) -> list[Entry]:
     """All plugins in the directory, sorted by name (sockets and ``.listen`` files)."""
-    directory = directory or plugins_dir()
+    directory = directory or plugins_dir(create=False)
     found: dict[str, Entry] = {}
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise _unreadable(directory, exc) from exc
     for fname in names:
         path = directory / fname
         try:
             mode = path.lstat().st_mode
-        except FileNotFoundError:
+        except OSError:
             continue
         if stat.S_ISSOCK(mode):
             found[fname] = Entry(fname, str(path), path)  # a socket wins over a .listen file
@@ -96,9 +142,13 @@ def list_plugins(directory: Path | None = None) -> list[Entry]:
     return [found[k] for k in sorted(found)]
 
 
-def find(name: str, directory: Path | None = None) -> Entry:
-    """Locate the plugin serving ``name`` (``lookup[/sub]``). Raises PluginNotFoundError."""
-    directory = directory or plugins_dir()
+def find(name: str, directory: Path | None = None, *, start_hint: str | None = None) -> Entry:
+    """Locate the plugin serving ``name`` (``lookup[/sub]``). Raises PluginNotFoundError.
+
+    ``start_hint`` is the next step the error names (``start it with `infrakit up` ...``) when the
+    caller knows which kind serves that name; by default it points at ``infrakit plugin kinds``.
+    """
+    directory = directory or plugins_dir(create=False)
     lookup, _ = split_name(name)
     if not lookup:
         raise errors.SpecError("plugin name is empty; expected e.g. instance-file or group")
@@ -107,17 +157,26 @@ def find(name: str, directory: Path | None = None) -> Entry:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         mode = 0
+    except OSError as exc:
+        raise _unreadable(directory, exc) from exc
     if stat.S_ISSOCK(mode):
         return Entry(lookup, str(path), path)
     listen = directory / (lookup + ".listen")
     if listen.is_file():
-        url = listen.read_text().strip()
+        try:
+            url = listen.read_text().strip()
+        except OSError as exc:
+            raise _unreadable(directory, exc) from exc
         if url:
             return Entry(lookup, url, listen)
     running = ", ".join(e.name for e in list_plugins(directory)) or "none"
+    hint = start_hint or (
+        f"start it with `infrakit plugin start KIND:{lookup}` "
+        "(`infrakit plugin kinds` lists the KINDs)"
+    )
     raise errors.PluginNotFoundError(
         f"plugin not found: {name} (no socket {lookup} in {directory}; running: {running}); "
-        f"start it with `infrakit plugin start KIND:{lookup}` or check INFRAKIT_PLUGINS_DIR"
+        f"{hint}, or check INFRAKIT_PLUGINS_DIR"
     )
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from infrakit.testing.processes import Daemon
+from infrakit.testing.processes import Daemon, bin_path
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -217,3 +221,250 @@ def test_daemon_flags_are_validated(e2e: E2E) -> None:
     )
     assert result.returncode == 1
     assert "poll-interval" in result.stderr and "soon" in result.stderr
+
+
+# --- files, directories and variables that cannot be used -----------------------------------------
+
+
+@contextlib.contextmanager
+def raw_plugin(path: Path, reply: bytes | None) -> Iterator[None]:
+    """A socket that accepts connections and answers ``reply`` to each request (None: never
+    answers, keeping the connection open)."""
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(16)
+    server.settimeout(0.1)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            if reply is not None:
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+GARBAGE_REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!"
+
+
+def test_spec_files_that_are_not_utf8(stack: E2E) -> None:
+    bad = stack.home / "utf16.json"
+    bad.write_bytes(b"\xff\xfe{")
+    for args in (
+        ("group", "commit", str(bad)),
+        ("instance", "--name", "instance-file", "provision", str(bad)),
+        ("instance", "--name", "instance-file", "validate", str(bad)),
+        ("flavor", "--name", "flavor-vanilla", "validate", str(bad)),
+    ):
+        err = stack.fails(*args)
+        assert f"{bad}: not UTF-8 text (byte 0xff at offset 0" in err, err
+        assert "save it as UTF-8" in err
+    piped = subprocess.run(
+        [bin_path("infrakit"), "group", "commit", "-"],
+        env=stack.env,
+        input=b"\xff\xfe{",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert piped.returncode == 1
+    assert piped.stderr.decode().startswith("Error: spec file standard input: not UTF-8 text")
+    assert stack.run("group", "ls", "-q").stdout == ""
+    assert file_count(stack) == 0
+
+
+def test_up_refuses_a_spec_file_that_is_not_utf8(e2e: E2E) -> None:
+    bad = e2e.home / "utf16.json"
+    bad.write_bytes(b"\xff\xfe{")
+    assert "not UTF-8 text" in e2e.fails("up", str(bad))
+    assert not e2e.plugins.exists()
+
+
+def test_unusable_directories_are_one_line(e2e: E2E) -> None:
+    afile = e2e.home / "afile"
+    afile.write_text("")
+    # (The file kind makes its directory in its start hook, once its socket listens: the INFO
+    # lines of that are left out here, the error is the one line that follows them.)
+    args = ("plugin", "start", "file", "--log-level", "warning", "-o", f"file.dir={afile}/x")
+    err = e2e.fails(*args)
+    assert "plugin instance-file (kind file) cannot start" in err and str(afile) in err
+    assert "-o file.*" in err
+    assert not (e2e.plugins / "instance-file").exists()
+    err = e2e.fails("--plugins-dir", str(afile), "plugin", "ls")
+    assert f"plugin directory {afile} is a file, expected a directory" in err
+    err = e2e.fails("--plugins-dir", f"{afile}/x/y", "plugin", "ls")
+    assert f"{afile} is a file" in err and "INFRAKIT_PLUGINS_DIR" in err
+    for args in (("plugin", "ls"), ("group", "ls"), ("up",)):
+        err = e2e.fails(*args, INFRAKIT_HOME=str(afile), INFRAKIT_PLUGINS_DIR="")
+        assert f"{afile} is a file" in err and "INFRAKIT_HOME" in err, err
+    if Path("/proc/self").is_dir():  # a directory nobody can create, not even root
+        assert e2e.run("--plugins-dir", "/proc/x/y", "plugin", "ls", "-q").stdout == ""
+        err = e2e.fails("--plugins-dir", "/proc/x/y", "plugin", "start", "vanilla")
+        assert "cannot create plugin directory /proc/x/y" in err
+
+
+def test_client_timeout_variable_is_checked(stack: E2E) -> None:
+    for value in ("0s", "banana", "-5s", "0"):
+        err = stack.fails(
+            "instance", "--name", "instance-file", "describe", INFRAKIT_CLIENT_TIMEOUT=value
+        )
+        assert f"INFRAKIT_CLIENT_TIMEOUT={value!r}" in err
+        assert "expected a Go duration like 15s" in err
+    err = stack.fails("plugin", "start", "vanilla:v2", INFRAKIT_CLIENT_TIMEOUT="banana")
+    assert "INFRAKIT_CLIENT_TIMEOUT='banana'" in err
+    assert not (stack.plugins / "v2").exists()
+    out = stack.run(
+        "instance", "--name", "instance-file", "describe", "-q", INFRAKIT_CLIENT_TIMEOUT="1m30s"
+    )
+    assert out.stdout == ""
+
+
+def test_plugin_that_never_answers_is_named_within_seconds(e2e: E2E) -> None:
+    socket_path = e2e.plugins / "mute"
+    with raw_plugin(socket_path, None):
+        started = time.monotonic()
+        err = e2e.fails("instance", "--name", "mute", "describe")  # call timeout: 60 s
+        assert time.monotonic() - started < 15
+        assert f"plugin mute (Handshake.Hello) at {socket_path}: no answer within 5s" in err
+        started = time.monotonic()
+        err = e2e.fails("event", "tail", "--name", "mute", INFRAKIT_CLIENT_TIMEOUT="1s")
+        assert time.monotonic() - started < 10
+        assert f"plugin mute (GET /events) at {socket_path}: no answer within 1s" in err
+        started = time.monotonic()
+        err = e2e.fails("event", "tail", "--name", "mute")
+        assert time.monotonic() - started < 15 and "no answer within 5s" in err
+        assert "mute" in e2e.run("plugin", "ls").stdout
+
+
+def test_plugin_start_refuses_unknown_options_and_empty_names(e2e: E2E) -> None:
+    err = e2e.fails("plugin", "start", "file", "-o", "file.nosuchopt=1")
+    assert "unknown option file.nosuchopt (file takes: dir)" in err
+    err = e2e.fails("plugin", "start", "vanilla", "group", "-o", "vanilla.x=1")
+    assert "unknown option vanilla.x (vanilla takes none)" in err
+    err = e2e.fails("plugin", "start", "file:")
+    assert "'file:'" in err and "name after ':' is empty" in err and "instance-file" in err
+    assert not e2e.plugins.exists()
+
+
+def test_unknown_type_in_a_plugin_name(stack: E2E) -> None:
+    err = stack.fails("instance", "--name", "instance-file/sub", "describe")
+    assert "plugin instance-file" in err and "no type 'sub'" in err
+    assert "--name instance-file" in err
+    props = stack.home / "props.json"
+    props.write_text("{}")
+    err = stack.fails("flavor", "--name", "flavor-vanilla/x", "validate", str(props))
+    assert "plugin flavor-vanilla" in err and "no type 'x'" in err
+
+
+def test_manager_commands_against_a_plain_group_controller(stack: E2E) -> None:
+    for verb in ("status", "specs"):
+        err = stack.fails("manager", verb)
+        assert "plugin group" in err and "plain group controller, not a manager" in err
+        assert "`infrakit up`" in err and "can't find service" not in err
+
+
+def test_hints_name_the_real_next_step(stack: E2E) -> None:
+    err = stack.fails("plugin", "start", "file:instance-file")
+    assert "infrakit plugin stop instance-file" in err
+    assert "infrakit plugin start file:OTHER-NAME" in err and "--name" not in err
+    err = stack.fails("instance", "--name", "instance-file", "destroy", "nosuch-id")
+    assert "nosuch-id" in err and "infrakit instance --name instance-file describe" in err
+    err = stack.fails("group", "--name", "flavor-combo", "ls")
+    assert "`infrakit up`" in err and "`infrakit plugin start combo`" in err
+    assert "KIND" not in err
+    err = stack.fails("instance", "--name", "my-files", "describe")
+    assert "`infrakit plugin start KIND:my-files` (`infrakit plugin kinds` lists" in err
+
+
+def test_start_hints_match_the_kinds_default_names() -> None:
+    from infrakit.cli._common import _UP_KINDS
+    from infrakit.cli.plugin import UP_PLUGINS
+    from infrakit.launch import registry
+
+    kinds = registry.available()
+    assert {name for _, name in UP_PLUGINS} == set(_UP_KINDS)
+    for name, kind in _UP_KINDS.items():
+        assert kinds[kind].default_name == name
+
+
+def test_counts_and_timeouts_must_be_positive(e2e: E2E) -> None:
+    for count in ("0", "-1"):
+        err = e2e.fails("event", "tail", "--count", count)
+        assert f"--count {count}: expected a number of events >= 1" in err
+    err = e2e.fails("plugin", "stop", "--timeout", "-1", "group")
+    assert "--timeout -1: expected a number of seconds above 0" in err
+    err = e2e.fails("group", "watch", "cattle", "--interval", "-1")
+    assert "--interval -1: expected seconds above 0" in err
+
+
+def test_read_only_commands_create_no_directories(e2e: E2E) -> None:
+    assert not e2e.plugins.exists()
+    err = e2e.fails("group", "ls")
+    assert "plugin not found: group" in err and "running: none" in err
+    assert "`infrakit up`" in err and "`infrakit plugin start group`" in err
+    result = e2e.run("plugin", "ls")
+    assert result.stdout.startswith("NAME") and "no plugins running in" in result.stderr
+    assert e2e.run("plugin", "ls", "-q").stdout == ""
+    assert json.loads(e2e.run("plugin", "ls", "-o", "json").stdout) == []
+    assert "no plugin named x" in e2e.fails("plugin", "stop", "x")
+    e2e.fails("instance", "--name", "instance-file", "describe")
+    e2e.fails("event", "tail")
+    e2e.fails("manager", "status")
+    assert not e2e.plugins.exists()
+
+
+GARBAGE_SERVER = textwrap.dedent(
+    """
+    import socket, sys
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(sys.argv[1])
+    server.listen(16)
+    while True:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 9\\r\\n\\r\\nnot json!")
+        conn.close()
+    """
+)
+
+
+def test_plugin_stop_gives_up_on_garbage_at_once(e2e: E2E) -> None:
+    with raw_plugin(e2e.plugins / "garbage", GARBAGE_REPLY):
+        started = time.monotonic()
+        err = e2e.fails("plugin", "stop", "garbage")
+        assert time.monotonic() - started < 5
+        assert "could not stop garbage: not an infrakit plugin" in err and "garbage.pid" in err
+    # With a pid file, stop falls back to SIGTERM at once.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", GARBAGE_SERVER, str(e2e.plugins / "junk")],
+        start_new_session=True,
+    )
+    try:
+        wait_for((e2e.plugins / "junk").exists, what="junk socket")
+        (e2e.plugins / "junk.pid").write_text(str(proc.pid))
+        started = time.monotonic()
+        assert e2e.run("plugin", "stop", "junk").stdout == "Stopped junk\n"
+        assert time.monotonic() - started < 5
+        assert proc.wait(timeout=10) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

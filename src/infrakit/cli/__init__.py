@@ -51,6 +51,19 @@ class _LazyGroup(click.Group):
             return command
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; an infrakit error that escaped it is still one ``Error:`` line."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from infrakit import errors  # only on the error path: start-up time matters
+
+            if isinstance(exc, errors.InfrakitError):
+                from infrakit.cli._common import CliError
+
+                raise CliError(str(exc)) from exc
+            raise
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, _HELP[name]) for name in sorted(_LAZY)]
         rows += [(name, cmd.get_short_help_str()) for name, cmd in sorted(self.commands.items())]

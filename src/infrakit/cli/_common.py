@@ -27,6 +27,7 @@ __all__ = [
     "format_tags",
     "instance_table",
     "read_json_file",
+    "start_hint",
 ]
 
 
@@ -70,33 +71,64 @@ def fail(message: str) -> NoReturn:
 
 
 def read_json_file(path: str, what: str = "spec file") -> Any:
-    """Parse a JSON file (``-`` = stdin) or fail with a one-line message."""
+    """Parse a UTF-8 JSON file (``-`` = stdin) or fail with a one-line message.
+
+    The one reader of every file a command takes (``up``, ``group commit``, ``instance`` and
+    ``flavor`` commands). A UTF-8 byte order mark is allowed.
+    """
     if path == "-":
-        text = sys.stdin.read()
+        data = sys.stdin.buffer.read()
         label = "standard input"
     else:
         label = path
         try:
-            text = Path(path).read_text()
+            data = Path(path).read_bytes()
         except FileNotFoundError:
             fail(f"{what} {path} does not exist; check the path")
         except IsADirectoryError:
             fail(f"{what} {path} is a directory; expected a JSON file")
         except OSError as exc:
-            fail(f"{what} {path}: cannot read it ({exc.strerror})")
+            fail(f"{what} {path}: cannot read it ({exc.strerror or exc}); check the path")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf16 = "; it looks like UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        fail(
+            f"{what} {label}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}{utf16}); save it as UTF-8 JSON and try again"
+        )
     try:
         return json.loads(text)
     except ValueError as exc:
         fail(f"{what} {label}: not valid JSON ({exc}); fix the file and try again")
 
 
+#: The plugins ``infrakit up`` runs, by socket name, and the kind ``plugin start`` runs each as
+#: alone (each kind's default name; tests/e2e/test_bad_input.py checks them against the registry).
+_UP_KINDS = {
+    "group": "group",
+    "instance-file": "file",
+    "flavor-vanilla": "vanilla",
+    "flavor-combo": "combo",
+}
+
+
+def start_hint(lookup: str) -> str | None:
+    """The next step for a plugin ``lookup`` that is not running, when its kind is known."""
+    kind = _UP_KINDS.get(lookup)
+    if kind is None:
+        return None
+    return f"start it with `infrakit up` (which runs it) or `infrakit plugin start {kind}`"
+
+
 def client_for(name: str) -> SyncClient:
     """A client for the plugin named ``name`` (``lookup[/sub]``) in the plugin directory."""
+    lookup = discovery.split_name(name)[0]
     try:
-        entry = discovery.find(name)
+        entry = discovery.find(name, start_hint=start_hint(lookup))
+        return SyncClient(lookup, entry.address)
     except errors.InfrakitError as exc:
         fail(str(exc))
-    return SyncClient(discovery.split_name(name)[0], entry.address)
 
 
 def call(client: SyncClient, method: str, params: dict[str, Any], interface: Any = None) -> Any:

@@ -25,6 +25,8 @@ def event_cli() -> None:
 @click.option("--count", type=int, default=None, help="exit after this many events")
 def tail(topic: str, name: str, output: str, count: int | None) -> None:
     """Print events on TOPIC (`group/cattle`; a trailing `/` follows a whole tree; empty: all)."""
+    if count is not None and count < 1:
+        fail(f"--count {count}: expected a number of events >= 1 (leave it out to follow forever)")
     client = client_for(name)
     seen = 0
 

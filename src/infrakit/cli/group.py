@@ -82,6 +82,11 @@ def commit(ctx: click.Context, spec_file: str, pretend: bool, output: str) -> No
         fail(f'spec file {spec_file}: expected a JSON object {{"ID": ..., "Properties": ...}}')
     view = {k.lower(): v for k, v in doc.items()}
     gid = view.get("id")
+    if gid is not None and not isinstance(gid, str):
+        fail(
+            f'spec file {spec_file}: "ID" must be a string naming the group, got '
+            f"{json.dumps(gid)}; quote it"
+        )
     if not isinstance(gid, str) or not gid:
         fail(f'spec file {spec_file}: Group ID must not be blank (set "ID")')
     if output == "json" and pretend:
@@ -300,6 +305,10 @@ def watch(
     ctx: click.Context, gid: str, until_converged: bool, interval: float, timeout: float | None
 ) -> None:
     """Watch a group converge: a live view on a terminal, event lines otherwise."""
+    if not 0 < interval < float("inf"):
+        fail(f"--interval {interval:g}: expected seconds above 0, e.g. --interval 0.5")
+    if timeout is not None and not 0 < timeout < float("inf"):
+        fail(f"--timeout {timeout:g}: expected seconds above 0, e.g. --timeout 60")
     name = ctx.obj["name"]
     client = _client(ctx)
     first = _status_or_fail(client, gid)

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
+from infrakit import errors
 from infrakit.cli._common import (
     NamedGroup,
-    call,
     client_for,
     echo_json,
     fail,
@@ -68,13 +68,68 @@ def instance_cli(ctx: click.Context, name: str) -> None:
     ctx.obj = {"name": name}
 
 
-def _instance(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
+def _typed(ctx: click.Context, interface: Any, method: str, **params: Any) -> dict[str, Any]:
+    """Call an instance or flavor plugin; ``--name PLUGIN/TYPE`` travels as ``Type``.
+
+    Failures are one line; an unknown type (InfraKit's bare ``no-plugin:<type>``) is explained
+    with the types the plugin's handshake lists, and a plugin's hint to run ``infrakit instance
+    describe`` gets the ``--name`` it needs.
+    """
     name = ctx.obj["name"]
+    lookup, sub = _split(name)
     client = client_for(name)
+    try:
+        result = client.call(method, {"Type": sub, **params}, interface=interface)
+    except errors.InfrakitError as exc:
+        message = str(exc)
+        if message.startswith(f"no-plugin:{sub}") and isinstance(
+            exc, errors.NotFoundError | errors.PluginError
+        ):
+            fail(_unknown_type(client.objects, interface, lookup, sub, message))
+        fail(
+            message.replace(
+                "infrakit instance describe", f"infrakit instance --name {name} describe"
+            )
+        )
+    return {k.lower(): v for k, v in result.items()} if isinstance(result, dict) else {}
+
+
+def _unknown_type(
+    objects: dict[str, Any] | None, interface: Any, lookup: str, sub: str, said: str
+) -> str:
+    """What to say when plugin ``lookup`` has no object of type ``sub`` (``""``: no default)."""
+    kind = interface.name
+    listed = None if objects is None else objects.get(str(interface))
+    names = [str(o.get("Name")) for o in listed or [] if isinstance(o, dict)]
+    types = sorted(n for n in names if n not in ("", "."))
+    has_default = any(n in ("", ".") for n in names)
+    if not sub:
+        where = f"its types: {', '.join(types)}" if types else f"it answered {said}"
+        return (
+            f"plugin {lookup} has no default {kind} object ({where}); "
+            f"name one as --name {lookup}/TYPE"
+        )
+    if listed is None:
+        return (
+            f"plugin {lookup} has no {kind} type {sub!r} (it answered {said}); --name takes "
+            f"PLUGIN or PLUGIN/TYPE: check the type, or use --name {lookup} for its default object"
+        )
+    if not types:
+        return (
+            f"plugin {lookup} serves one {kind} object and no type {sub!r}; "
+            f"drop the /{sub}: --name {lookup}"
+        )
+    default = f", or --name {lookup} for its default object" if has_default else ""
+    return (
+        f"plugin {lookup} has no {kind} type {sub!r} (its types: {', '.join(types)}); "
+        f"use --name {lookup}/TYPE with one of them{default}"
+    )
+
+
+def _instance(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
     from infrakit.spi.instance import INTERFACE  # imported per command: start-up time matters
 
-    result = call(client, method, {"Type": _split(name)[1], **params}, INTERFACE)
-    return {k.lower(): v for k, v in result.items()} if isinstance(result, dict) else {}
+    return _typed(ctx, INTERFACE, method, **params)
 
 
 @instance_cli.command("describe")
@@ -188,12 +243,9 @@ def _allocation(size: int, logical_ids: str | None) -> dict[str, Any]:
 
 
 def _flavor(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
-    name = ctx.obj["name"]
-    client = client_for(name)
     from infrakit.spi.flavor import INTERFACE
 
-    result = call(client, method, {"Type": _split(name)[1], **params}, INTERFACE)
-    return {k.lower(): v for k, v in result.items()} if isinstance(result, dict) else {}
+    return _typed(ctx, INTERFACE, method, **params)
 
 
 ALLOC = [

@@ -1,5 +1,8 @@
 """``infrakit manager status|specs``: ask the HA manager (served as ``group``) who leads and what it
-keeps. Any member answers: followers read the election and the store themselves."""
+keeps. Any member answers: followers read the election and the store themselves.
+
+A plain group controller (``plugin start group``, ``infrakit-group-default``) serves the Group
+interface too but no ``Manager.*`` methods; the error then says so and names ``infrakit up``."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from typing import Any
 
 import click
 
-from infrakit.cli._common import NamedGroup, call, client_for, echo_json
+from infrakit import errors
+from infrakit.cli._common import NamedGroup, client_for, echo_json, fail
 from infrakit.spi import group as spi_group
 
 __all__ = ["manager_cli"]
@@ -25,7 +29,21 @@ def manager_cli(ctx: click.Context, name: str) -> None:
 
 
 def _manager(ctx: click.Context, method: str) -> dict[str, Any]:
-    result = call(client_for(ctx.obj["name"]), method, {"Name": "", "ID": ""}, spi_group.INTERFACE)
+    name = ctx.obj["name"]
+    client = client_for(name)
+    try:
+        result = client.call(method, {"Name": "", "ID": ""}, interface=spi_group.INTERFACE)
+    except errors.PluginError as exc:
+        # What a server without the method answers (infrakit and Go alike).
+        if str(exc).startswith(('rpc: can\'t find service "Manager"', "rpc: can't find method")):
+            fail(
+                f"plugin {name} at {client.address} is a plain group controller, not a manager "
+                f"(it has no {method}); run the manager with `infrakit up` (stop this one first: "
+                f"infrakit plugin stop {client.name}), or pass --name of a manager"
+            )
+        fail(str(exc))
+    except errors.InfrakitError as exc:
+        fail(str(exc))
     return {k: v for k, v in (result or {}).items() if k not in ("Name", "ID")}
 
 

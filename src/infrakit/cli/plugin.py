@@ -61,7 +61,13 @@ def _interfaces(entry: discovery.Entry) -> tuple[str, bool]:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 def ls(quiet: bool, output: str) -> None:
     """List the plugins in the plugin directory (one line each)."""
-    entries = discovery.list_plugins()
+    entries = discovery.list_plugins()  # never creates the directory: missing = no plugins
+    if not entries and not quiet and output == "text":
+        click.echo(
+            f"no plugins running in {discovery.plugins_dir(create=False)}; start them with "
+            "`infrakit up` or `infrakit plugin start KIND[:NAME]`",
+            err=True,
+        )
     if quiet and output == "text":
         for e in entries:
             click.echo(e.name)
@@ -134,11 +140,13 @@ def start(
         for text in specs:
             kind, name = registry.parse_spec(text)
             chosen.append((kind.name, name))
+        unknown = set(opts) - {k for k, _ in chosen}
+        if unknown:
+            fail(f"-o given for {', '.join(sorted(unknown))}, which is not being started")
+        for kind_name, given in opts.items():
+            registry.check_options(registry.get_kind(kind_name), given)
     except errors.InfrakitError as exc:
         fail(str(exc))
-    unknown = set(opts) - {k for k, _ in chosen}
-    if unknown:
-        fail(f"-o given for {', '.join(sorted(unknown))}, which is not being started")
     run_plugins(
         chosen, opts, log_level=log_level, tcp_host=listen_tcp, tcp_token=token, insecure=insecure
     )
@@ -195,15 +203,40 @@ async def _serve(
             host.plugin_dir,
             os.getpid(),
         )
-        for source, doc in commit:
-            group = host.group_lookup("group")
-            spec = spi_group.spec_from_wire(doc, f"{source}")
-            details = await group.commit_group(spec, False)
-            click.echo(f"Committed {spec.id}: {details}")
+        if commit:
+            specs = [(source, spi_group.spec_from_wire(doc, source)) for source, doc in commit]
+            await _commit_specs(host.group_lookup("group"), specs)
     except BaseException:
         await host.stop_all()
         raise
     await host.run_until_stopped()
+
+
+#: Seconds `up` waits for a leader before committing its specs (etcd: one campaign, or the
+#: lease TTL of a crashed previous leader).
+UP_LEADER_WAIT = 15.0
+
+
+async def _commit_specs(group: Any, specs: list[tuple[str, Any]]) -> None:
+    """Commit ``up``'s specs: a dry run of every spec first (the plugins validate it), so a bad
+    last file stops `up` before the first one is committed; every error names its file."""
+    import asyncio
+
+    deadline = time.monotonic() + UP_LEADER_WAIT
+    for pretend in (True, False):
+        for source, spec in specs:
+            while True:
+                try:
+                    details = await group.commit_group(spec, pretend)
+                    break
+                except errors.NotLeaderError as exc:
+                    if time.monotonic() >= deadline:  # else: the election is still deciding
+                        raise errors.SpecError(f"spec file {source}: {exc}") from None
+                    await asyncio.sleep(0.1)
+                except errors.InfrakitError as exc:
+                    raise errors.SpecError(f"spec file {source}: {exc}") from None
+            if not pretend:
+                click.echo(f"Committed {spec.id}: {details}")
 
 
 def _setup_logging(level: str) -> None:
@@ -220,6 +253,8 @@ def _setup_logging(level: str) -> None:
 @click.option("--timeout", default=10.0, show_default=True, help="seconds to wait for each")
 def stop(names: tuple[str, ...], stop_all: bool, timeout: float) -> None:
     """Stop plugins by name (or --all)."""
+    if not 0 < timeout < float("inf"):
+        fail(f"--timeout {timeout:g}: expected a number of seconds above 0, e.g. --timeout 10")
     if stop_all and names:
         fail("give plugin names or --all, not both")
     if not stop_all and not names:
@@ -230,7 +265,8 @@ def stop(names: tuple[str, ...], stop_all: bool, timeout: float) -> None:
     missing = [n for n in targets if n not in by_name]
     if missing:
         fail(
-            f"no plugin named {', '.join(missing)} in {discovery.plugins_dir()}; see `infrakit plugin ls`"
+            f"no plugin named {', '.join(missing)} in {discovery.plugins_dir(create=False)}; "
+            "see `infrakit plugin ls`"
         )
     failed = []
     for name in targets:
@@ -240,39 +276,90 @@ def stop(names: tuple[str, ...], stop_all: bool, timeout: float) -> None:
                 entry.path.unlink(missing_ok=True)
             click.echo(f"Removed stale socket of {name}")
             continue
-        if _stop_one(entry, timeout):
+        why = _stop_one(entry, timeout)
+        if why is None:
             click.echo(f"Stopped {name}")
         else:
-            failed.append(name)
+            failed.append(f"{name}: {why}")
     if failed:
-        fail(
-            f"could not stop {', '.join(failed)}: not an infrakit plugin and no <name>.pid file; "
-            "stop its process yourself"
-        )
+        fail(f"could not stop {'; '.join(failed)}")
 
 
-def _stop_one(entry: discovery.Entry, timeout: float) -> bool:
+def _stop_one(entry: discovery.Entry, timeout: float) -> str | None:
+    """Stop one live plugin: None once it is gone, else why it could not be stopped.
+
+    An infrakit plugin is asked over its socket (it answers within the handshake timeout, a few
+    seconds); anything else falls back at once to SIGTERM to the PID in ``<name>.pid``.
+    """
     asked = False
     if not entry.is_tcp:
-        with SyncClient(entry.name, entry.address, call_timeout=5.0) as client:
+        with SyncClient(entry.name, entry.address, call_timeout=timeout) as client:
             try:
                 asked = client.stop()
             except errors.InfrakitError:
                 asked = False
+    how = "asked to stop"
     if not asked:
         pid_file = entry.path.with_name(entry.name + ".pid")
         try:
             pid = int(pid_file.read_text().strip())
             os.kill(pid, signal.SIGTERM)
-            asked = True
         except (OSError, ValueError):
-            return False
+            return (
+                "not an infrakit plugin (it did not accept POST /_infrakit/stop) and no "
+                f"{pid_file.name} file; stop its process yourself"
+            )
+        how = f"sent SIGTERM to pid {pid} from {pid_file.name}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not entry.path.exists() or not discovery.probe(entry):
-            return True
+            return None
         time.sleep(0.05)
-    return False
+    return f"{how}, but it still listens after {timeout:g}s; check its log or stop its process"
+
+
+def _read_up_specs(paths: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """Read and validate every spec file of ``up`` (JSON, group spec, plugin names) before any
+    plugin starts; the first problem fails with one line naming the file."""
+    from infrakit.controller.group.spec import parse_spec
+    from infrakit.spi import group as spi_group
+
+    specs: list[tuple[str, Any]] = []
+    seen: dict[str, str] = {}
+    ours = {name for _, name in UP_PLUGINS}
+    for path in paths:
+        doc = read_json_file(path)
+        if not isinstance(doc, dict):
+            fail(f'spec file {path}: expected a JSON object {{"ID": ..., "Properties": ...}}')
+        try:
+            settings = parse_spec(spi_group.spec_from_wire(doc, "spec"))
+        except errors.InfrakitError as exc:
+            fail(f"spec file {path}: {exc}")
+        if settings.id in seen:
+            fail(
+                f"spec files {seen[settings.id]} and {path} both define group {settings.id}; "
+                "give each group one file"
+            )
+        seen[settings.id] = path
+        props = settings.properties
+        for what, plugin in (("Instance", props.instance.plugin), ("Flavor", props.flavor.plugin)):
+            lookup = discovery.split_name(plugin)[0]
+            if lookup in ours:
+                continue
+            try:
+                directory = discovery.plugins_dir(create=False)
+            except errors.InfrakitError as exc:
+                fail(str(exc))
+            try:
+                discovery.find(plugin, directory)
+            except errors.InfrakitError:
+                fail(
+                    f"spec file {path}: Failed to find {what} plugin '{plugin}': `infrakit up` "
+                    f"runs {', '.join(sorted(ours - {'group'}))} and no plugin {lookup} runs in "
+                    f"{directory}; fix Properties.{what}.Plugin or start it first"
+                )
+        specs.append((path, doc))
+    return specs
 
 
 @click.command("up")
@@ -323,12 +410,7 @@ def up(
 ) -> None:
     """Run the manager (group controller), file instances and the vanilla/combo flavors; commit
     SPECs."""
-    specs = []
-    for path in spec_files:
-        doc = read_json_file(path)
-        if not isinstance(doc, dict):
-            fail(f'spec file {path}: expected a JSON object {{"ID": ..., "Properties": ...}}')
-        specs.append((path, doc))
+    specs = _read_up_specs(spec_files)  # every file checked before anything starts
     manager = {
         "store": store,
         "leader": leader,

@@ -22,15 +22,17 @@ import inspect
 import logging
 import os
 import signal
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infrakit import discovery, errors
+from infrakit.launch import registry
 from infrakit.rpc import flavor as rpc_flavor
 from infrakit.rpc import group as rpc_group
 from infrakit.rpc import instance as rpc_instance
-from infrakit.rpc.client import Client
+from infrakit.rpc.client import Client, default_call_timeout
 from infrakit.rpc.server import PluginServer, Service
 from infrakit.spi import flavor, group, instance
 from infrakit.spi.adapt import AsyncFlavor, AsyncInstance
@@ -64,6 +66,18 @@ def services_for(name: str, served: Served) -> Adapted:
     if not services and served.events is None:
         raise errors.SpecError(f"plugin {name} serves nothing: no instance, flavor or group object")
     return Adapted(inst, flav, services)
+
+
+def _cannot_start(name: str, kind: Kind | None, exc: OSError) -> errors.SpecError:
+    """A plugin whose build or start hook hit the file system (a directory option that cannot be
+    created, a file it cannot read): one line naming the plugin, the path and what to check."""
+    reason = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
+    if kind is None:
+        return errors.SpecError(f"plugin {name} cannot start: {reason}; check its setup")
+    return errors.SpecError(
+        f"plugin {name} (kind {kind.name}) cannot start: {reason}; check its -o {kind.name}.* "
+        "options and their environment variables (infrakit plugin kinds)"
+    )
 
 
 def _label(name: str, type_: str) -> str:
@@ -103,8 +117,11 @@ class PluginHost:
         tcp_insecure: bool = False,
         prefer_local: bool = True,
     ) -> None:
-        self.plugin_dir = plugin_dir or discovery.plugins_dir()
+        # Serving is what creates the plugin directory (reading it never does).
+        self.plugin_dir = plugin_dir or discovery.plugins_dir(create=True)
         self.home = home or discovery.infrakit_home()
+        # A bad INFRAKIT_CLIENT_TIMEOUT stops the host now, not its first lookup much later.
+        default_call_timeout()
         self.tcp_host = tcp_host
         #: ``--listen-tcp`` needs a token (or loopback + insecure); see PluginServer.start.
         self.tcp_token = tcp_token if tcp_token is not None else os.environ.get("INFRAKIT_TOKEN")
@@ -121,7 +138,7 @@ class PluginHost:
     def _client(self, lookup: str) -> Client:
         client = self._clients.get(lookup)
         if client is None:
-            entry = discovery.find(lookup, self.plugin_dir)
+            entry = discovery.find(lookup, self.plugin_dir, start_hint=registry.start_hint(lookup))
             client = Client(lookup, entry.address)
             self._clients[lookup] = client
         return client
@@ -188,8 +205,11 @@ class PluginHost:
         """
         if name in self.running:
             raise errors.ConflictError(f"plugin {name} is already running in this process")
-        built = kind.build(self.context(name, options))
-        return await built if inspect.isawaitable(built) else built
+        try:
+            built = kind.build(self.context(name, options))
+            return await built if inspect.isawaitable(built) else built
+        except OSError as exc:
+            raise _cannot_start(name, kind, exc) from exc
 
     async def start_kind(
         self, kind: Kind, name: str, options: dict[str, Any] | None = None
@@ -201,6 +221,8 @@ class PluginHost:
     async def serve(self, name: str, served: Served, *, kind: Kind | None = None) -> Running:
         """Serve already-built objects as plugin ``name``."""
         adapted = services_for(name, served)
+        if kind is not None:
+            self._refuse_taken_name(name, kind)
         server = PluginServer(
             name,
             adapted.services,
@@ -226,11 +248,35 @@ class PluginHost:
         try:
             if served.start is not None:
                 await served.start()
-        except BaseException:
+        except BaseException as exc:
             self.running.pop(name, None)
             await server.stop()
+            if isinstance(exc, OSError):
+                raise _cannot_start(name, kind, exc) from exc
             raise
         return running
+
+    def _refuse_taken_name(self, name: str, kind: Kind) -> None:
+        """Fail before binding if a live plugin (or a non-socket file) holds ``name``.
+
+        The server checks too, but only the host knows the kind, so only it can name the next
+        step as ``plugin start`` takes it: ``KIND:OTHER-NAME``.
+        """
+        path = self.plugin_dir / name
+        other = f"serve this one under another name (infrakit plugin start {kind.name}:OTHER-NAME)"
+        try:
+            mode = path.lstat().st_mode
+        except OSError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise errors.ConflictError(
+                f"plugin {name}: {path} exists and is not a socket; remove it or {other}"
+            )
+        if discovery.probe(discovery.Entry(name, str(path), path)):
+            raise errors.ConflictError(
+                f"plugin {name}: a running plugin already listens on {path}; stop it first "
+                f"(infrakit plugin stop {name}) or {other}"
+            )
 
     def _stop_soon(self, name: str) -> None:
         task = asyncio.ensure_future(self.stop(name))

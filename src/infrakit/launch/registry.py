@@ -9,12 +9,20 @@ the error, and the other kinds stay usable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 
 from infrakit import errors
 from infrakit.spi.plugin import Kind
 
-__all__ = ["ENTRY_POINT_GROUP", "available", "get_kind", "parse_spec"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "available",
+    "check_options",
+    "get_kind",
+    "parse_spec",
+    "start_hint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +80,40 @@ def get_kind(name: str) -> Kind:
 
 
 def parse_spec(text: str) -> tuple[Kind, str]:
-    """``KIND[:NAME]`` -> (kind, name); NAME defaults to the kind's default name."""
-    kind_name, _, name = text.partition(":")
+    """``KIND[:NAME]`` -> (kind, name); NAME defaults to the kind's default name (``KIND`` alone;
+    ``KIND:`` with nothing after the colon is refused)."""
+    kind_name, colon, name = text.partition(":")
     kind = get_kind(kind_name)
+    if colon and not name:
+        raise errors.SpecError(
+            f"{text!r}: the plugin name after ':' is empty; give one ({kind_name}:NAME) or "
+            f"drop the ':' to use the default name {kind.default_name}"
+        )
     name = name or kind.default_name
     if "/" in name or not name or name.startswith("."):
         raise errors.SpecError(
             f"plugin name {name!r}: expected a plain socket name like instance-file (no '/')"
         )
     return kind, name
+
+
+def check_options(kind: Kind, given: Mapping[str, object]) -> None:
+    """Refuse options ``kind`` does not take (``-o file.nosuchopt=1``), naming the ones it does."""
+    known = [opt.name for opt in kind.options]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        takes = f"{kind.name} takes: {', '.join(known)}" if known else f"{kind.name} takes none"
+        raise errors.SpecError(
+            f"unknown option {', '.join(f'{kind.name}.{o}' for o in unknown)} ({takes}); "
+            "see `infrakit plugin kinds`"
+        )
+
+
+def start_hint(name: str) -> str | None:
+    """How to start the plugin ``name`` when a kind serves it by default, e.g. ``start it with
+    `infrakit plugin start vanilla``` for ``flavor-vanilla``; None if no kind does."""
+    kinds = sorted(k.name for k in available().values() if k.default_name == name)
+    if not kinds:
+        return None
+    kind = name if name in kinds else kinds[0]
+    return f"start it with `infrakit plugin start {kind}`"

@@ -9,8 +9,12 @@ Both speak InfraKit HEAD first and fall back to SEED per plugin:
    speaks SEED to it (``POST /rpc``, ``params`` as a one-element array) for the rest of its life.
 4. A transport failure during the handshake is not cached: the next call tries again.
 
-Timeouts are split: ``connect_timeout`` bounds reaching the socket, ``call_timeout`` bounds the
-whole call. Every error names the plugin, the method and the address, e.g.::
+Timeouts are split: ``connect_timeout`` (5 s) bounds reaching the socket, ``handshake_timeout``
+(5 s) bounds the tiny ``Handshake.Hello`` call and the answer to an ``/events`` subscription, and
+``call_timeout`` (``$INFRAKIT_CLIENT_TIMEOUT``, 60 s) bounds every other call. Neither the connect
+nor the handshake ever waits longer than the call timeout, so a plugin that accepts connections but
+never answers is named within seconds. Every error names the plugin, the method and the address,
+e.g.::
 
     plugin instance-file (Instance.Provision) at ~/.infrakit/plugins/instance-file: not running
     (connection refused); start it with `infrakit plugin start file:instance-file`
@@ -63,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
     "Address",
     "Client",
     "SyncClient",
@@ -71,20 +76,34 @@ __all__ = [
 
 #: Seconds allowed to reach a plugin's socket.
 DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds allowed for ``Handshake.Hello`` (and for a subscription's answer): a tiny call that
+#: every live plugin answers at once. Never more than the call timeout.
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 #: Seconds allowed for a whole call; ``INFRAKIT_CLIENT_TIMEOUT`` (Go syntax, e.g. ``15s``) overrides.
 DEFAULT_CALL_TIMEOUT = 60.0
+#: The longest ``INFRAKIT_CLIENT_TIMEOUT`` accepted (a socket cannot wait much longer).
+MAX_CALL_TIMEOUT = 365 * 24 * 3600.0
 
 
 def default_call_timeout() -> float:
+    """``$INFRAKIT_CLIENT_TIMEOUT`` in seconds (default 60 s); a bad value is a SpecError."""
     raw = os.environ.get("INFRAKIT_CLIENT_TIMEOUT")
     if not raw:
         return DEFAULT_CALL_TIMEOUT
+    import math
+
     from infrakit._utils.duration import parse_duration
 
     try:
-        return parse_duration(raw)
+        seconds = parse_duration(raw)
     except ValueError:
-        return DEFAULT_CALL_TIMEOUT
+        seconds = -1.0
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_CALL_TIMEOUT):
+        raise errors.SpecError(
+            f"INFRAKIT_CLIENT_TIMEOUT={raw!r}: expected a Go duration like 15s, more than 0 and "
+            "at most 8760h; fix or unset the variable"
+        )
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +160,7 @@ class _Base:
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         call_timeout: float | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         era: Era | None = None,
         token: str | None = None,
         ssl: _ssl.SSLContext | None = None,
@@ -159,8 +179,10 @@ class _Base:
             "pass ssl= an SSLContext that trusts the plugin's certificate "
             "(ssl.create_default_context(cafile=...))"
         )
-        self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout if call_timeout is not None else default_call_timeout()
+        #: Reaching the socket and the handshake never take longer than a call may.
+        self.connect_timeout = min(connect_timeout, self.call_timeout)
+        self.handshake_timeout = min(handshake_timeout, self.call_timeout)
         #: Era in use; ``None`` until the handshake ran.
         self.era: Era | None = era
         #: ``Handshake.Hello`` objects (``{"Instance/0.6.1": [{"Name": "."}]}``), None for SEED.
@@ -239,7 +261,12 @@ class _Base:
         )
 
     def _timeout(self, method: str, seconds: float, phase: str) -> errors.PluginTimeoutError:
-        if phase == "answer":
+        if phase == "answer" and method in ("Handshake.Hello", "GET /events", "stop"):
+            hint = (
+                "it accepts connections but does not answer (hung, or not an InfraKit plugin) "
+                "- check its log"
+            )
+        elif phase == "answer":
             hint = "the plugin may be hung - check its log, or raise INFRAKIT_CLIENT_TIMEOUT"
         else:
             hint = "the plugin accepts no connections (hung or overloaded) - check its log"
@@ -335,7 +362,9 @@ class Client(_Base):
                     hello = envelope.encode_request(
                         "Handshake.Hello", {}, envelope.new_id(), Era.HEAD
                     )
-                    status, doc = await self._post("/", hello, "Handshake.Hello")
+                    status, doc = await self._post(
+                        "/", hello, "Handshake.Hello", self.handshake_timeout
+                    )
                     self._decide_handshake(status, doc)
         self.check_interface(interface)
 
@@ -363,6 +392,8 @@ class Client(_Base):
         plugins): the caller then falls back to polling. The first item is yielded only after the
         subscription is live on the server.
         """
+        import asyncio
+
         import aiohttp
 
         from infrakit.rpc import codec
@@ -371,15 +402,20 @@ class Client(_Base):
         session = self._get_session()
         url = self.address.base_url + "/events"
         try:
-            response = await session.get(
-                url,
-                params={"topic": topic},
-                headers=self._headers(),
-                ssl=self.ssl if self.address.tls and self.ssl is not None else True,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.connect_timeout, sock_read=None
-                ),
-            )
+            # The subscription is answered at once (headers, then ": subscribed"); the stream
+            # itself may then stay quiet for as long as it likes.
+            async with asyncio.timeout(self.handshake_timeout):
+                response = await session.get(
+                    url,
+                    params={"topic": topic},
+                    headers=self._headers(),
+                    ssl=self.ssl if self.address.tls and self.ssl is not None else True,
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=self.connect_timeout, sock_read=None
+                    ),
+                )
+        except TimeoutError as exc:
+            raise self._timeout("GET /events", self.handshake_timeout, "answer") from exc
         except aiohttp.ClientSSLError as exc:
             raise self._tls_failed("GET /events", exc) from exc
         except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
@@ -470,12 +506,22 @@ class SyncClient(_Base):
         return sock
 
     def request(
-        self, http_method: str, path: str, body: bytes | None, method: str
+        self,
+        http_method: str,
+        path: str,
+        body: bytes | None,
+        method: str,
+        timeout: float | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """One HTTP/1.1 exchange on a kept-alive connection (reconnects once if it went stale)."""
+        """One HTTP/1.1 exchange on a kept-alive connection (reconnects once if it went stale).
+
+        ``timeout`` bounds the wait for the answer (default: the call timeout).
+        """
+        seconds = self.call_timeout if timeout is None else timeout
         for attempt in (0, 1):
             reused = self._sock is not None
             sock = self._sock or self._connect(method)
+            sock.settimeout(seconds)
             head = (
                 f"{http_method} {path} HTTP/1.1\r\nHost: plugin\r\n{self._auth_line()}"
                 f"Content-Type: application/json\r\nContent-Length: {len(body or b'')}\r\n\r\n"
@@ -485,7 +531,7 @@ class SyncClient(_Base):
                 return self._read_response(method)
             except TimeoutError as exc:
                 self.close()
-                raise self._timeout(method, self.call_timeout, "answer") from exc
+                raise self._timeout(method, seconds, "answer") from exc
             except (ConnectionError, _EmptyReply) as exc:
                 self.close()
                 if reused and attempt == 0 and isinstance(exc, _EmptyReply | BrokenPipeError):
@@ -573,8 +619,10 @@ class SyncClient(_Base):
             self.close()
         return status, headers, body
 
-    def _post(self, path: str, doc: Any, method: str) -> tuple[int, Any]:
-        status, _, body = self.request("POST", path, json.dumps(doc).encode(), method)
+    def _post(
+        self, path: str, doc: Any, method: str, timeout: float | None = None
+    ) -> tuple[int, Any]:
+        status, _, body = self.request("POST", path, json.dumps(doc).encode(), method, timeout)
         if not body.strip():
             return status, None
         try:
@@ -589,7 +637,7 @@ class SyncClient(_Base):
     def handshake(self, interface: InterfaceSpec | None = None) -> None:
         if self.era is None:
             hello = envelope.encode_request("Handshake.Hello", {}, envelope.new_id(), Era.HEAD)
-            status, doc = self._post("/", hello, "Handshake.Hello")
+            status, doc = self._post("/", hello, "Handshake.Hello", self.handshake_timeout)
             self._decide_handshake(status, doc)
         self.check_interface(interface)
 
@@ -613,12 +661,25 @@ class SyncClient(_Base):
         return json.loads(body)
 
     def stop(self) -> bool:
-        """Ask an infrakit plugin to stop; False if it does not offer that (Go plugins)."""
+        """Ask an infrakit plugin to stop; False if it does not offer that (Go plugins, or a peer
+        that answers anything but infrakit's ``{"stopping": NAME}``).
+
+        Waits the handshake timeout at most: a plugin that can stop says so at once. Raises
+        :class:`~infrakit.errors.TransportError` if it cannot be reached or does not answer.
+        """
         try:
-            status, _, _ = self.request("POST", "/_infrakit/stop", b"{}", "stop")
+            status, _, body = self.request(
+                "POST", "/_infrakit/stop", b"{}", "stop", self.handshake_timeout
+            )
         except errors.ProtocolError:
             return False
-        return status == 200
+        if status != 200:
+            return False
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return False
+        return isinstance(doc, dict) and "stopping" in doc
 
     def events(
         self, topic: str, on_subscribed: Callable[[], None] | None = None
@@ -632,18 +693,26 @@ class SyncClient(_Base):
 
         self.close()
         sock = self._connect("GET /events")
-        sock.settimeout(None)
+        # The subscription is answered at once (like a handshake); the stream may then be quiet.
+        sock.settimeout(self.handshake_timeout)
         from urllib.parse import quote
 
-        sock.sendall(
-            f"GET /events?topic={quote(topic)} HTTP/1.1\r\nHost: plugin\r\n"
-            f"{self._auth_line()}\r\n".encode()
-        )
         try:
+            sock.sendall(
+                f"GET /events?topic={quote(topic)} HTTP/1.1\r\nHost: plugin\r\n"
+                f"{self._auth_line()}\r\n".encode()
+            )
             status, headers = self._read_head("GET /events")
-        except _EmptyReply as exc:
+        except TimeoutError as exc:
             self.close()
-            raise errors.ProtocolError(f"plugin {self.name}: event stream closed") from exc
+            raise self._timeout("GET /events", self.handshake_timeout, "answer") from exc
+        except (_EmptyReply, ConnectionError) as exc:
+            self.close()
+            raise errors.ProtocolError(
+                f"{self.what('GET /events')}: event stream closed before it started ({exc!s}); "
+                "the plugin may have crashed - check its log"
+            ) from exc
+        sock.settimeout(None)
         if status != 200 or not headers.get("content-type", "").startswith("text/event-stream"):
             self.close()
             raise errors.NotFoundError(
