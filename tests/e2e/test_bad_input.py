@@ -53,6 +53,18 @@ def test_spec_file_problems(stack: E2E) -> None:
     doc["ID"] = ""
     bad.write_text(json.dumps(doc))
     assert "Group ID must not be blank" in stack.fails("group", "commit", str(bad))
+    doc = json.loads((EXAMPLES / "cattle.json").read_text())
+    doc["ID"] = 42
+    bad.write_text(json.dumps(doc))
+    assert '"ID" must be a string naming the group, got 42' in stack.fails(
+        "group", "commit", str(bad)
+    )
+    for odd in ("a/b", "x y", "../etc"):
+        doc["ID"] = odd
+        bad.write_text(json.dumps(doc))
+        assert f"Group ID {odd!r}: expected 1-128 letters" in stack.fails(
+            "group", "commit", str(bad)
+        )
     assert stack.run("group", "ls", "-q").stdout == ""
     assert file_count(stack) == 0
 
