@@ -120,7 +120,13 @@ class FileInstancePlugin:
                 f"instance directory {self.directory} is a file, expected a directory; "
                 f"pass another --dir"
             )
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise SpecError(
+                f"instance directory {self.directory}: cannot create it ({exc.strerror}); "
+                "pass another --dir"
+            ) from None
 
     # --- the Instance SPI -----------------------------------------------------------------------
 
@@ -409,11 +415,8 @@ def build(ctx: BuildContext) -> Served:
     """Kind ``file``: serve a :class:`FileInstancePlugin` on ``--dir`` (default home/instances)."""
     given = DIR_OPTION.resolve(ctx.options)
     directory = Path(given).expanduser() if given else ctx.home / "instances"
-    if directory.exists() and not directory.is_dir():
-        raise SpecError(
-            f"instance directory {directory} is a file, expected a directory; pass another --dir"
-        )
     plugin = FileInstancePlugin(directory)
+    plugin._ensure_directory()  # before any socket: a bad --dir fails the start with one line
     return Served(
         instance={"": plugin},
         events=plugin,
