@@ -9,7 +9,14 @@ import pytest
 
 from infrakit import errors
 from infrakit.spi import group
-from infrakit.spi.types import CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG, SEED_CONFIG_TAG, Health
+from infrakit.spi.types import (
+    CONFIG_HASH_TAG,
+    CREATE_TOKEN_TAG,
+    GROUP_TAG,
+    LOGICAL_ID_TAG,
+    SEED_CONFIG_TAG,
+    Health,
+)
 from tests.controller.conftest import Rig, pets_spec, spec
 
 pytestmark = pytest.mark.timeout(10)
@@ -246,6 +253,29 @@ async def test_deleting_every_young_instance_at_once_is_one_failure_not_a_crash_
             rig.inst.kill(iid)
         await rig.converge()
     assert len(rig.inst.instances) == 5 and not breaker.open
+
+
+async def test_an_instance_listed_before_provision_returns_is_not_counted_twice(rig: Rig) -> None:
+    """A provider that lists (and announces) a new instance while its Provision reply is still on
+    the way: the instance is matched to its create by the create-token tag, so no pass sees one
+    instance too many, scales a healthy member in and creates again."""
+    provision = rig.inst.provision
+
+    async def slow_reply(s: Any) -> str | None:
+        iid = await provision(s)  # listed and announced at once...
+        await rig.clock.sleep(5)  # ...the reply takes 5 s
+        return iid
+
+    rig.inst.provision = slow_reply  # type: ignore[method-assign]
+    await rig.ctl.commit_group(spec(size=3), False)
+    await rig.converge()
+    await rig.ctl.set_size("cattle", 4)
+    await rig.clock.advance(12)  # events and a resync pass run while the 4th reply is pending
+    await rig.converge()
+    assert rig.inst.destroyed == []
+    assert rig.inst.calls["provision"] == 4 and len(rig.inst.instances) == 4
+    tokens = {st.desc.tags[CREATE_TOKEN_TAG] for st in rig.inst.instances.values()}
+    assert len(tokens) == 4
 
 
 async def test_big_scale_up_keeps_max_parallel_creates_and_never_over_creates(rig: Rig) -> None:

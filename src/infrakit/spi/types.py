@@ -24,6 +24,7 @@ from infrakit.errors import SpecError
 __all__ = [
     "CONFIG_HASH_TAG",
     "CREATED_TAG",
+    "CREATE_TOKEN_TAG",
     "GROUP_TAG",
     "JSON",
     "LOGICAL_ID_TAG",
@@ -58,6 +59,10 @@ LOGICAL_ID_TAG = "infrakit.logical_id"
 #: addition, ignored by Go InfraKit: scale-in by DeletePolicy (Newest/Oldest) and the rolling
 #: order use it, so they stay right after a controller restart. Absent = created elsewhere: oldest.
 CREATED_TAG = "infrakit.created"
+#: Which create made the instance (``<controller run>-<n>``), infrakit's own: a provider that
+#: lists a new instance before its Provision call has returned is matched to that create, so the
+#: instance is not counted twice (once listed, once in flight). Ignored by Go InfraKit.
+CREATE_TOKEN_TAG = "infrakit.create_token"
 
 
 def format_timestamp(seconds: float, timespec: str = "milliseconds") -> str:

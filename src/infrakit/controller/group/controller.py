@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,7 @@ from infrakit.spi import group as spi_group
 from infrakit.spi import instance as spi_instance
 from infrakit.spi.types import (
     CONFIG_HASH_TAG,
+    CREATE_TOKEN_TAG,
     CREATED_TAG,
     GROUP_TAG,
     LOGICAL_ID_TAG,
@@ -160,6 +162,9 @@ class GroupController:
         self.watch_mode: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._create_tokens = 0
+        #: Prefix of this run's create tokens: a token left on an instance by an earlier run
+        #: never matches a create of this one.
+        self._run_id = secrets.token_hex(4)
         self._started = False
         #: Set by ``stop``: chained creates end at once (see ``_create``).
         self._stopping = False
@@ -594,6 +599,17 @@ class GroupController:
         prov = settings.properties.provisioning
         listed = {d.id for d in found}
         created_ids = {c.instance_id: c for c in state.creating.values() if c.instance_id}
+        # Creates whose instance is listed before their Provision call returned (a provider that
+        # is quicker to list than to answer): matched by the token tag, so the instance is not
+        # counted twice - once as a member and once in flight - which made the next pass scale
+        # in a healthy member and create again.
+        by_tag = {c.tag: c for c in state.creating.values() if c.instance_id is None}
+        if by_tag:
+            for d in found:
+                c = by_tag.get(d.tags.get(CREATE_TOKEN_TAG, ""))
+                if c is not None:
+                    c.instance_id = d.id
+                    created_ids[d.id] = c
         members: list[spi_instance.Description] = []
         for d in found:
             if d.logical_id is None and d.tags.get(LOGICAL_ID_TAG):
@@ -847,6 +863,7 @@ class GroupController:
             logical_id=logical_id,
             started_at=self.clock.now(),
             config=settings.hash.head,
+            tag=f"{self._run_id}-{token}",
         )
         state.creating[token] = pending
         state.sequence += 1
@@ -854,6 +871,7 @@ class GroupController:
             GROUP_TAG: gid,
             CONFIG_HASH_TAG: settings.hash.head,
             CREATED_TAG: format_timestamp(self.clock.wall()),
+            CREATE_TOKEN_TAG: pending.tag,
         }
         if logical_id is not None:
             tags[LOGICAL_ID_TAG] = logical_id
@@ -885,7 +903,7 @@ class GroupController:
             self._record_failure(gid, group, f"create failed: {reason}", provision_error=True)
             return False
         pending.instance_id = instance_id
-        if instance_id:
+        if instance_id and token in state.creating:  # else: already listed (see _remember)
             state.provisioned[instance_id] = token
         pending.visible_by = self.clock.now() + prov.visibility_timeout
         state.breaker.provision_errors = 0

@@ -47,6 +47,8 @@ class InFlightCreate:
     visible_by: float | None = None
     #: The config hash the instance was created with.
     config: str = ""
+    #: Its ``infrakit.create_token`` tag value (unique per controller run and create).
+    tag: str = ""
 
 
 @dataclass
