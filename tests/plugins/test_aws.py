@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -108,6 +109,17 @@ class MotoServer:
     def reset(self) -> None:
         """Forget every resource (POST /moto-api/reset)."""
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")
+        with self._http.open(request, timeout=5) as reply:
+            reply.read()
+
+    def enforce_iam(self, enforce: bool) -> None:
+        """Have moto check every request against IAM policies from now on, or stop checking."""
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/reset-auth",
+            method="POST",
+            data=b"0" if enforce else b"inf",
+            headers={"Content-Type": "text/plain"},
+        )
         with self._http.open(request, timeout=5) as reply:
             reply.read()
 
@@ -353,7 +365,9 @@ async def test_a_launch_template_can_stand_in_for_image_and_type(served, ec2) ->
 
 async def test_aws_errors_reach_the_user_with_their_code(served) -> None:
     bad_image = {"RunInstancesInput": {"ImageId": "ami-00000000", "InstanceType": "t2.micro"}}
-    await served.instance.validate(bad_image)  # only EC2 knows which images exist
+    with pytest.raises(errors.SpecError, match=r"RunInstancesInput\.ImageId: 'ami-00000000'"):
+        await served.instance.validate(bad_image)  # asks EC2 (DescribeImages)
+    # Provision does not ask first: RunInstances' own error reaches the user.
     with pytest.raises(errors.SpecError) as rejected:
         await served.instance.provision(Spec(properties=bad_image, tags={"g": "x"}))
     message = str(rejected.value)
@@ -379,6 +393,138 @@ async def test_an_unreachable_endpoint_is_a_one_line_plugin_error(ec2) -> None:
     message = str(failed.value)
     assert "cannot reach the EC2 endpoint" in message and closed in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("run_input", "expected"),
+    [
+        (
+            {"ImageId": AMI, "InstanceType": "t9.bogus"},
+            "aws instance Properties.RunInstancesInput.InstanceType: 't9.bogus' does not exist "
+            "in us-east-1 (EC2 DescribeInstanceTypes: InvalidInstanceType); expected an instance "
+            'type EC2 offers in this region, e.g. "t3.micro"; fix InstanceType and commit again',
+        ),
+        (
+            {"ImageId": "ami-00000000", "InstanceType": "t3.micro"},
+            "aws instance Properties.RunInstancesInput.ImageId: 'ami-00000000' does not exist in "
+            "us-east-1 (EC2 DescribeImages: InvalidAMIID.NotFound); expected the ID of an AMI",
+        ),
+        (
+            {"ImageId": "my-image", "InstanceType": "t3.micro"},
+            "ImageId: 'my-image' does not exist in us-east-1 (EC2 DescribeImages: "
+            "InvalidAMIID.Malformed)",
+        ),
+    ],
+    ids=["unknown-instance-type", "unknown-image", "malformed-image"],
+)
+async def test_validate_asks_ec2_whether_the_instance_type_and_image_exist(
+    served, ec2, run_input, expected
+) -> None:
+    properties = {"RunInstancesInput": run_input}
+    with pytest.raises(errors.SpecError) as rejected:
+        await served.instance.validate(properties)
+    message = str(rejected.value)
+    assert expected in message, message
+    assert "\n" not in message
+    assert ec2.describe_instances()["Reservations"] == []
+
+
+async def test_validate_asks_ec2_once_per_value_and_only_what_it_can_check(ec2, moto) -> None:
+    plugin = EC2InstancePlugin.connect(region=REGION, endpoint_url=moto.url)
+    calls: list[str] = []
+    plugin.client.meta.events.register(
+        "before-call.ec2.*", lambda model, **_: calls.append(model.name)
+    )
+    try:
+        async with serve_plugin(plugin, "aws") as h:
+            await h.instance.validate(PROPERTIES)
+            assert sorted(calls) == ["DescribeImages", "DescribeInstanceTypes"]
+            calls.clear()
+            for _ in range(3):  # positive answers are remembered
+                await h.instance.validate(PROPERTIES)
+                await h.instance.validate({"ImageId": AMI, "InstanceType": "t2.micro"})
+            assert calls == []
+            await h.instance.validate({"ImageId": AMI, "InstanceType": "t3.large"})
+            assert calls == ["DescribeInstanceTypes"]
+            calls.clear()
+            for _ in range(2):  # negative answers are not: the type may be offered later
+                with pytest.raises(errors.SpecError, match=r"'t9\.bogus'"):
+                    await h.instance.validate({"ImageId": AMI, "InstanceType": "t9.bogus"})
+            assert calls == ["DescribeInstanceTypes"] * 2
+            calls.clear()
+            # An SSM parameter as ImageId is resolved by RunInstances; a launch template's
+            # values are not looked at; local errors never reach EC2.
+            ssm = (
+                "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+            )
+            await h.instance.validate({"ImageId": ssm, "InstanceType": "t2.micro"})
+            await h.instance.validate({"LaunchTemplate": {"LaunchTemplateName": "whatever"}})
+            with pytest.raises(errors.SpecError, match="ImageId missing"):
+                await h.instance.validate({"InstanceType": "t9.bogus"})
+            assert calls == []
+    finally:
+        plugin.close()
+
+
+async def test_validate_with_ec2_unreachable_is_a_prompt_one_line_error(ec2) -> None:
+    closed = f"http://127.0.0.1:{_free_port()}"
+    # The plugin's own client: standard retries (5 attempts) and its connect timeout.
+    plugin = EC2InstancePlugin.connect(region=REGION, endpoint_url=closed)
+    try:
+        async with serve_plugin(plugin, "aws") as h:
+            started = time.monotonic()
+            with pytest.raises(errors.PluginError) as failed:
+                await h.instance.validate(PROPERTIES)
+            elapsed = time.monotonic() - started
+    finally:
+        plugin.close()
+    message = str(failed.value)
+    assert message.startswith(
+        "aws instance Properties.RunInstancesInput.InstanceType: could not check 't2.micro' with "
+        "EC2: DescribeInstanceTypes failed: cannot reach the EC2 endpoint"
+    ), message
+    assert closed in message and message.endswith("then commit again")
+    assert "\n" not in message
+    assert elapsed < 10, elapsed
+
+
+async def test_validate_skips_a_check_the_caller_may_not_make(ec2, moto, caplog) -> None:
+    iam = boto3.client("iam", region_name=REGION, endpoint_url=moto.url)
+    iam.create_user(UserName="launcher")
+    allowed = ["ec2:DescribeImages", "ec2:RunInstances", "ec2:DescribeInstances", "ec2:CreateTags"]
+    iam.put_user_policy(
+        UserName="launcher",
+        PolicyName="no-describe-instance-types",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": allowed, "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName="launcher")["AccessKey"]
+    client = boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=moto.url,
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    plugin = EC2InstancePlugin(client)
+    moto.enforce_iam(True)
+    try:
+        async with serve_plugin(plugin, "aws") as h:
+            with caplog.at_level(logging.WARNING, logger="infrakit.plugins.aws.plugin"):
+                await h.instance.validate(PROPERTIES)
+            # The check it may make still runs.
+            with pytest.raises(errors.SpecError, match="ImageId: 'ami-00000000' does not exist"):
+                await h.instance.validate({"ImageId": "ami-00000000", "InstanceType": "t2.micro"})
+    finally:
+        moto.enforce_iam(False)
+        plugin.close()
+    assert "did not check InstanceType 't2.micro': EC2 DescribeInstanceTypes is not allowed" in (
+        caplog.text
+    )
 
 
 def _build_context(options: dict[str, Any], home: Path) -> BuildContext:

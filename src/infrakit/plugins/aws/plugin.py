@@ -6,9 +6,12 @@ in a worker thread, so boto3's blocking I/O never stalls the event loop.
 ==================  =============================================================================
 SPI                 EC2
 ==================  =============================================================================
-Validate            local checks only (EC2 has a DryRun flag, but it proves little and moto lacks
-                    it): Properties shape, ImageId + InstanceType or a LaunchTemplate, and
-                    botocore's own parameter validation against the RunInstances model
+Validate            local checks first: Properties shape, ImageId + InstanceType or a
+                    LaunchTemplate, botocore's own parameter validation against the RunInstances
+                    model; then ``DescribeInstanceTypes`` for the InstanceType and
+                    ``DescribeImages`` for the ImageId, each at most once per value and plugin
+                    (positive answers are cached). EC2's DryRun is not used: it proves little
+                    and moto lacks it.
 Provision           ``RunInstances`` (MinCount = MaxCount = 1) with every tag in
                     ``TagSpecifications``, ``UserData`` = spec Init, a LogicalID that is an IP
                     address as ``PrivateIpAddress``
@@ -27,6 +30,12 @@ Errors from AWS become one line naming the EC2 call, the AWS error code and its 
 :class:`NotFoundError` for unknown instance IDs, and a :class:`PluginError` otherwise. Retries use
 botocore's ``standard`` mode; RunInstances carries an idempotency token that botocore generates
 once per call, so a retried launch never creates a second instance.
+
+Validate's EC2 checks: an unknown InstanceType or ImageId is a :class:`SpecError` naming the field,
+the value and what was expected; an EC2 that cannot be asked (unreachable, throttled after the
+retries) is a :class:`PluginError` saying the value could not be checked. A caller whose IAM policy
+lacks ``ec2:DescribeInstanceTypes`` or ``ec2:DescribeImages`` gets a logged warning and the check is
+skipped (RunInstances still reports a bad value), so that permission stays optional.
 """
 
 from __future__ import annotations
@@ -82,6 +91,18 @@ OWNED_PARAMETERS = {
 INSTANCE_NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
 #: AWS error code prefixes that mean "the request was wrong" (fix the spec, not the network).
 SPEC_ERROR_CODE = re.compile(r"^(Invalid|Missing|Unsupported|Unknown)|ParameterValue|\.Malformed$")
+
+#: AWS error codes that mean "not allowed to make this call": Validate then skips that EC2 check.
+UNAUTHORIZED_CODES = {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}
+#: Error codes with which DescribeInstanceTypes / DescribeImages say "no such type / image".
+UNKNOWN_VALUE_CODES = {
+    "InstanceType": re.compile(r"^(InvalidInstanceType|InvalidParameterValue)"),
+    "ImageId": re.compile(r"^(InvalidAMIID\.|InvalidParameterValue)"),
+}
+#: Values checked with EC2 and found to exist that a plugin remembers (then it starts over).
+KNOWN_VALUES_LIMIT = 1024
+#: An ImageId that RunInstances resolves from SSM Parameter Store (DescribeImages cannot check it).
+SSM_IMAGE_PREFIX = "resolve:ssm:"
 
 #: The smallest valid Properties, quoted in error messages.
 PROPERTIES_HINT = 'e.g. {"RunInstancesInput": {"ImageId": "ami-...", "InstanceType": "t3.micro"}}'
@@ -173,6 +194,15 @@ def _aws_error(exc: Exception, call: str) -> InfrakitError:
     return PluginError(f"aws: EC2 {call} failed: {type(exc).__name__}: {_one_line(str(exc))}")
 
 
+def _error_code(exc: Exception) -> str | None:
+    """The AWS error code of a failed call, if AWS answered at all."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code else None
+
+
 def _tag_list(tags: Tags) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
 
@@ -204,6 +234,8 @@ class EC2InstancePlugin:
         self._run_instances_shape = client.meta.service_model.operation_model(
             "RunInstances"
         ).input_shape
+        #: ("InstanceType" | "ImageId", value) pairs EC2 confirmed exist: Validate asks once.
+        self._known: set[tuple[str, str]] = set()
 
     @classmethod
     def connect(
@@ -247,7 +279,14 @@ class EC2InstancePlugin:
     # --- the Instance SPI -----------------------------------------------------------------------
 
     def validate(self, properties: JSON) -> None:
-        self._run_instances_input(properties)
+        run_input, _tags = self._run_instances_input(properties)
+        where = self._where(properties)
+        instance_type = run_input.get("InstanceType")
+        if isinstance(instance_type, str) and instance_type:
+            self._check_exists("InstanceType", instance_type, where)
+        image = run_input.get("ImageId")
+        if isinstance(image, str) and image and not image.startswith(SSM_IMAGE_PREFIX):
+            self._check_exists("ImageId", image, where)
 
     def provision(self, spec: Spec) -> str:
         run_input, extra_tags = self._run_instances_input(spec.properties)
@@ -355,6 +394,74 @@ class EC2InstancePlugin:
             f"aws: instance {instance_id} not found or terminated; "
             f"list instances with: infrakit instance --name aws describe"
         )
+
+    @staticmethod
+    def _where(properties: JSON) -> str:
+        """How error messages name the RunInstances parameters of ``properties``."""
+        if isinstance(properties, dict) and "RunInstancesInput" in properties:
+            return "Properties.RunInstancesInput"
+        return "Properties"
+
+    def _check_exists(self, field: str, value: str, where: str) -> None:
+        """Ask EC2 whether the InstanceType or ImageId ``value`` exists (once per value).
+
+        One DescribeInstanceTypes / DescribeImages call with the plugin's client, so its timeouts
+        and retries apply; only positive answers are remembered.
+        """
+        key = (field, value)
+        if key in self._known:
+            return
+        region = self.client.meta.region_name
+        if field == "InstanceType":
+            call = "DescribeInstanceTypes"
+            expected = 'an instance type EC2 offers in this region, e.g. "t3.micro"'
+            listing = 'aws ec2 describe-instance-types --query "InstanceTypes[].InstanceType"'
+        else:
+            call = "DescribeImages"
+            expected = "the ID of an AMI this account can launch in this region (ami-...)"
+            listing = "aws ec2 describe-images --owners self amazon"
+        try:
+            if field == "InstanceType":
+                reply = self.client.describe_instance_types(InstanceTypes=[value])
+                found = reply.get("InstanceTypes") or []
+                exists = any(t.get("InstanceType") == value for t in found)
+            else:
+                reply = self.client.describe_images(ImageIds=[value], IncludeDeprecated=True)
+                exists = any(i.get("ImageId") == value for i in reply.get("Images") or ())
+            code = "not listed"
+        except Exception as exc:
+            code = _error_code(exc) or ""
+            if code in UNAUTHORIZED_CODES:
+                log.warning(
+                    "aws: Validate did not check %s %r: EC2 %s is not allowed (%s); "
+                    "RunInstances will report a bad value",
+                    field,
+                    value,
+                    call,
+                    code,
+                )
+                return
+            if not UNKNOWN_VALUE_CODES[field].search(code):
+                reason = str(_aws_error(exc, call)).removeprefix("aws: EC2 ")
+                # An Invalid* code here is about the request (a bad token), not about the value.
+                reason = reason.replace(
+                    "; fix the instance Properties and commit again",
+                    "; check the AWS credentials and the region",
+                )
+                raise PluginError(
+                    f"aws instance {where}.{field}: could not check {value!r} with EC2: "
+                    f"{reason}; then commit again"
+                ) from None
+            exists = False
+        if not exists:
+            raise SpecError(
+                f"aws instance {where}.{field}: {value!r} does not exist in {region} "
+                f"(EC2 {call}: {code}); expected {expected}; fix {field} and commit again "
+                f"(list them with: {listing})"
+            )
+        if len(self._known) >= KNOWN_VALUES_LIMIT:
+            self._known.clear()
+        self._known.add(key)
 
     def _run_instances_input(self, properties: JSON) -> tuple[dict[str, Any], Tags]:
         """Properties -> (RunInstances parameters, extra tags), or a SpecError saying what's wrong."""
