@@ -45,10 +45,21 @@ async def test_a_store_in_a_missing_directory_is_refused(tmp_path: Path) -> None
     assert not store.parent.exists()
 
 
-async def test_an_unreachable_etcd_store_fails_the_build(tmp_path: Path) -> None:
+async def test_an_unreachable_etcd_store_fails_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An etcd store implies the etcd election, which finds etcd unreachable first."""
+    monkeypatch.setattr(kind, "START_TIMEOUT", 1.0)
     port = free_port()
-    with pytest.raises(errors.StoreError, match=f"check that etcd runs at 127.0.0.1:{port}"):
+    with pytest.raises(errors.NotLeaderError, match=f"no answer from etcd at 127.0.0.1:{port}"):
         await kind.build(context(tmp_path, store=f"etcd://127.0.0.1:{port}"))
+
+
+async def test_an_etcd_store_with_the_file_lock_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(
+        errors.SpecError, match=r"--leader file with --store etcd://.*use --leader etcd"
+    ):
+        await kind.build(context(tmp_path, store="etcd://127.0.0.1:2379", leader="file"))
 
 
 async def test_an_unreachable_etcd_election_fails_the_build_in_bounded_time(

@@ -375,6 +375,9 @@ def _read_up_specs(paths: tuple[str, ...]) -> list[tuple[str, Any]]:
     default=None,
     help="leader election: file lock (one host, default) or etcd",
 )
+@click.option(
+    "--ttl", default=None, metavar="DURATION", help="etcd lease TTL with --leader etcd (default 2s)"
+)
 @click.option("--id", "member_id", default=None, help="this manager's name (default host-pid)")
 @click.option("--listen", default=None, metavar="HOST:PORT", help="where followers forward calls")
 @click.option("--token", default=None, envvar="INFRAKIT_TOKEN", help="shared token for TCP")
@@ -396,6 +399,7 @@ def up(
     spec_files: tuple[str, ...],
     store: str | None,
     leader: str | None,
+    ttl: str | None,
     member_id: str | None,
     listen: str | None,
     token: str | None,
@@ -414,6 +418,7 @@ def up(
     manager = {
         "store": store,
         "leader": leader,
+        "ttl": ttl,
         "id": member_id,
         "listen": listen,
         "token": token,

@@ -7,6 +7,7 @@ Options (``-o manager.OPTION=VALUE`` on ``plugin start``; flags of ``infrakit up
   ``INFRAKIT_MANAGER_STORE`` (``INFRAKIT_GROUP_STORE`` is honoured too).
 * ``leader`` - election backend: ``file`` (a lock next to the store; several managers on one host,
   exactly one leads) or ``etcd`` (across hosts; lease TTL ``ttl``); env ``INFRAKIT_MANAGER_LEADER``.
+  Default: ``etcd`` when the store is etcd (``file`` with an etcd store is refused), else ``file``.
 * ``id`` - this member's name (default ``<hostname>-<pid>``); env ``INFRAKIT_MANAGER_ID``.
 * ``listen`` - ``HOST:PORT`` where followers reach this manager when it leads; env
   ``INFRAKIT_MANAGER_LISTEN``. Requires ``token`` unless HOST is loopback and ``insecure`` is set.
@@ -55,7 +56,12 @@ OPTIONS = (
         None,
         "INFRAKIT_MANAGER_STORE",
     ),
-    Option("leader", "election backend: file or etcd", "file", "INFRAKIT_MANAGER_LEADER"),
+    Option(
+        "leader",
+        "election backend: file or etcd (default: etcd with an etcd store, else file)",
+        None,
+        "INFRAKIT_MANAGER_LEADER",
+    ),
     Option("id", "this member's name (default <hostname>-<pid>)", None, "INFRAKIT_MANAGER_ID"),
     Option("listen", "HOST:PORT followers forward to", None, "INFRAKIT_MANAGER_LISTEN"),
     Option("token", "shared bearer token for manager TCP", None, "INFRAKIT_TOKEN"),
@@ -80,6 +86,22 @@ def _duration(ctx: Context, name: str) -> float:
     if value <= 0:
         raise errors.SpecError(f"manager --{name}: must be more than 0, e.g. 2s")
     return value
+
+
+def _leader_kind(given: Any, store_url: str | None) -> str:
+    """The election backend: as given, else etcd when the store is etcd (so the store can fence
+    writes with etcd's leader key), else the file lock. An etcd store with the file lock is
+    refused: the lock covers one host, and the store could not reject a deposed leader's writes."""
+    etcd_store = bool(store_url) and str(store_url).startswith("etcd://")
+    if given in (None, ""):
+        return "etcd" if etcd_store else "file"
+    if given == "file" and etcd_store:
+        raise errors.SpecError(
+            f"manager --leader file with --store {store_url}: the file lock elects on one host "
+            "only and the etcd store could not fence a deposed leader's writes; use --leader etcd "
+            "(the default with an etcd store)"
+        )
+    return str(given)
 
 
 def _truthy(value: Any) -> bool:
@@ -170,7 +192,7 @@ def _etcd_endpoint(store_url: str | None, fallback: str) -> tuple[str, str]:
 
 async def build(ctx: Context) -> Served:
     store_url = ctx.option(KIND, "store") or os.environ.get("INFRAKIT_GROUP_STORE") or None
-    leader_kind = str(ctx.option(KIND, "leader"))
+    leader_kind = _leader_kind(ctx.option(KIND, "leader"), store_url)
     member = ctx.option(KIND, "id") or f"{socket.gethostname()}-{os.getpid()}"
     listen = _listen(ctx.option(KIND, "listen"))
     token = ctx.option(KIND, "token") or None
