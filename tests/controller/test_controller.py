@@ -61,6 +61,25 @@ async def test_free_then_recommit_adopts_without_creating(rig: Rig) -> None:
     assert rig.inst.destroyed == []
 
 
+async def test_free_and_destroy_that_the_store_refuses_change_nothing(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(size=2), False)
+    await rig.converge()
+
+    async def refuse(key: str) -> None:
+        raise errors.NotLeaderError("store: this manager no longer leads")
+
+    rig.store.delete = refuse  # type: ignore[method-assign]
+    for action in (rig.ctl.free_group, rig.ctl.destroy_group):
+        with pytest.raises(errors.NotLeaderError):
+            await action("cattle")
+        assert "cattle" in rig.ctl.groups and "groups/cattle" in rig.store.data
+    victim = next(iter(rig.inst.instances))
+    del rig.inst.instances[victim]  # still managed: a lost instance is replaced
+    rig.ctl.queue.add("cattle")
+    await rig.converge()
+    assert len(rig.inst.instances) == 2 and rig.inst.destroyed == []
+
+
 async def test_seed_era_instances_are_adopted_without_a_roll(rig: Rig) -> None:
     seed = rig.ctl  # noqa: F841 - readability
     from tests.controller.conftest import BASE  # the same config as spec()

@@ -264,9 +264,11 @@ class GroupController:
     async def free_group(self, id: str) -> None:
         group = self._get(id)
         async with self._lock(id):
-            await self._forget(id, group)
+            # The store first: if it refuses (not the leader, etcd down), nothing changed and the
+            # group is still managed; forgetting first would leave it stored but unmanaged.
             for key in (f"groups/{id}", f"updates/{id}", f"stable/{id}"):
                 await self._store_delete(key)
+            await self._forget(id, group)
         self._publish(id, "freed", f"no longer managing {id}; its instances were left alone")
 
     async def describe_group(self, id: str) -> spi_group.GroupDescription:
@@ -281,9 +283,9 @@ class GroupController:
     async def destroy_group(self, id: str) -> None:
         group = self._get(id)
         async with self._lock(id):
-            await self._forget(id, group)
             for key in (f"groups/{id}", f"updates/{id}", f"stable/{id}"):
-                await self._store_delete(key)
+                await self._store_delete(key)  # first, as in free_group
+            await self._forget(id, group)
             self._publish(id, "destroying", f"destroying every instance of {id}")
             members = await self._describe(group.settings, id)
             sem = asyncio.Semaphore(DESTROY_PARALLEL)
