@@ -4,6 +4,7 @@ with the shared token, a SIGKILLed leader is replaced and the group heals, a for
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -96,9 +97,8 @@ def test_follower_forwards_and_takes_over_when_the_leader_dies(
     # SIGKILL the leader: b takes over, resumes from the store, and heals.
     assert a.daemon is not None
     a.daemon.kill()
-    killed = time.monotonic()
-    wait_for(lambda: b.status()["Leading"], timeout=20, what="b leads")
-    assert time.monotonic() - killed < 10  # file lock: ~0.5 s; etcd: ~ttl (2 s)
+    # How fast is bench/failover.py's figure; here only that b takes over (within the deadline).
+    wait_for(lambda: b.status()["Leading"], timeout=30, what="b leads")
     assert b.status()["Groups"] == ["cattle"]
     victim = instance_files(instances)[0]
     (instances / victim).unlink()
@@ -141,6 +141,12 @@ def test_leader_killed_mid_rolling_update_the_new_leader_finishes_it(
     b.start()
     c.start()
     assert [m.status()["Leading"] for m in (a, b, c)] == [True, False, False]
+
+    def members(m: Member) -> list[tuple[object, object]]:
+        return [(x["ID"], x["Leading"]) for x in m.status()["Members"] or []]
+
+    want = [("a", True), ("b", False), ("c", False)]
+    wait_for(lambda: members(c) == want, what=f"c lists 3 members, a leading: {members(c)}")
     doc = json.loads((EXAMPLES / "cattle.json").read_text())
     doc["Properties"]["Allocation"]["Size"] = 10
     doc["Properties"]["Updating"] = {"MinReadySeconds": "400ms"}  # ~4 s for the whole roll
@@ -154,6 +160,18 @@ def test_leader_killed_mid_rolling_update_the_new_leader_finishes_it(
         what="v1 converged: " + b.cli("group", "describe", "cattle"),
     )
     old = set(instance_files(instances))
+    # Every instance file that ever exists from here on, seen every 10 ms: an instance created
+    # twice (by the dying leader and again by the new one) would show up as an 11th new name.
+    ever: set[str] = set()
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            ever.update(instance_files(instances))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
 
     doc["Properties"]["Instance"]["Properties"]["Note"] = "version 2"
     v2 = e2e.home / "v2.json"
@@ -170,7 +188,12 @@ def test_leader_killed_mid_rolling_update_the_new_leader_finishes_it(
 
     wait_for(done, timeout=60, what="the new leader finishes the update")
     wait_for(lambda: "converged" in b.cli("group", "describe", "cattle"), what="v2 converged")
+    watching.set()
+    watcher.join()
+    assert len(ever - old) == 10, f"{len(ever - old)} new instances for 10 replacements"
     assert sum(m.status()["Leading"] for m in (b, c)) == 1
+    # The killed leader drops out of the member list (its PID is gone / its lease expired).
+    wait_for(lambda: [i for i, _ in members(b)] == ["b", "c"], what=f"a gone: {members(b)}")
     hashes = {
         json.loads((instances / f).read_text())["Tags"]["infrakit.config.hash"]
         for f in instance_files(instances)
@@ -209,7 +232,7 @@ def test_etcd_down_means_no_leader_then_up_resumes_and_a_graceful_stop_hands_ove
             err = m.cli("group", "ls", check=False)
             assert err.startswith("Error: no leader") and len(err.strip().splitlines()) == 1, err
         (instances / before[0]).unlink()  # a loss while nobody leads is not healed...
-        time.sleep(0.5)
+        time.sleep(0.5)  # a deliberate window in which nothing may happen (no condition to await)
         assert len(instance_files(instances)) == 4
 
         etcd.start()  # ...until etcd is back and a leader resumes the group from the store

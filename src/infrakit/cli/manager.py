@@ -51,7 +51,7 @@ def _manager(ctx: click.Context, method: str) -> dict[str, Any]:
 @OUTPUT
 @click.pass_context
 def status(ctx: click.Context, output: str) -> None:
-    """Who leads, this member, the election backend and the store."""
+    """Who leads, this member, every member, the election backend (lease) and the store."""
     doc = _manager(ctx, "Manager.Status")
     if output == "json":
         echo_json(doc)
@@ -63,6 +63,7 @@ def status(ctx: click.Context, output: str) -> None:
         ("Leading", "yes" if doc.get("Leading") else "no"),
         ("Leader", f"{leader.get('ID', '')} {leader.get('Location', '')}".strip() or "none"),
         ("Listen", doc.get("Location") or "-"),
+        ("Members", _members(doc.get("Members"))),
         ("Election", doc.get("Election", "")),
         ("Store", doc.get("Store", "")),
     ]
@@ -74,6 +75,21 @@ def status(ctx: click.Context, output: str) -> None:
         rows.append(("Groups", ", ".join(doc["Groups"]) or "none"))
     for key, value in rows:
         click.echo(f"{key + ':':<10}{value}")
+
+
+def _members(members: Any) -> str:
+    """``a (leader), b tcp://10.0.0.2:24864`` - or why the list is missing."""
+    if members is None:
+        return "unknown (the election backend did not answer)"
+    parts = []
+    for m in members:
+        text = str(m.get("ID", ""))
+        if m.get("Location"):
+            text += f" {m['Location']}"
+        if m.get("Leading"):
+            text += " (leader)"
+        parts.append(text)
+    return ", ".join(parts) or "none"
 
 
 @manager_cli.command("specs")

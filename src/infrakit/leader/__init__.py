@@ -79,6 +79,9 @@ class Elector(Protocol):
     async def leader(self) -> LeaderInfo | None:
         """Who leads now, read from the backend (None: nobody)."""
 
+    async def members(self) -> list[LeaderInfo]:
+        """Every member campaigning now (this one included), read from the backend."""
+
     def describe(self) -> str:
         """The backend, for status output."""
 

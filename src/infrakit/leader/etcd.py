@@ -71,6 +71,8 @@ class EtcdElector:
         self.host, self.port = parse_endpoint(endpoint)
         self.prefix = "/" + prefix.strip("/")
         self.key = f"{self.prefix}/leader".encode()
+        #: Each member's own key, on its lease: the member list of ``manager status``.
+        self.members_prefix = f"{self.prefix}/members/".encode()
         self.id = id
         self.location = location
         self.ttl = max(2.0, ttl)
@@ -159,6 +161,23 @@ class EtcdElector:
         except (ValueError, KeyError, TypeError):
             return None
 
+    async def members(self) -> list[LeaderInfo]:
+        try:
+            found = await asyncio.wait_for(self.client.get_prefix(self.members_prefix), self.ttl)
+        except Exception as exc:
+            raise errors.NotLeaderError(
+                f"no members known: etcd at {self.endpoint} is unreachable ({exc}); "
+                f"check that etcd runs"
+            ) from None
+        members = []
+        for kv in found:
+            try:
+                doc = json.loads(kv.value)
+                members.append(LeaderInfo(str(doc["ID"]), str(doc.get("Location") or "")))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return sorted(members, key=lambda m: m.id)
+
     def describe(self) -> str:
         return f"etcd://{self.host}:{self.port}{self.prefix} (ttl {self.ttl:g}s)"
 
@@ -188,6 +207,10 @@ class EtcdElector:
         self._lease = lease
         last_renewed = time.monotonic()
         value = json.dumps({"ID": self.id, "Location": self.location}).encode()
+        # Register as a member: the key lives as long as our lease (a dead member drops out).
+        await asyncio.wait_for(
+            client.put(self.members_prefix + self.id.encode(), value, lease=lease), self.ttl
+        )
         t = client.transactions
         ours = 0  # the create revision of our key once we lead
         while not self.is_leader:

@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,6 +35,10 @@ class FileElector:
     def __init__(self, path: Path, id: str, location: str = "", poll_interval: float = 0.5) -> None:
         self.path = Path(path)
         self.info_path = self.path.with_name(self.path.name + ".json")
+        #: One file per running member, for ``manager status`` (the PID inside tells whether the
+        #: member still runs: one host); a random part keeps two electors of a process apart.
+        self.members_dir = self.path.with_name(self.path.name + ".members")
+        self._member_file = self.members_dir / f"{os.getpid()}-{secrets.token_hex(4)}.json"
         self.id = id
         self.location = location
         self.poll_interval = poll_interval
@@ -45,6 +50,7 @@ class FileElector:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._register()
         self._attempt()  # the first verdict at once: an uncontended lock leads immediately
         self._task = asyncio.create_task(self._campaign(), name=f"file election {self.path}")
 
@@ -56,6 +62,8 @@ class FileElector:
             with contextlib.suppress(OSError):
                 self.info_path.unlink()
         self._release()
+        with contextlib.suppress(OSError):
+            self._member_file.unlink()
 
     @property
     def is_leader(self) -> bool:
@@ -74,6 +82,18 @@ class FileElector:
             return LeaderInfo(str(doc["ID"]), str(doc.get("Location") or ""))
         except (OSError, ValueError, KeyError, TypeError):
             return None  # the holder has not written it yet
+
+    async def members(self) -> list[LeaderInfo]:
+        members = []
+        with contextlib.suppress(OSError):
+            for entry in self.members_dir.glob("*.json"):
+                try:
+                    doc = json.loads(entry.read_text())
+                    if _alive(int(doc["PID"])):  # a SIGKILLed member left its file behind
+                        members.append(LeaderInfo(str(doc["ID"]), str(doc.get("Location") or "")))
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+        return sorted(members, key=lambda m: m.id)
 
     def describe(self) -> str:
         return f"file:{self.path}"
@@ -120,6 +140,13 @@ class FileElector:
         except OSError:
             return False
 
+    def _register(self) -> None:
+        self.members_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        doc = {"ID": self.id, "Location": self.location, "PID": os.getpid()}
+        temp = self._member_file.with_name(f".{self._member_file.name}")
+        temp.write_text(json.dumps(doc))
+        os.replace(temp, self._member_file)
+
     def _write_info(self) -> None:
         temp = self.info_path.with_name(f".{self.info_path.name}.{os.getpid()}")
         temp.write_text(json.dumps({"ID": self.id, "Location": self.location, "PID": os.getpid()}))
@@ -137,3 +164,18 @@ class FileElector:
         finally:
             os.close(fd)  # also drops the shared lock if we got it
         return False
+
+
+def _alive(pid: int) -> bool:
+    """True if process ``pid`` runs (and is not a zombie waiting to be reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

@@ -66,6 +66,7 @@ class LeaderView(Protocol):
     def is_leader(self) -> bool: ...
     def changes(self) -> AsyncIterator[bool]: ...
     async def leader(self) -> Any: ...
+    async def members(self) -> list[Any]: ...
     def describe(self) -> str: ...
 
 
@@ -329,11 +330,22 @@ class Manager:
         leader = None
         with contextlib.suppress(errors.InfrakitError, OSError):
             leader = await self.elector.leader()
+        members: list[Any] | None = None
+        with contextlib.suppress(errors.InfrakitError, OSError):
+            members = [
+                {
+                    "ID": m.id,
+                    "Location": m.location,
+                    "Leading": leader is not None and m.id == leader.id,
+                }
+                for m in await self.elector.members()
+            ]
         return {
             "Member": self.elector.id,
             "Leading": self.controller is not None and self.elector.is_leader,
             "Leader": None if leader is None else {"ID": leader.id, "Location": leader.location},
             "Location": self.elector.location,
+            "Members": members,
             "Election": self.elector.describe(),
             "Store": self.store.describe(),
             "Groups": sorted(self.controller.groups) if self.controller is not None else None,

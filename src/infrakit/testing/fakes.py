@@ -358,6 +358,10 @@ class FakeElector:
         member = self.election.members[lid]
         return FakeLeaderInfo(lid, member.location)
 
+    async def members(self) -> list[FakeLeaderInfo]:
+        started = [m for m in self.election.members.values() if m.started]
+        return [FakeLeaderInfo(m.id, m.location) for m in sorted(started, key=lambda m: m.id)]
+
     def describe(self) -> str:
         return "fake election"
 
