@@ -195,7 +195,9 @@ class Manager:
             self.led_since = None
             if controller is None:
                 return
-            log.warning("manager %s: %s; stopping the group controller", self.elector.id, why)
+            # A normal stop (Ctrl-C) is no cause for alarm; losing leadership while running is.
+            level = logging.INFO if why == "stopping" else logging.WARNING
+            log.log(level, "manager %s: %s; stopping the group controller", self.elector.id, why)
             await controller.stop()
             self._publish("follower", f"{self.elector.id} stopped leading: {why}")
 
