@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +66,9 @@ async def test_an_unreachable_etcd_election_fails_the_build_in_bounded_time(
 ) -> None:
     monkeypatch.setattr(kind, "START_TIMEOUT", 1.0)
     port = free_port()
-    started = time.monotonic()
-    with pytest.raises(errors.NotLeaderError, match=f"no answer from etcd at 127.0.0.1:{port}"):
+    # Bounded: it gives up after START_TIMEOUT (the message names it) instead of campaigning
+    # forever; a hang fails on the per-test timeout. How fast is not asserted here.
+    with pytest.raises(
+        errors.NotLeaderError, match=f"no answer from etcd at 127.0.0.1:{port} within 1s"
+    ):
         await kind.build(context(tmp_path, store="memory", leader="etcd", etcd=f"127.0.0.1:{port}"))
-    assert time.monotonic() - started < 5
