@@ -68,3 +68,24 @@ async def test_etcd_members_live_as_long_as_their_lease(etcd: EtcdServer) -> Non
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_file_leader_that_resigns_lets_another_lead_and_stays_out_for_the_pause(
+    tmp_path: Path,
+) -> None:
+    lock = tmp_path / "leader.lock"
+    a = FileElector(lock, "a", poll_interval=0.05)
+    b = FileElector(lock, "b", poll_interval=0.05)
+    await a.start()
+    await b.start()
+    try:
+        assert a.is_leader
+        await a.resign(60)
+        await wait_until(lambda: b.is_leader, timeout=10)
+        await b.stop()  # the lock is free again, but a sits out its pause
+        await asyncio.sleep(0.3)
+        assert not a.is_leader
+        assert await a.leader() is None
+    finally:
+        await a.stop()
+        await b.stop()

@@ -12,6 +12,7 @@ import pytest
 
 from infrakit import errors
 from infrakit.controller.group.controller import GroupController
+from infrakit.manager import manager
 from infrakit.manager.manager import Manager
 from infrakit.spi import group
 from infrakit.store import Store
@@ -112,6 +113,30 @@ async def test_only_the_leader_runs_a_controller(cluster: Cluster) -> None:
     assert running == ["m1"]
     status = await cluster.managers["m2"].manager_status()
     assert status["Leader"]["ID"] == "m1" and status["Leading"] is False
+
+
+async def test_a_member_elected_whose_store_fails_resigns_so_another_can_lead(
+    cluster: Cluster,
+) -> None:
+    cluster.election.elect("m1")
+    await cluster.settle()
+    m2 = cluster.managers["m2"]
+    refused = errors.StoreError("store: the disk is gone")
+
+    async def broken(prefix: str) -> dict[str, Any]:
+        raise refused
+
+    healthy = cluster.store.list
+    cluster.store.list = broken  # type: ignore[method-assign]
+    cluster.election.elect("m2")  # m2 is elected, but its controller cannot load the store
+    await cluster.settle()
+    assert m2.controller is None
+    assert m2.elector.resigned == [manager.RESIGN_PAUSE]  # type: ignore[attr-defined]
+    assert cluster.election.leader_id is None  # it gave leadership up instead of sitting on it
+    cluster.store.list = healthy  # type: ignore[method-assign]
+    cluster.election.elect("m3")
+    await cluster.settle()
+    assert cluster.managers["m3"].controller is not None
 
 
 async def test_follower_forwards_commits_to_the_leader(cluster: Cluster) -> None:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -43,6 +44,8 @@ class FileElector:
         self.location = location
         self.poll_interval = poll_interval
         self._fd: int | None = None
+        #: No campaign before this time (monotonic): set by ``resign``.
+        self._not_before = 0.0
         self._leadership = Leadership()
         self._task: asyncio.Task[None] | None = None
 
@@ -108,8 +111,18 @@ class FileElector:
                 self._release()
             self._attempt()
 
-    def _attempt(self) -> None:
+    async def resign(self, pause: float) -> None:
+        """Give up leadership (if held) and do not campaign for ``pause`` seconds, so another
+        member can lead - e.g. when this one was elected but cannot act (its store fails)."""
+        self._not_before = time.monotonic() + pause
         if self._leadership.leading:
+            with contextlib.suppress(OSError):
+                self.info_path.unlink()
+            self._release()
+            log.warning("%s resigns the lock %s for %gs", self.id, self.path, pause)
+
+    def _attempt(self) -> None:
+        if self._leadership.leading or time.monotonic() < self._not_before:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -54,6 +54,9 @@ _EXTENSIONS = {
 }
 
 
+#: Seconds a member that was elected but could not act stays out of the election.
+RESIGN_PAUSE = 5.0
+
 class LeaderView(Protocol):
     """What the manager needs of :class:`infrakit.leader.Elector`."""
 
@@ -157,12 +160,22 @@ class Manager:
                     self._start_error = exc  # start() raises it
                 else:
                     log.error("manager %s: cannot lead: %s", self.elector.id, exc)
+                    await self._resign()
             except Exception:
                 log.exception("manager %s: acting on a leadership change failed", self.elector.id)
             self._first_verdict.set()
             if self.on_leader_change is not None:
                 with contextlib.suppress(Exception):
                     await self.on_leader_change(leading)
+
+    async def _resign(self) -> None:
+        """Elected but unable to act (its store fails): give leadership up for RESIGN_PAUSE so a
+        healthy member can lead, instead of holding it without acting. Backends whose leadership
+        lapses on its own (etcd: the lease) need no resign method."""
+        resign = getattr(self.elector, "resign", None)
+        if resign is not None:
+            with contextlib.suppress(Exception):
+                await resign(RESIGN_PAUSE)
 
     async def _take_over(self) -> None:
         async with self._transition:

@@ -323,6 +323,7 @@ class FakeElector:
         self.id = id
         self.location = location
         self.started = False
+        self.resigned: list[float] = []
         self._leading = False
         self._queues: list[asyncio.Queue[bool]] = []
 
@@ -357,6 +358,12 @@ class FakeElector:
             return None
         member = self.election.members[lid]
         return FakeLeaderInfo(lid, member.location)
+
+    async def resign(self, pause: float) -> None:
+        """Give leadership up (the test decides who leads next); recorded in ``resigned``."""
+        self.resigned.append(pause)
+        if self.election.leader_id == self.id:
+            self.election.elect(None)
 
     async def members(self) -> list[FakeLeaderInfo]:
         started = [m for m in self.election.members.values() if m.started]
