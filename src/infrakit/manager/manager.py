@@ -57,6 +57,7 @@ _EXTENSIONS = {
 #: Seconds a member that was elected but could not act stays out of the election.
 RESIGN_PAUSE = 5.0
 
+
 class LeaderView(Protocol):
     """What the manager needs of :class:`infrakit.leader.Elector`."""
 
