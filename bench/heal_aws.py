@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -102,6 +103,7 @@ def heal_times(moto: MotoServer, poll_interval: str, trials: int) -> list[float]
             times.append(time.perf_counter() - started)
             print(f"  heal {len(times)}: {times[-1] * 1000:.0f} ms", file=sys.stderr)
         run_cli(["group", "destroy", "workers"], env)
+    shutil.rmtree(home, ignore_errors=True)
     return times
 
 
@@ -132,6 +134,7 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr)
     finally:
         moto.stop()
+        shutil.rmtree(log_dir, ignore_errors=True)
     print(json.dumps(results, indent=1))
 
 

@@ -53,3 +53,11 @@ def etcd() -> Iterator[EtcdServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A fresh directory directly under /tmp (short socket paths), removed after the test."""
+    directory = short_tempdir()
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ async def http_plugin(routes: dict[str, Answer]) -> AsyncIterator[tuple[Path, li
         yield directory / "p", seen
     finally:
         await runner.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def head_answer(objects: dict[str, Any]) -> Answer:
@@ -106,8 +108,8 @@ async def test_one_handshake_per_client_even_with_concurrent_first_calls() -> No
         assert hellos(seen) == 2 and len(seen) == 16  # the new client's own handshake, once
 
 
-async def test_a_failed_handshake_is_tried_again_on_the_next_call() -> None:
-    directory = short_tempdir()
+async def test_a_failed_handshake_is_tried_again_on_the_next_call(short_dir: Path) -> None:
+    directory = short_dir
     client = Client("late", directory / "late")
     try:
         with pytest.raises(errors.PluginUnreachableError):
@@ -181,8 +183,8 @@ async def test_remote_errors_come_back_as_the_same_class() -> None:
 # --- not running, hung, busy, garbage ----------------------------------------------------------
 
 
-async def test_a_plugin_that_is_not_running() -> None:
-    directory = short_tempdir()
+async def test_a_plugin_that_is_not_running(short_dir: Path) -> None:
+    directory = short_dir
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(directory / "stale"))
     stale.close()  # the file stays, nobody listens: connection refused
@@ -261,8 +263,10 @@ def full_accept_queue(family: int, address: Any) -> Any:
 
 
 @pytest.mark.parametrize("family", ["unix", "tcp"])
-async def test_connect_timeout_is_told_apart_from_call_timeout(family: str) -> None:
-    directory = short_tempdir()
+async def test_connect_timeout_is_told_apart_from_call_timeout(
+    family: str, short_dir: Path
+) -> None:
+    directory = short_dir
     if family == "unix":
         queue = full_accept_queue(socket.AF_UNIX, str(directory / "busy"))
     else:
@@ -308,6 +312,7 @@ async def raw_server(reply: bytes | None) -> AsyncIterator[Path]:
     finally:
         server.close()
         await server.wait_closed()
+        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

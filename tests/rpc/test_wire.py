@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,4 @@ async def test_client_falls_back_to_seed_for_a_seed_era_plugin() -> None:
     finally:
         await client.close()
         await runner.cleanup()
+        shutil.rmtree(where, ignore_errors=True)
