@@ -39,7 +39,9 @@ def running(engine: Podman) -> list[dict[str, Any]]:
     return [c for c in engine.containers(label=GROUP_LABEL) if c["State"] == "running"]
 
 
-def test_a_group_of_containers_heals_updates_and_is_destroyed(e2e: E2E, engine: Podman) -> None:
+def start_stack(e2e: E2E, engine: Podman) -> None:
+    """`infrakit plugin start group docker vanilla` against the engine; resync only every
+    minute, so heals within the tests' waits come from engine events."""
     e2e.start(
         "infrakit",
         "plugin",
@@ -52,6 +54,10 @@ def test_a_group_of_containers_heals_updates_and_is_destroyed(e2e: E2E, engine: 
         sockets=["group", "instance-docker", "flavor-vanilla"],
         DOCKER_HOST=engine.host,
     )
+
+
+def test_a_group_of_containers_heals_updates_and_is_destroyed(e2e: E2E, engine: Podman) -> None:
+    start_stack(e2e, engine)
     assert "instance-docker" in e2e.lines("plugin", "ls", "-q")
     info = json.loads(e2e.run("instance", "--name", "instance-docker", "info", "-o", "json").stdout)
     assert "Image" in json.dumps(info)
@@ -130,18 +136,7 @@ def test_a_missing_image_is_reported_at_commit(e2e: E2E, engine: Podman) -> None
 def test_engine_down_means_errors_and_no_runaway_then_it_heals_when_back(
     e2e: E2E, engine: Podman
 ) -> None:
-    e2e.start(
-        "infrakit",
-        "plugin",
-        "start",
-        "group",
-        "docker",
-        "vanilla",
-        "-o",
-        "group.poll-interval=60s",
-        sockets=["group", "instance-docker", "flavor-vanilla"],
-        DOCKER_HOST=engine.host,
-    )
+    start_stack(e2e, engine)
     e2e.run("group", "commit", str(EXAMPLES / "docker.json"))
     first = wait_for(lambda: len(running(engine)) == 3 and running(engine), what="3 containers")
 

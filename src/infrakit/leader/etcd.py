@@ -146,37 +146,23 @@ class EtcdElector:
         return self._leadership.changes()
 
     async def leader(self) -> LeaderInfo | None:
-        try:
-            got = await asyncio.wait_for(self.client.get(self.key), self.ttl)
-        except Exception as exc:
-            raise errors.NotLeaderError(
-                f"no leader known: etcd at {self.endpoint} is unreachable ({exc}); "
-                f"check that etcd runs"
-            ) from None
-        if got is None:
-            return None
-        try:
-            doc = json.loads(got.value)
-            return LeaderInfo(str(doc["ID"]), str(doc.get("Location") or ""))
-        except (ValueError, KeyError, TypeError):
-            return None
+        got = await self._read("leader", self.client.get(self.key))
+        return None if got is None else _member_info(got.value)
 
     async def members(self) -> list[LeaderInfo]:
+        found = await self._read("members", self.client.get_prefix(self.members_prefix))
+        members = [info for kv in found if (info := _member_info(kv.value)) is not None]
+        return sorted(members, key=lambda m: m.id)
+
+    async def _read(self, what: str, request: Any) -> Any:
+        """One etcd read within the TTL; unreachable etcd is a one-line NotLeaderError."""
         try:
-            found = await asyncio.wait_for(self.client.get_prefix(self.members_prefix), self.ttl)
+            return await asyncio.wait_for(request, self.ttl)
         except Exception as exc:
             raise errors.NotLeaderError(
-                f"no members known: etcd at {self.endpoint} is unreachable ({exc}); "
+                f"no {what} known: etcd at {self.endpoint} is unreachable ({exc}); "
                 f"check that etcd runs"
             ) from None
-        members = []
-        for kv in found:
-            try:
-                doc = json.loads(kv.value)
-                members.append(LeaderInfo(str(doc["ID"]), str(doc.get("Location") or "")))
-            except (ValueError, KeyError, TypeError):
-                continue
-        return sorted(members, key=lambda m: m.id)
 
     def describe(self) -> str:
         return f"etcd://{self.host}:{self.port}{self.prefix} (ttl {self.ttl:g}s)"
@@ -300,6 +286,15 @@ class EtcdElector:
             log.warning("%s stops leading: %s", self.id, why)
         self.create_revision = None
         self._leadership.set(False)
+
+
+def _member_info(value: bytes) -> LeaderInfo | None:
+    """A member's (or the leader's) ``{"ID", "Location"}`` value; None if unreadable."""
+    try:
+        doc = json.loads(value)
+        return LeaderInfo(str(doc["ID"]), str(doc.get("Location") or ""))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _revision_seen(responses: Any) -> int:
