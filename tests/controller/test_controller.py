@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
 
 from infrakit import errors
-from infrakit.spi import group
+from infrakit.spi import group, instance
 from infrakit.spi.types import (
     CONFIG_HASH_TAG,
     CREATE_TOKEN_TAG,
@@ -139,6 +140,7 @@ async def test_grow_and_roll_reaches_ten_at_new_config(rig: Rig) -> None:
 async def test_heals_killed_instances_from_events(rig: Rig) -> None:
     await rig.ctl.commit_group(spec(size=10), False)
     await rig.converge()
+    await rig.clock.advance(31)  # older than CrashLoopWindow: a death is not a failed create
     victims = sorted(rig.inst.instances)[:3]
     for v in victims:
         rig.inst.kill(v)
@@ -152,6 +154,7 @@ async def test_polls_plugins_without_events(rig: Rig) -> None:
     rig.inst.publishes_events = False
     await rig.ctl.commit_group(spec(), False)
     await rig.converge()
+    await rig.clock.advance(31)
     rig.inst.kill(sorted(rig.inst.instances)[0])
     await rig.clock.advance(1)
     assert len(rig.inst.instances) == 4  # no event: waits for the resync
@@ -173,6 +176,100 @@ async def test_describe_error_is_not_zero_instances(rig: Rig) -> None:
     rig.inst.describe_error = None
     await rig.clock.advance(60)
     assert rig.inst.calls["provision"] == provisions
+
+
+async def _status_now(rig: Rig, gid: str = "cattle") -> dict[str, Any]:
+    """Group.Status, letting at most 0.1 s of (fake) time pass: it must not wait for a plugin."""
+    task = asyncio.create_task(rig.ctl.status(gid))
+    for _ in range(20):
+        if task.done():
+            break
+        await rig.clock.advance(0.005)
+    assert task.done(), "Group.Status waited for the provider"
+    return task.result()
+
+
+async def test_status_of_a_hung_provider_answers_at_once_and_is_not_converged(rig: Rig) -> None:
+    """Issue 8.6: with DescribeInstances hanging, Status took 30 s and said Converged: true."""
+    await rig.ctl.commit_group(spec(size=2), False)
+    await rig.converge()
+    await rig.clock.advance(5)
+    rig.inst.describe_delay = 10_000
+    first = await _status_now(rig)  # asks for a new observation, answers from the last one
+    assert first["Actual"] == 2 and first["ObservedAgo"] >= 5
+    assert first["Converged"] is False  # that observation is not fresh
+    await rig.clock.advance(3)
+    status = await _status_now(rig)
+    assert status["Actual"] is None and status["Converged"] is False
+    assert "has not answered DescribeInstances for" in status["ActualUnknown"]
+    describing = asyncio.create_task(rig.ctl.describe_group("cattle"))
+    await rig.clock.advance(0.1)
+    assert describing.done() and describing.result().converged is False
+    await rig.clock.advance(30)  # DescribeInstances times out: an error, still no guess
+    status = await _status_now(rig)
+    assert status["Actual"] is None and "did not answer within 30s" in status["ActualUnknown"]
+    rig.inst.describe_delay = 0
+    await rig.clock.advance(31)
+    status = await _status_now(rig)
+    assert status["Actual"] == 2 and status["Converged"] is True
+
+
+async def test_status_after_a_kill_on_a_polling_provider_is_not_converged(rig: Rig) -> None:
+    """Issue 8.6: `group describe` said "desired 3, actual 2 ... converged" for ~6 s."""
+    rig.inst.publishes_events = False
+    await rig.ctl.commit_group(spec(size=3), False)
+    await rig.converge()
+    await rig.clock.advance(31)
+    assert (await _status_now(rig))["Converged"] is True
+    rig.inst.kill(sorted(rig.inst.instances)[0])
+    await rig.clock.advance(0.6)  # long before the 10 s resync
+    status = await _status_now(rig)  # its own observation sees the loss (and starts the heal)
+    assert status["Converged"] is False
+    assert status["Actual"] == 2 or status["Pending"] == 1
+    description = await rig.ctl.describe_group("cattle")  # the same observations as Status
+    assert description.converged == (len(description.instances) == 3)
+
+
+async def test_duplicate_ids_in_describe_count_once_and_get_no_destroy_storm(rig: Rig) -> None:
+    """Issue 8.5: 50 copies of one ID for a group of 3 got 282 Destroy calls in 20 s."""
+    await rig.ctl.commit_group(spec(size=3), False)
+    await rig.converge()
+    describe = rig.inst.describe_instances
+    dup = instance.Description("dup", None, {"infrakit.group": "cattle"})
+
+    async def with_duplicates(tags: Any, properties: bool = False) -> list[Any]:
+        return [*await describe(tags, properties), *[dup] * 50]
+
+    rig.inst.describe_instances = with_duplicates  # type: ignore[method-assign]
+    await rig.clock.advance(60)
+    # "dup" is one member (an old config: it is replaced); never a storm of destroys.
+    assert rig.inst.calls["destroy"] <= 3
+    status = await _status_now(rig)
+    assert sum(1 for i in status["Instances"] if i["ID"] == "dup") <= 1
+
+
+async def test_an_instance_destroy_cannot_remove_is_retried_with_backoff(rig: Rig) -> None:
+    """Issue 8.5: a Destroy that says OK while the provider keeps listing the instance is
+    repeated only after a doubling wait (at least 10 s), never once per VisibilityTimeout."""
+    quick = {"VisibilityTimeout": "1s"}
+    await rig.ctl.commit_group(spec(size=3, Provisioning=quick), False)
+    await rig.converge()
+    newest = max(rig.inst.instances.values(), key=lambda st: st.created_at).desc.id
+    honest = rig.inst.destroy
+    tries: list[float] = []
+
+    async def destroy_but_keep(iid: str, context: Any) -> None:
+        if iid == newest:
+            tries.append(rig.clock.now())  # "OK", and it stays listed
+        else:
+            await honest(iid, context)
+
+    rig.inst.destroy = destroy_but_keep  # type: ignore[method-assign]
+    await rig.ctl.set_size("cattle", 2)  # DeletePolicy Newest: that one is the victim
+    await rig.clock.advance(300)
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert 2 <= len(tries) <= 6, tries  # 10, 20, 40, 80, 160 s apart
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
 
 
 async def test_lagging_describe_never_overprovisions(rig: Rig) -> None:
@@ -197,14 +294,15 @@ async def test_failing_provider_backs_off_then_degrades(rig: Rig) -> None:
     await rig.ctl.commit_group(spec(Provisioning={"MaxParallel": 1, "MaxFailures": 4}), False)
     await rig.clock.advance(0.5)
     assert rig.inst.calls["provision"] == 1  # then backoff: ~1 s, 2 s, 4 s ... (20% jitter)
-    await rig.clock.advance(60)
+    await rig.clock.run_until(lambda: rig.ctl.groups["cattle"].state.breaker.open, limit=60)
     attempts = rig.inst.calls["provision"]
     assert attempts == 4
     status = await rig.ctl.status("cattle")
     assert status["Degraded"] and "quota exceeded" in status["Degraded"]["Reason"]
-    await rig.clock.advance(200)  # cool-down is 300 s
+    assert "next trial create in 10s" in status["Degraded"]["Reason"]
+    await rig.clock.advance(9)
     assert rig.inst.calls["provision"] == attempts
-    await rig.clock.advance(120)  # half-open: one trial, which fails again
+    await rig.clock.advance(2)  # the first trial comes 10 s after the breaker opened
     assert rig.inst.calls["provision"] == attempts + 1
     rig.inst.provision_error = None
     await rig.ctl.reset("cattle", {})
@@ -221,9 +319,8 @@ async def test_hung_provider_times_out_and_backs_off(rig: Rig) -> None:
     assert rig.inst.calls["provision"] == 1 and state.creating  # still waiting for it
     await rig.clock.advance(1.5)
     assert not state.creating  # timed out: a failure, and a backoff before the next try
-    assert state.breaker.provision_errors == 1 and state.breaker.next_create_at > rig.clock.now()
-    await rig.clock.advance(60)
-    assert state.breaker.open
+    assert state.breaker.level == 1 and state.breaker.next_create_at > rig.clock.now()
+    await rig.clock.run_until(lambda: state.breaker.open, limit=60)
     assert rig.inst.calls["provision"] == 3
 
 
@@ -248,9 +345,90 @@ async def test_crash_loop_opens_the_breaker(rig: Rig) -> None:
     await rig.clock.advance(30)
     status = await rig.ctl.status("cattle")
     assert status["Degraded"] and "died" in status["Degraded"]["Reason"]
+    assert rig.inst.calls["provision"] <= 2 + 3  # Size + MaxFailures
     made = rig.inst.calls["provision"]
-    await rig.clock.advance(100)
-    assert rig.inst.calls["provision"] == made
+    await rig.clock.advance(9.5)
+    assert rig.inst.calls["provision"] <= made + 1  # one trial create at a time
+
+
+async def _provisions_until_open(rig: Rig, limit: float = 120) -> tuple[int, float]:
+    breaker = rig.ctl.groups["cattle"].state.breaker
+    took = await rig.clock.run_until(lambda: breaker.open, step=0.05, limit=limit)
+    return rig.inst.calls["provision"], took
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "provisioning"),
+    [
+        (0.3, {}),  # the defaults
+        (0.9, {}),
+        (0.3, {"MaxFailures": 5, "BackoffInitial": "1s", "BackoffMax": "8s", "CoolDown": "20s"}),
+    ],
+)
+async def test_a_crash_looping_provider_gets_size_plus_max_failures_creates_then_one_per_trial(
+    rig: Rig, lifetime: float, provisioning: dict[str, Any]
+) -> None:
+    """Issue 8.1: every instance dies within 1 s. Before: 96 Provision calls in 8.8 s."""
+    rig.inst.die_after = lifetime
+    rig.inst.kill_in_background = True
+    await rig.ctl.commit_group(spec(size=5, Provisioning=provisioning), False)
+    calls, _ = await _provisions_until_open(rig)
+    max_failures = provisioning.get("MaxFailures", 5)
+    assert calls <= 5 + max_failures
+    # Open: the first trial after 10 s, then 20 s, 40 s ... up to CoolDown (300 s by default).
+    cool_down = 20.0 if provisioning else 300.0
+    at, waits, trials = rig.clock.now(), [], 0
+    breaker = rig.ctl.groups["cattle"].state.breaker
+    while rig.clock.now() - at < 200:
+        before = rig.inst.calls["provision"]
+        took = await rig.clock.run_until(
+            lambda before=before: rig.inst.calls["provision"] > before, step=0.1, limit=400
+        )
+        assert rig.inst.calls["provision"] == before + 1  # one trial, never a batch
+        waits.append(took)
+        trials += 1
+        await rig.clock.run_until(lambda: not breaker.half_open, step=0.1, limit=30)
+    expected = [min(cool_down, 10.0 * 2**i) for i in range(len(waits))]
+    for got, want in zip(waits, expected, strict=True):
+        # Measured from the previous trial's start: its failure adds its lifetime.
+        assert want - 0.1 <= got <= want + lifetime + 2.5, (waits, expected)
+    status = await rig.ctl.status("cattle")
+    assert "next trial create in" in status["Degraded"]["Reason"]
+    assert status["Degraded"]["FailedTrials"] == trials
+
+
+async def test_deleting_the_newest_instance_six_times_recovers_within_20s_and_says_why(
+    rig: Rig,
+) -> None:
+    """Issue 8.1's new-user tour: delete the newest instance file six times 2.5 s apart."""
+    await rig.ctl.commit_group(spec(size=5), False)
+    await rig.converge()
+    notes: list[str] = []
+    for _ in range(6):
+        newest = max(rig.inst.instances.values(), key=lambda st: st.created_at)
+        rig.inst.kill(newest.desc.id)
+        await rig.clock.advance(2.5)
+        notes.extend(rig.ctl.groups["cattle"].state.decisions)
+    took = await rig.converge(step=0.1, limit=60)
+    assert len(rig.inst.instances) == 5
+    assert took <= 20
+    said = "\n".join(notes)
+    assert "died" in said and ("one instance at a time" in said or "backing off" in said)
+
+
+async def test_young_deaths_back_off_and_probe_one_create_before_the_rest(rig: Rig) -> None:
+    await rig.ctl.commit_group(spec(size=5), False)
+    await rig.converge()
+    made = rig.inst.calls["provision"]
+    for iid in list(rig.inst.instances):
+        rig.inst.kill(iid)  # one disaster, young instances
+    await rig.clock.advance(0.7)
+    assert rig.inst.calls["provision"] == made  # backoff (1 s +-20%) before any create
+    await rig.clock.run_until(lambda: rig.inst.calls["provision"] > made, step=0.05, limit=5)
+    await rig.clock.advance(1.5)
+    assert rig.inst.calls["provision"] == made + 1  # a probe, alone until it stays up 2 s
+    await rig.converge(limit=10)
+    assert len(rig.inst.instances) == 5 and rig.inst.calls["provision"] == made + 5
 
 
 async def test_deleting_every_young_instance_at_once_is_one_failure_not_a_crash_loop(

@@ -146,11 +146,17 @@ def status_lines(gid: str, s: dict[str, Any]) -> list[str]:
     """Human summary of ``Group.Status``."""
     healthy = s.get("Healthy") if s.get("HealthChecked") else "-"
     state = "converged" if s.get("Converged") else "converging"
+    actual = s.get("Actual")
+    ago = s.get("ObservedAgo")
+    seen = f", observed {ago:.1f}s ago" if isinstance(ago, int | float) else ""
     lines = [
-        f"Group {gid}: desired {s.get('Desired')}, actual {s.get('Actual')}, healthy {healthy}, "
+        f"Group {gid}: desired {s.get('Desired')}, actual "
+        f"{'unknown' if actual is None else actual}, healthy {healthy}, "
         f"pending {s.get('Pending')}, destroying {s.get('Destroying')} - {state}"
-        f" (instance events: {s.get('Events')})"
+        f" (instance events: {s.get('Events')}{seen})"
     ]
+    if actual is None and s.get("ActualUnknown"):
+        lines.append(f"Actual unknown: {s['ActualUnknown']}")
     upd = s.get("Updating")
     if upd:
         phase = "paused" if upd.get("Paused") else ("failed" if upd.get("Failed") else "rolling")

@@ -65,10 +65,15 @@ class FakeInstancePlugin:
     describe_lag: float = 0.0
     #: Raised by every DescribeInstances while set.
     describe_error: BaseException | None = None
+    #: Seconds (of ``clock`` time) each DescribeInstances takes (a hung provider: a big number).
+    describe_delay: float = 0.0
     #: Raised by every Destroy while set.
     destroy_error: BaseException | None = None
-    #: Instances die this many seconds after creation (crash loop); None = never.
+    #: Instances die this many seconds after creation (crash loop); None = never. They are
+    #: reaped when DescribeInstances next runs, or - with ``kill_in_background`` - on time, with a
+    #: ``deleted`` event, like a real provider's crashing instance.
     die_after: float | None = None
+    kill_in_background: bool = False
     #: Rejected by Validate when it returns a message.
     validate_fn: Callable[[Any], str | None] | None = None
     publishes_events: bool = True
@@ -87,6 +92,7 @@ class FakeInstancePlugin:
         self.max_in_flight = 0
         self._ids = itertools.count(1)
         self._broker: Broker[event.Event] = Broker()
+        self._deaths: set[asyncio.Task[None]] = set()
 
     # --- SPI ------------------------------------------------------------------------------------
 
@@ -119,7 +125,15 @@ class FakeInstancePlugin:
         finally:
             self.in_flight -= 1
         self._publish("created", iid)
+        if self.die_after is not None and self.kill_in_background:
+            task = asyncio.create_task(self._die_later(iid, self.die_after))
+            self._deaths.add(task)
+            task.add_done_callback(self._deaths.discard)
         return iid
+
+    async def _die_later(self, iid: str, after: float) -> None:
+        await self.clock.sleep(after)
+        self.kill(iid)
 
     async def label(self, instance_id: str, labels: Tags) -> None:
         self.calls["label"] += 1
@@ -139,6 +153,8 @@ class FakeInstancePlugin:
         self, tags: Tags, properties: bool = False
     ) -> list[instance.Description]:
         self.calls["describe"] += 1
+        if self.describe_delay:
+            await self.clock.sleep(self.describe_delay)
         if self.describe_error is not None:
             raise self.describe_error
         self._reap()

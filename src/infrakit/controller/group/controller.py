@@ -46,6 +46,7 @@ implementing the instance and flavor SPIs (RPC clients in production, fakes in t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
@@ -59,10 +60,13 @@ from infrakit._utils.duration import format_duration
 from infrakit.controller.clock import Clock, SystemClock
 from infrakit.controller.group.plan import plan_sentence, structured_plan
 from infrakit.controller.group.reconcile import (
+    backoff_delay,
     decide,
     health_checks_due,
     is_ready,
     logical_id_of,
+    probe_time,
+    trial_wait,
 )
 from infrakit.controller.group.spec import GroupSettings, parse_spec
 from infrakit.controller.group.state import (
@@ -95,7 +99,8 @@ log = logging.getLogger(__name__)
 #: Event types logged at debug level (still published as events).
 _QUIET_EVENTS = frozenset({"instance-created"})
 
-#: Early deaths closer together than this (seconds) count as one failed create.
+#: Instances that die within this many seconds of a counted early death, and already existed
+#: when it happened, are the same disaster and count once (see ``Breaker.burst_at``).
 EARLY_DEATH_BURST = 2.0
 
 #: Seconds allowed for DescribeInstances during a reconcile.
@@ -112,9 +117,29 @@ DESTROY_TIMEOUT = 120.0
 HEALTH_PARALLEL = 32
 #: Concurrent destroys when a whole group is destroyed.
 DESTROY_PARALLEL = 32
+#: An instance a Destroy said OK for but the provider still lists is hidden at least this long
+#: (or VisibilityTimeout), doubled per repeat, up to DESTROY_RETRY_MAX, before it is destroyed again.
+DESTROY_RETRY_MIN = 10.0
+DESTROY_RETRY_MAX = 3600.0
 #: Retry delays (seconds) after a failed observation: doubled per failure up to the maximum.
 OBSERVE_RETRY_INITIAL = 0.5
 OBSERVE_RETRY_MAX = 30.0
+#: Status and DescribeGroup answer from the last observation. When it is older than
+#: STATUS_REFRESH_AFTER they ask for a new one and wait for it at most STATUS_WAIT; an observation
+#: counts as fresh (Converged may be true) for FRESH_FOR seconds.
+STATUS_REFRESH_AFTER = 0.5
+STATUS_WAIT = 0.08
+FRESH_FOR = 1.0
+#: A DescribeInstances running longer than this makes the group's actual size unknown.
+OBSERVE_SLOW = 2.0
+
+
+@dataclass
+class Observation:
+    """The members one reconcile pass saw (after matching in-flight work), and when."""
+
+    members: list[spi_instance.Description]
+    at: float
 
 
 @dataclass
@@ -130,6 +155,14 @@ class Group:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     #: Ready desired members seen on the last pass (progress detection).
     ready_count: int = 0
+    #: The last successful observation (what Status and DescribeGroup report).
+    observation: Observation | None = None
+    #: Since when a DescribeInstances of a pass is running (None: none is).
+    observing_since: float | None = None
+    #: Why the latest observation attempt failed ("" when it succeeded).
+    observe_error: str = ""
+    #: Set (and replaced) after every observation attempt: Status waits on it.
+    observed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class GroupController:
@@ -168,6 +201,8 @@ class GroupController:
         self._started = False
         #: Set by ``stop``: chained creates end at once (see ``_create``).
         self._stopping = False
+        #: Instance plugins already warned about for listing an ID twice.
+        self._warned_duplicates: set[str] = set()
 
     # ============================================================================================
     # lifecycle
@@ -272,13 +307,12 @@ class GroupController:
         self._publish(id, "freed", f"no longer managing {id}; its instances were left alone")
 
     async def describe_group(self, id: str) -> spi_group.GroupDescription:
+        """The members of the last observation (see :meth:`status`), never a hung provider's."""
         group = self._get(id)
-        found = await self._describe(group.settings, id, properties=True)
-        state = group.state
-        members = [d for d in found if d.id not in state.destroyed_until]
-        return spi_group.GroupDescription(
-            instances=members, converged=group.converged and not state.creating
-        )
+        await self._fresh_observation(group)
+        obs = group.observation
+        members = list(obs.members) if obs is not None else []
+        return spi_group.GroupDescription(instances=members, converged=self._converged(group))
 
     async def destroy_group(self, id: str) -> None:
         group = self._get(id)
@@ -371,16 +405,20 @@ class GroupController:
     # --- infrakit extensions (Group.Status, Group.Plan, ...) ------------------------------------
 
     async def status(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Desired / actual / healthy / updating / degraded, and per-instance state."""
+        """Desired / actual / healthy / updating / degraded, and per-instance state.
+
+        Answered from the last observation within ``STATUS_WAIT``, whatever the provider does:
+        an older one than ``STATUS_REFRESH_AFTER`` asks the group's worker for a new pass and
+        waits that long for it. ``Converged`` is true only when that observation is fresh, it
+        matched the spec and nothing is in flight; ``Actual`` is None (with ``ActualUnknown``
+        saying why) while the provider cannot be observed."""
         group = self._get(id)
+        await self._fresh_observation(group)
         settings, state = group.settings, group.state
-        try:
-            members = await self._describe(settings, id)
-        except errors.InfrakitError as exc:
-            members = []
-            state.last_error = str(exc)
-        members = [m for m in members if m.id not in state.destroyed_until]
         now = self.clock.now()
+        obs = group.observation
+        unknown = self._unknown_reason(group, now)
+        members = list(obs.members) if obs is not None else []
         instances = []
         for m in sorted(members, key=lambda m: (logical_id_of(m) or "", m.id)):
             h = state.health.get(m.id)
@@ -402,12 +440,14 @@ class GroupController:
         breaker = state.breaker
         return {
             "Desired": settings.size,
-            "Actual": len(members),
+            "Actual": None if unknown else len(members),
+            "ActualUnknown": unknown or None,
+            "ObservedAgo": round(now - obs.at, 3) if obs is not None else None,
             "Healthy": healthy,
             "HealthChecked": settings.properties.health is not None,
             "Pending": len(state.creating),
             "Destroying": len(state.destroying),
-            "Converged": group.converged and not state.creating,
+            "Converged": self._converged(group),
             "ConfigHash": settings.hash.head,
             "Updating": (
                 {
@@ -428,6 +468,16 @@ class GroupController:
                     "Reason": breaker.reason,
                     "Failures": breaker.failures,
                     "HalfOpen": breaker.half_open,
+                    "FailedTrials": breaker.failed_trials,
+                    "NextTrialIn": round(
+                        max(
+                            0.0,
+                            (breaker.opened_at or now)
+                            + trial_wait(settings.properties.provisioning, breaker.failed_trials)
+                            - now,
+                        ),
+                        3,
+                    ),
                 }
                 if breaker.open
                 else None
@@ -519,6 +569,51 @@ class GroupController:
         self.queue.add(id)
         return {"Degraded": False}
 
+    async def _fresh_observation(self, group: Group) -> None:
+        """Ask for a new observation when the last is older than STATUS_REFRESH_AFTER, and wait
+        for it at most STATUS_WAIT (a hung provider never holds up Status)."""
+        obs = group.observation
+        now = self.clock.now()
+        if obs is not None and now - obs.at <= STATUS_REFRESH_AFTER:
+            return
+        waiter = group.observed
+        self.queue.add(group.settings.id)
+        with contextlib.suppress(TimeoutError):
+            await self.clock.wait_for(waiter.wait(), STATUS_WAIT)
+
+    def _observed(self, group: Group) -> None:
+        """An observation attempt ended: wake Status calls waiting for it."""
+        group.observed.set()
+        group.observed = asyncio.Event()
+
+    def _unknown_reason(self, group: Group, now: float) -> str:
+        """Why the group's actual instances are unknown now ("" when they are known)."""
+        plugin = group.settings.properties.instance.plugin
+        if group.observe_error:
+            return f"cannot list instances: {group.observe_error}"
+        if group.observing_since is not None and now - group.observing_since > OBSERVE_SLOW:
+            return (
+                f"plugin {plugin} has not answered DescribeInstances for "
+                f"{now - group.observing_since:.1f}s"
+            )
+        if group.observation is None:
+            return f"not observed yet (waiting for plugin {plugin})"
+        return ""
+
+    def _converged(self, group: Group) -> bool:
+        """Converged, truthfully: the last pass matched the spec, on an observation that is
+        fresh, of a provider that can be observed, with nothing in flight."""
+        obs = group.observation
+        now = self.clock.now()
+        return (
+            group.converged
+            and obs is not None
+            and now - obs.at <= FRESH_FOR
+            and not self._unknown_reason(group, now)
+            and not group.state.creating
+            and not group.state.destroying
+        )
+
     # --- event source ---------------------------------------------------------------------------
 
     def topics(self) -> list[str]:
@@ -536,11 +631,14 @@ class GroupController:
         if group is None:
             return None
         settings, state = group.settings, group.state
+        group.observing_since = self.clock.now()
         try:
             found = await self._describe(settings, gid)
         except asyncio.CancelledError:
+            group.observing_since = None
             raise
         except Exception as exc:
+            group.observing_since = None
             group.observe_failures += 1
             delay = min(
                 OBSERVE_RETRY_MAX, OBSERVE_RETRY_INITIAL * 2.0 ** (group.observe_failures - 1)
@@ -549,14 +647,21 @@ class GroupController:
             if state.last_error != message:
                 self._publish(gid, "observe-failed", f"cannot list {gid}: {message}; no action")
             state.last_error = message
+            group.observe_error = message
             group.converged = False
+            self._observed(group)
             return delay
         if self.groups.get(gid) is not group or group.settings is not settings:
             return 0.0  # changed while we waited: look again
+        group.observing_since = None
         group.observe_failures = 0
+        group.observe_error = ""
         state.last_error = ""
         now = self.clock.now()
         members = self._remember(gid, group, found, now)
+        # What Status reports: every listed member, those being destroyed included.
+        visible = [d for d in found if d.id not in state.destroyed_until]
+        group.observation = Observation(visible, now)
         due = health_checks_due(settings, members, state, now)
         if due:
             await self._check_health(group, due)
@@ -574,12 +679,15 @@ class GroupController:
         for lid in decision.creates:
             self._spawn(group, self._create(gid, group, lid))
         for desc, reason in decision.destroys:
+            if desc.id in state.destroying:
+                continue  # one destroy per instance at a time, whatever the decision says
             state.destroying[desc.id] = now
             if reason == spi_instance.REASON_ROLLING_UPDATE:
                 state.rolling_destroys.add(desc.id)
             self._spawn(group, self._destroy_in_background(gid, group, desc, reason))
         was_converged = group.converged
         group.converged = decision.converged
+        self._observed(group)
         if decision.converged and not was_converged:
             self._publish(gid, "converged", f"{gid} converged: {settings.size} instance(s)")
             if group.stable != settings.raw:
@@ -625,11 +733,17 @@ class GroupController:
                 del state.destroyed_until[d.id]  # destroy silently failed: it is back
             members.append(d)
             if d.id not in state.health:
+                create = created_ids.get(d.id)
                 state.health[d.id] = InstanceHealth(
                     first_seen=now,
                     since=now,
-                    created_by_us=d.id in created_ids,
+                    created_by_us=create is not None,
                     created=self._created(d, now),
+                    probe_until=(
+                        now + probe_time(prov, state.breaker.level)
+                        if create is not None and create.probe
+                        else None
+                    ),
                 )
         # Creates that became visible, or never did.
         for token, c in list(state.creating.items()):
@@ -649,8 +763,12 @@ class GroupController:
         for iid in list(state.destroyed_until):
             if iid not in listed:
                 del state.destroyed_until[iid]
+        for iid in list(state.destroy_count):
+            if iid not in listed and iid not in state.destroying:
+                del state.destroy_count[iid]
         # Members that vanished without us destroying them.
         vanished = state.last_seen - listed - set(state.destroying)
+        breaker = state.breaker
         for iid in vanished:
             h = state.health.pop(iid, None)
             if h is None:
@@ -658,33 +776,66 @@ class GroupController:
             age = now - h.first_seen
             self._publish(gid, "instance-lost", f"{iid} disappeared; it will be replaced", iid)
             if h.created_by_us and age < prov.crash_loop_window:
-                # An instance that dies this young counts as a failed create (crash-loop breaker),
-                # but a burst of deaths within EARLY_DEATH_BURST counts once: deleting every
-                # instance at once is one disaster, not five crash-looping creates.
+                # An instance that dies this young is a failed create: it moves the backoff and
+                # counts toward the breaker, and the group probes (one create at a time) until a
+                # new instance stays up. Instances that already existed when the last counted
+                # death happened and die within EARLY_DEATH_BURST of it are the same disaster
+                # (`rm instance-*`) and count once; one created after it (a probe) always counts.
                 message = f"instance {iid} died {age:.1f}s after it was created (crash loop?)"
-                last = state.breaker.last_early_death_at
-                if last is not None and now - last < EARLY_DEATH_BURST:
+                same_burst = (
+                    h.probe_until is None
+                    and breaker.burst_at is not None
+                    and h.first_seen <= breaker.burst_at
+                    and now - breaker.burst_at < EARLY_DEATH_BURST
+                )
+                if same_burst:
+                    breaker.suspect = True
                     group.state.note(message + " - same burst, counted once")
                     continue
-                state.breaker.last_early_death_at = now
+                breaker.burst_at = now
                 self._record_failure(
                     gid, group, message, provision_error=False, event_type="early-death"
                 )
         for iid in list(state.health):
             if iid not in listed:
                 del state.health[iid]
-        # Creates that survived long enough (or became ready) confirm the provider works.
+        # A probe that stayed up for its probe time lets the rest be created (and closes an
+        # open breaker: the trial worked). A create that survived CrashLoopWindow (or became
+        # ready) confirms the provider works: failures and backoff start from zero again.
         for m in members:
             h = state.health[m.id]
+            if h.probe_until is not None and now >= h.probe_until:
+                h.probe_until = None
+                self._probe_passed(gid, group, m.id)
             if h.created_by_us and (
                 now - h.first_seen >= prov.crash_loop_window or is_ready(h, settings, now)
             ):
                 h.created_by_us = False
-                if not state.breaker.open:
-                    state.breaker.failures = 0
+                if not breaker.open:
+                    breaker.failures = 0
+                    breaker.level = 0
+                    breaker.suspect = False
+                    breaker.last_failure = ""
         state.last_seen = {m.id for m in members}
-        state.observed_members = len(members)
         return members
+
+    def _probe_passed(self, gid: str, group: Group, iid: str) -> None:
+        """A probe's instance stayed up: create the rest; an open breaker's trial closes it."""
+        breaker = group.state.breaker
+        prov = group.settings.properties.provisioning
+        if breaker.half_open:
+            breaker.opened_at = None
+            breaker.half_open = False
+            breaker.failed_trials = 0
+            breaker.reason = ""
+            # One more failure opens it again at once.
+            breaker.failures = max(0, prov.max_failures - 1)
+            self._publish(
+                gid, "recovered", f"{gid}: trial instance {iid} stayed up; creating again"
+            )
+        elif breaker.suspect:
+            group.state.note(f"{iid} stayed up: creating the rest")
+        breaker.suspect = False
 
     async def _check_health(self, group: Group, due: list[spi_instance.Description]) -> None:
         settings = group.settings
@@ -847,6 +998,7 @@ class GroupController:
                 and self.groups.get(gid) is group
                 and group.settings is settings
                 and not state.breaker.open
+                and not state.breaker.suspect
                 and state.breaker.next_create_at <= self.clock.now()
             ):
                 self.queue.add(gid)
@@ -866,6 +1018,7 @@ class GroupController:
             started_at=self.clock.now(),
             config=settings.hash.head,
             tag=f"{self._run_id}-{token}",
+            probe=state.breaker.suspect or state.breaker.half_open,
         )
         state.creating[token] = pending
         state.sequence += 1
@@ -908,13 +1061,12 @@ class GroupController:
         if instance_id and token in state.creating:  # else: already listed (see _remember)
             state.provisioned[instance_id] = token
         pending.visible_by = self.clock.now() + prov.visibility_timeout
-        state.breaker.provision_errors = 0
-        state.breaker.next_create_at = 0.0
-        if state.breaker.half_open:
-            state.breaker.opened_at = None
-            state.breaker.half_open = False
-            state.breaker.failures = max(0, prov.max_failures - 1)
-            self._publish(gid, "recovered", f"{gid}: trial create succeeded; creating again")
+        breaker = state.breaker
+        if not (breaker.suspect or breaker.half_open):
+            # Provision works again. (A probe or trial proves nothing until its instance stays
+            # up: instances of a crash-looping image are provisioned fine and then die.)
+            breaker.level = 0
+            breaker.next_create_at = 0.0
         self._publish(
             gid,
             "instance-created",
@@ -952,33 +1104,48 @@ class GroupController:
         provision_error: bool,
         event_type: str = "create-failed",
     ) -> None:
+        """One failed create: a backoff step, a count toward the breaker (see ``Breaker``)."""
         settings, breaker = group.settings, group.state.breaker
         prov = settings.properties.provisioning
         now = self.clock.now()
         breaker.failures += 1
-        if provision_error:
-            breaker.provision_errors += 1
-            delay = min(
-                prov.backoff_max, prov.backoff_initial * 2 ** (breaker.provision_errors - 1)
-            )
-            delay *= 1.0 + self.rng.uniform(-0.2, 0.2)
+        breaker.last_failure = message
+        if not provision_error:
+            breaker.suspect = True  # instances die or vanish: probe before creating many
+        if breaker.open and not breaker.half_open:
+            # Open: the trial schedule is the only backoff (a death now must not push it).
+            self._publish(gid, event_type, f"{message}; the group is degraded")
+        else:
+            breaker.level += 1
+            delay = backoff_delay(prov, breaker.level) * (1.0 + self.rng.uniform(-0.2, 0.2))
             breaker.next_create_at = now + delay
             self._publish(
-                gid, "backoff", f"{message}; next create in {delay:.1f}s", data={"delay": delay}
+                gid,
+                "backoff" if provision_error else event_type,
+                f"{message}; next create in {delay:.1f}s",
+                data={"delay": delay},
             )
-        else:
-            self._publish(gid, event_type, message)
         group.state.note(message)
-        if breaker.half_open or (not breaker.open and breaker.failures >= prov.max_failures):
-            breaker.opened_at = now
-            breaker.half_open = False
-            breaker.reason = (
-                f"{breaker.failures} consecutive failed creates, last: {message}; "
-                f"retrying one in {format_duration(prov.cool_down)}, or run "
-                f"`infrakit group reset {gid}`"
+        if breaker.half_open:
+            breaker.failed_trials += 1
+            self._open_breaker(gid, group, now, f"trial create failed: {message}")
+        elif not breaker.open and breaker.failures >= prov.max_failures:
+            breaker.failed_trials = 0
+            self._open_breaker(
+                gid, group, now, f"{breaker.failures} consecutive failed creates, last: {message}"
             )
-            self._publish(gid, "degraded", f"{gid} degraded: {breaker.reason}")
-            log.warning("group %s degraded: %s", gid, breaker.reason)
+
+    def _open_breaker(self, gid: str, group: Group, now: float, why: str) -> None:
+        breaker = group.state.breaker
+        wait = trial_wait(group.settings.properties.provisioning, breaker.failed_trials)
+        breaker.opened_at = now
+        breaker.half_open = False
+        breaker.reason = (
+            f"{why}; next trial create in {format_duration(wait)}, or run "
+            f"`infrakit group reset {gid}` once the cause is fixed"
+        )
+        self._publish(gid, "degraded", f"{gid} degraded: {breaker.reason}")
+        log.warning("group %s degraded: %s", gid, breaker.reason)
 
     async def _destroy_in_background(
         self, gid: str, group: Group, desc: spi_instance.Description, reason: str
@@ -1049,7 +1216,13 @@ class GroupController:
             state.destroying_lids.pop(desc.id, None)
             state.rolling_destroys.discard(desc.id)
         now = self.clock.now()
-        state.destroyed_until[desc.id] = now + settings.properties.provisioning.visibility_timeout
+        # A provider may list an instance for a while after destroying it (EC2 "shutting-down"):
+        # it is hidden meanwhile. One that says OK but keeps listing it gets the destroy again
+        # only after a doubling wait, never a Destroy storm.
+        count = state.destroy_count.get(desc.id, 0) + 1
+        state.destroy_count[desc.id] = count
+        hide = max(settings.properties.provisioning.visibility_timeout, DESTROY_RETRY_MIN)
+        state.destroyed_until[desc.id] = now + min(DESTROY_RETRY_MAX, hide * 2 ** (count - 1))
         state.health.pop(desc.id, None)
         state.last_seen.discard(desc.id)
         upd = state.update
@@ -1115,8 +1288,30 @@ class GroupController:
                 f"plugin {settings.properties.instance.plugin} (Instance.DescribeInstances) did "
                 f"not answer within {DESCRIBE_TIMEOUT:g}s"
             ) from exc
-        # Never touch an instance that lacks our group tag, whatever the plugin returned.
-        return [d for d in found if d.tags.get(GROUP_TAG) == gid]
+        # Never touch an instance that lacks our group tag, whatever the plugin returned; and a
+        # provider that lists an ID twice gets it counted (and destroyed) once.
+        seen: set[str] = set()
+        members: list[spi_instance.Description] = []
+        for d in found:
+            if d.tags.get(GROUP_TAG) != gid:
+                continue
+            if d.id in seen:
+                self._warn_duplicates(settings.properties.instance.plugin, d.id)
+                continue
+            seen.add(d.id)
+            members.append(d)
+        return members
+
+    def _warn_duplicates(self, plugin: str, iid: str) -> None:
+        if plugin in self._warned_duplicates:
+            return
+        self._warned_duplicates.add(plugin)
+        log.warning(
+            "plugin %s lists instance %s more than once in DescribeInstances; counting each ID "
+            "once (a bug in the plugin: report it to its authors)",
+            plugin,
+            iid,
+        )
 
     def _get(self, gid: str) -> Group:
         group = self.groups.get(gid)
