@@ -311,3 +311,30 @@ def test_a_stop_ends_a_big_scale_up_at_once(e2e: E2E) -> None:
     assert stopped_at < 20_000 / 2
     time.sleep(0.5)
     assert len(instance_files(instances)) == stopped_at  # nothing created after the exit
+
+
+def test_deleting_the_newest_file_again_and_again_backs_off_then_recovers_and_says_why(
+    e2e: E2E,
+) -> None:
+    """Issue 8.1's tour: delete the newest instance file six times, 2.5 s apart. The group must
+    not be left short for 5 minutes: it recovers once the deletions stop (the breaker's first
+    trial comes after 10 s), and `group describe` says why creates wait."""
+    tutorial = e2e.home / "tutorial"
+    tutorial.mkdir()
+    start_stack(e2e, tutorial)
+    e2e.run("group", "commit", str(EXAMPLES / "cattle.json"))
+    wait_for(lambda: len(instance_files(tutorial)) == 5, what="5 instances")
+    said: list[str] = []
+    for _ in range(6):
+        newest = max(instance_files(tutorial), key=lambda p: p.stat().st_mtime_ns)
+        newest.unlink()
+        time.sleep(2.5)  # the scenario's pace, not a wait for a condition
+        said.append(e2e.run("group", "describe", "cattle").stdout)
+    text = "\n".join(said)
+    assert "died" in text and ("one instance at a time" in text or "backing off" in text), text
+    wait_for(lambda: len(instance_files(tutorial)) == 5, timeout=40, what="recovery after 6 kills")
+    wait_for(
+        lambda: " - converged" in e2e.run("group", "describe", "cattle").stdout,
+        timeout=10,
+        what="converged",
+    )
