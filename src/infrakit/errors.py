@@ -18,9 +18,14 @@ raise the same class again on its side.
     │   ├── PluginTimeoutError         connect or call exceeded its timeout
     │   └── ProtocolError              the reply was not the protocol we speak
     ├── VersionMismatchError           handshake: interface missing or of another version
-    ├── DegradedError                  a group refuses to act until reset (circuit breaker open)
     ├── StoreError                     the spec store cannot be read or written (never wiped)
     └── NotLeaderError                 this manager does not lead and cannot forward
+
+**Temporary vs permanent.** ``err.temporary`` is true for errors that say nothing about the
+request - the plugin is not running or is restarting (:class:`PluginUnreachableError`) - and false
+for answers (a rejected Provision, a timeout that may have done the work). The group controller
+backs off from both but counts only permanent ones toward its crash-loop breaker: restarting a
+plugin never degrades a group.
 
 Messages follow one rule: name the thing, say what was expected, and say what to do next, in one
 line. The CLI prints ``str(error)`` as is.
@@ -32,7 +37,6 @@ from typing import Any
 
 __all__ = [
     "ConflictError",
-    "DegradedError",
     "GroupNotFoundError",
     "InfrakitError",
     "NotFoundError",
@@ -55,6 +59,8 @@ class InfrakitError(Exception):
 
     #: The name sent as ``data.kind`` on the wire; subclasses keep their class name.
     kind: str = "InfrakitError"
+    #: True when the error says nothing about the request: retry later, do not count it.
+    temporary: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -100,6 +106,8 @@ class TransportError(InfrakitError):
 class PluginUnreachableError(TransportError):
     """Nothing accepts connections at the plugin's address: it is not running (or crashed)."""
 
+    temporary = True
+
 
 class PluginTimeoutError(TransportError, TimeoutError):
     """Connecting to the plugin, or waiting for its answer, took longer than allowed."""
@@ -111,10 +119,6 @@ class ProtocolError(TransportError):
 
 class VersionMismatchError(InfrakitError):
     """The handshake showed the plugin lacks the interface, or has another version of it."""
-
-
-class DegradedError(InfrakitError):
-    """A group's circuit breaker is open; it creates nothing until reset or re-committed."""
 
 
 class StoreError(InfrakitError):
@@ -140,7 +144,6 @@ _KINDS: dict[str, type[InfrakitError]] = {
         PluginTimeoutError,
         ProtocolError,
         VersionMismatchError,
-        DegradedError,
         StoreError,
         NotLeaderError,
     )

@@ -206,11 +206,11 @@ def test_an_ec2_outage_means_errors_and_no_action_then_exactly_3_again(
         assert down["Degraded"] is None and down["Backoff"] == 0, down
         assert down["Desired"] == 3 and "cannot reach" in down["LastError"], down
         down = group_status(e2e)
-    # The CLI still answers: one line naming the EC2 call and the unreachable endpoint.
-    started = time.monotonic()
-    err = e2e.fails("group", "describe", "workers", **env)
-    assert "DescribeInstances failed: cannot reach the EC2 endpoint" in err and moto.url in err
-    assert time.monotonic() - started < 20
+    # The CLI still answers at once, from the last observation: the actual size is unknown,
+    # and it says why, naming the EC2 call and the unreachable endpoint.
+    out = e2e.run("group", "describe", "workers", **env).stdout
+    assert "actual unknown" in out and " - converging" in out, out
+    assert "DescribeInstances failed: cannot reach the EC2 endpoint" in out and moto.url in out
     # A commit with a value Validate has not seen yet cannot be checked: refused, one line.
     spec = json.loads((EXAMPLES / "aws.json").read_text())
     spec["Properties"]["Instance"]["Properties"]["RunInstancesInput"]["InstanceType"] = "t3.small"

@@ -146,7 +146,16 @@ def test_engine_down_means_errors_and_no_runaway_then_it_heals_when_back(
     assert "cannot reach the docker engine" in err and engine.socket.name in err
     # The controller keeps running and passes the provider's error on, on one line; it never
     # reads the error as "0 instances" (that would create 3 more once the engine is back).
-    assert "cannot reach the docker engine" in e2e.fails("group", "describe", "workers")
+    # `group describe` answers from the last observation: actual unknown, and why.
+    out = wait_for(
+        lambda: (
+            (o := e2e.run("group", "describe", "workers").stdout)
+            and "cannot reach the docker engine" in o
+            and o
+        ),
+        what="group describe to say the engine cannot be reached",
+    )
+    assert "actual unknown" in out and " - converging" in out, out
     assert e2e.lines("group", "ls", "-q") == ["workers"]
     # One container dies meanwhile (podman's CLI works without the API service).
     victim = first[0]["Id"]

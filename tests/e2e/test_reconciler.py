@@ -332,7 +332,10 @@ def test_deleting_the_newest_file_again_and_again_backs_off_then_recovers_and_sa
         said.append(e2e.run("group", "describe", "cattle").stdout)
     text = "\n".join(said)
     assert "died" in text and ("one instance at a time" in text or "backing off" in text), text
-    wait_for(lambda: len(instance_files(tutorial)) == 5, timeout=40, what="recovery after 6 kills")
+    try:
+        wait_for(lambda: len(instance_files(tutorial)) == 5, timeout=60, what="recovery")
+    except AssertionError:
+        raise AssertionError(e2e.run("group", "describe", "cattle").stdout) from None
     wait_for(
         lambda: " - converged" in e2e.run("group", "describe", "cattle").stdout,
         timeout=10,

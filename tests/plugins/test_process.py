@@ -152,7 +152,9 @@ async def test_describe_filters_by_tags_and_returns_spec_and_pid_on_request(serv
     assert await h.instance.describe_instances({"missing": "x"}) == []
     [with_props] = await h.instance.describe_instances({"tier": "db"}, properties=True)
     assert with_props.properties["Properties"] == SLEEP
-    assert psutil.Process(with_props.properties["Pid"]).cmdline() == ["sleep", "1000"]
+    child = psutil.Process(with_props.properties["Pid"])
+    # A loaded machine may not have exec'd the child yet.
+    await wait_until(lambda: child.cmdline() == ["sleep", "1000"], timeout=10)
 
 
 async def test_label_merges_tags_into_the_record_and_is_published(served, state_dir) -> None:

@@ -113,9 +113,12 @@ def describe(ctx: click.Context, gid: str, quiet: bool, output: str) -> None:
     result = _group(ctx, "Group.DescribeGroup", ID=gid)
     desc = {k.lower(): v for k, v in (result.get("description") or {}).items()}
     instances = desc.get("instances") or []
-    status: dict[str, Any] | None = None
-    if not quiet:
-        status = _status(ctx, gid)
+    status = _status(ctx, gid)
+    if quiet and status is not None and status.get("ActualUnknown"):
+        # Rows of the last observation are still printed; a script reading them must know.
+        ago = status.get("ObservedAgo")
+        when = f"as seen {ago:.1f}s ago" if isinstance(ago, int | float) else "none seen yet"
+        click.echo(f"warning: instances of {gid} {when}: {status['ActualUnknown']}", err=True)
     if output == "json":
         echo_json(
             {
@@ -127,7 +130,7 @@ def describe(ctx: click.Context, gid: str, quiet: bool, output: str) -> None:
         )
         return
     instance_table(instances, quiet)
-    if status is not None:
+    if status is not None and not quiet:
         click.echo("")
         for line in status_lines(gid, status):
             click.echo(line)

@@ -13,7 +13,7 @@ Contract (the same as controller-runtime's, written once here):
   capped), and the streak resets on the next success. The handler is level-triggered: it must
   read actual state each time and never rely on what triggered it.
 
-Time comes from the injected :class:`~infrakit.controller.clock.Clock`, so tests drive timers with
+Time comes from the injected :class:`~infrakit._utils.clock.Clock`, so tests drive timers with
 a fake clock.
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from infrakit._utils.aio import cancel_and_wait
-from infrakit.controller.clock import Clock
+from infrakit._utils.clock import Clock
 
 __all__ = ["WorkQueue"]
 

@@ -20,12 +20,24 @@ from typing import Any, Protocol, runtime_checkable
 from infrakit._utils.topics import topic_matches
 from infrakit.spi.types import JSON, InterfaceSpec, ci_get, ci_view, format_timestamp, want_str
 
-__all__ = ["INTERFACE", "Event", "Source", "event_from_wire", "event_to_wire", "topic_matches"]
+__all__ = [
+    "INTERFACE",
+    "TOPIC_INSTANCES",
+    "TOPIC_INSTANCE_CHANGE",
+    "Event",
+    "Source",
+    "Subscribable",
+    "event_from_wire",
+    "event_to_wire",
+    "topic_matches",
+]
 
 INTERFACE = InterfaceSpec("Event", "0.1.1")
 
 #: Topic an instance plugin publishes on when its set of instances changes.
 TOPIC_INSTANCE_CHANGE = "instance/change"
+#: What the group controller subscribes to: every instance topic of a plugin.
+TOPIC_INSTANCES = "instance/"
 
 
 def _now() -> str:
@@ -50,6 +62,16 @@ class Source(Protocol):
 
     def topics(self) -> list[str]:
         """The topics this source publishes on."""
+
+    def subscribe(self, topic: str) -> AsyncIterator[Event]:
+        """Yield events matching ``topic`` until the consumer stops iterating."""
+
+
+@runtime_checkable
+class Subscribable(Protocol):
+    """Something events can be followed from: a :class:`Source`, or a client or adapter for one
+    (which raises :class:`infrakit.errors.NotFoundError` from the stream when the plugin
+    publishes no events)."""
 
     def subscribe(self, topic: str) -> AsyncIterator[Event]:
         """Yield events matching ``topic`` until the consumer stops iterating."""

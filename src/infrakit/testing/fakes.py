@@ -30,7 +30,7 @@ from typing import Any
 
 from infrakit import errors
 from infrakit._utils.aio import Broker
-from infrakit.controller.clock import Clock, SystemClock
+from infrakit._utils.clock import Clock, SystemClock
 from infrakit.spi import event, flavor, instance
 from infrakit.spi.types import Health, Tags
 

@@ -51,12 +51,8 @@ import random
 from dataclasses import dataclass, field
 
 from infrakit._utils.duration import format_duration
-from infrakit.controller.group.spec import (
-    GroupSettings,
-    ProvisioningSection,
-    resolve_percent,
-    rollout_budget,
-)
+from infrakit.controller.group.breaker import probe_time
+from infrakit.controller.group.spec import GroupSettings, resolve_percent, rollout_budget
 from infrakit.controller.group.state import GroupState, InstanceHealth
 from infrakit.spi.instance import (
     REASON_ROLLING_UPDATE,
@@ -68,25 +64,17 @@ from infrakit.spi.types import LOGICAL_ID_TAG, Health
 
 __all__ = [
     "Decision",
-    "backoff_delay",
     "decide",
     "health_checks_due",
     "is_ready",
     "logical_id_of",
-    "probe_time",
     "replacement_order",
-    "trial_wait",
     "victim_order",
 ]
 
 #: How often a new instance's health is re-checked while an update waits for it (seconds).
 READY_RECHECK = 1.0
-#: An open breaker's first trial create comes this long after it opened (doubling per failed
-#: trial, up to ``Provisioning.CoolDown``).
-TRIAL_FIRST_WAIT = 10.0
-#: Bounds of the time a probe's instance must stay up (see :func:`probe_time`).
-PROBE_TIME_MIN = 2.0
-PROBE_TIME_MAX = 10.0
+
 #: Reason for destroying members whose logical ID left the spec.
 REASON_REMOVED = "removed_from_quorum"
 REASON_DUPLICATE = "duplicate_logical_id"
@@ -251,26 +239,6 @@ def _created(state: GroupState, m: Description) -> float:
     return h.created if h is not None else float("-inf")
 
 
-def backoff_delay(prov: ProvisioningSection, level: int) -> float:
-    """The wait before the next create after ``level`` consecutive backoff steps (no jitter)."""
-    if level <= 0:
-        return 0.0
-    return float(min(prov.backoff_max, prov.backoff_initial * 2 ** (level - 1)))
-
-
-def trial_wait(prov: ProvisioningSection, failed_trials: int) -> float:
-    """How long an open breaker waits before its next trial create: ``TRIAL_FIRST_WAIT``, doubled
-    per failed trial, never more than ``CoolDown`` (Kubernetes' CrashLoopBackOff shape)."""
-    return float(min(prov.cool_down, TRIAL_FIRST_WAIT * 2 ** min(failed_trials, 30)))
-
-
-def probe_time(prov: ProvisioningSection, level: int) -> float:
-    """How long a probe's instance must stay up before the rest are created: the current backoff
-    delay, at least ``PROBE_TIME_MIN`` and at most ``PROBE_TIME_MAX`` (and ``CrashLoopWindow``)."""
-    wanted = max(PROBE_TIME_MIN, backoff_delay(prov, level))
-    return float(min(PROBE_TIME_MAX, prov.crash_loop_window, wanted))
-
-
 def _probes_in_progress(state: GroupState, now: float) -> tuple[int, float | None]:
     """Probe creates still running or not yet visible, plus probe instances still on trial; and
     the earliest time one of the latter passes."""
@@ -290,7 +258,7 @@ def _create_budget(settings: GroupSettings, state: GroupState, now: float, d: De
     budget = max(0, prov.max_parallel - running)
     b = state.breaker
     if b.open and not b.half_open:
-        wait = (b.opened_at or now) + trial_wait(prov, b.failed_trials) - now
+        wait = b.next_trial_at(prov, now) - now
         if wait > 0:
             d.blocked = f"degraded: {b.reason}"
             d.soon(wait)
@@ -300,7 +268,7 @@ def _create_budget(settings: GroupSettings, state: GroupState, now: float, d: De
         d.blocked = f"backing off after {b.failures} failed create(s), last: {b.last_failure}"
         d.soon(b.next_create_at - now)
         return 0
-    if b.half_open or b.suspect:
+    if b.probing:
         # One probe at a time: its instance must stay up for its probe time before the rest.
         probing, passes_at = _probes_in_progress(state, now)
         if passes_at is not None:

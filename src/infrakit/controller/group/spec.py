@@ -249,6 +249,17 @@ class GroupSettings:
     def spec(self) -> spi_group.Spec:
         return spi_group.Spec(id=self.id, properties=self.raw)
 
+    def resized(self, size: int) -> GroupSettings:
+        """The same spec with ``Allocation.Size`` replaced (keys matched as Go matches them)."""
+        props = dict(self.raw) if isinstance(self.raw, dict) else {}
+        key = next(
+            (k for k in props if isinstance(k, str) and k.lower() == "allocation"), "Allocation"
+        )
+        alloc = dict(props.get(key) or {})
+        alloc[next((k for k in alloc if k.lower() == "size"), "Size")] = size
+        props[key] = alloc
+        return parse_spec(spi_group.Spec(self.id, props))
+
     def normalized(self) -> dict[str, Any]:
         """The spec re-serialised InfraKit-style: Instance, Flavor, Allocation, Updating (+ ours)."""
         p = self.properties

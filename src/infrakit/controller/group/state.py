@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from infrakit.controller.group.breaker import Breaker
 from infrakit.spi.types import Health
 
 __all__ = [
@@ -75,63 +76,6 @@ class InstanceHealth:
     created: float = float("-inf")
     #: A probe's instance: the time it must stay up until (None: not a probe, or it passed).
     probe_until: float | None = None
-
-
-@dataclass
-class Breaker:
-    """Create-side backoff and circuit breaker of one group.
-
-    Every failed create - a Provision error or timeout, an instance that never appears, an instance
-    that dies within ``CrashLoopWindow`` of its creation - counts once in ``failures`` and moves the
-    backoff one step (``BackoffInitial`` doubled per step, up to ``BackoffMax``): no create starts
-    before ``next_create_at``. ``MaxFailures`` consecutive failures *open* the breaker: nothing is
-    created until a trial, the first after ``TRIAL_FIRST_WAIT`` (10 s), each further one after
-    twice the previous wait, up to ``CoolDown`` (Kubernetes' CrashLoopBackOff shape).
-
-    *Probing*: once an instance died young the group is ``suspect``: it creates one instance at a
-    time (a probe) and creates the rest only after that probe stayed up for its probe time. So a
-    provider whose instances all die at once never gets a whole generation of creates per backoff
-    step, while ``rm instance-*`` (one disaster) still heals in a few seconds. A create that is
-    confirmed (lived ``CrashLoopWindow``, or became ready) clears it all.
-    """
-
-    #: Consecutive failed creates since the last confirmed one (opens the breaker).
-    failures: int = 0
-    #: Backoff steps taken since the last successful create (the exponent of the next delay).
-    level: int = 0
-    #: No create before this time (backoff).
-    next_create_at: float = 0.0
-    #: Open since (None = closed).
-    opened_at: float | None = None
-    reason: str = ""
-    #: What the last failed create was (shown while creates wait).
-    last_failure: str = ""
-    #: After the wait: one trial create is allowed.
-    half_open: bool = False
-    #: Failed trials since the breaker opened (each doubles the wait for the next, up to CoolDown).
-    failed_trials: int = 0
-    #: An instance died young (or never appeared) and no create was confirmed since: probe first.
-    suspect: bool = False
-    #: When the last early death was counted: instances that already existed then and die within
-    #: ``EARLY_DEATH_BURST`` of it are the same disaster (``rm instance-*``, a rack power cut) and
-    #: count once; an instance created after it (a replacement, a probe) always counts.
-    burst_at: float | None = None
-
-    @property
-    def open(self) -> bool:
-        return self.opened_at is not None
-
-    def reset(self) -> None:
-        self.failures = 0
-        self.level = 0
-        self.next_create_at = 0.0
-        self.opened_at = None
-        self.reason = ""
-        self.last_failure = ""
-        self.half_open = False
-        self.failed_trials = 0
-        self.suspect = False
-        self.burst_at = None
 
 
 @dataclass
@@ -203,6 +147,8 @@ class GroupState:
     #: Creates the last pass wanted but could not start for want of parallelism (MaxParallel):
     #: a finishing create starts the next one directly, without a full pass (see ``_create``).
     create_backlog: int = 0
+    #: Ready desired members seen on the last pass (rolling-update progress detection).
+    ready_count: int = 0
     #: Recent decisions, newest last (reasons shown by describe / events).
     decisions: list[str] = field(default_factory=list)
 

@@ -1,4 +1,4 @@
-"""Injected time for the controller: every timing behaviour goes through a :class:`Clock`.
+"""Injected time: every timing behaviour of the controller, the queue and the leader backends goes through a :class:`Clock`.
 
 Production uses :class:`SystemClock` (monotonic time, ``asyncio.sleep``). Tests pass
 :class:`infrakit.testing.FakeClock`, whose time only moves when the test says so, which makes

@@ -1,0 +1,113 @@
+"""``Group.Status``: the group as an operator sees it, built from the controller's memory. Pure.
+
+Everything comes from one observation (the last pass's) and the memory next to it, so the
+numbers agree with each other: desired / actual / healthy / pending / destroying, the rolling
+update, the breaker, each instance's config and health, recent decisions. The controller decides
+whether the observation is fresh and whether the provider can be observed at all; this module only
+lays the answer out (its keys are the wire format, documented in docs/plugins/group.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infrakit.controller.group.reconcile import logical_id_of
+from infrakit.controller.group.spec import GroupSettings
+from infrakit.controller.group.state import GroupState, InstanceHealth
+from infrakit.spi.instance import Description
+
+__all__ = ["status_report"]
+
+#: How many recent decisions Status carries.
+DECISIONS_SHOWN = 10
+
+
+def status_report(
+    settings: GroupSettings,
+    state: GroupState,
+    members: list[Description] | None,
+    *,
+    observed_ago: float | None,
+    unknown: str,
+    converged: bool,
+    events: str,
+    now: float,
+) -> dict[str, Any]:
+    """The Status document. ``members`` is the last observation (None: none yet); ``unknown``
+    says why the actual instances are unknown now ("" when they are known)."""
+    members = members or []
+    instances = [
+        _instance_row(m, settings, state, now)
+        for m in sorted(members, key=lambda m: (logical_id_of(m) or "", m.id))
+    ]
+    breaker = state.breaker
+    prov = settings.properties.provisioning
+    return {
+        "Desired": settings.size,
+        "Actual": None if unknown else len(members),
+        "ActualUnknown": unknown or None,
+        "ObservedAgo": round(observed_ago, 3) if observed_ago is not None else None,
+        "Healthy": sum(1 for i in instances if i["Health"] == "healthy"),
+        "HealthChecked": settings.properties.health is not None,
+        "Pending": len(state.creating),
+        "Destroying": len(state.destroying),
+        "Converged": converged,
+        "ConfigHash": settings.hash.head,
+        "Updating": _updating(settings, state),
+        "Degraded": (
+            {
+                "Reason": breaker.reason,
+                "Failures": breaker.failures,
+                "HalfOpen": breaker.half_open,
+                "FailedTrials": breaker.failed_trials,
+                "NextTrialIn": round(max(0.0, breaker.next_trial_at(prov, now) - now), 3),
+            }
+            if breaker.open
+            else None
+        ),
+        "Backoff": round(max(0.0, breaker.next_create_at - now), 3),
+        "ShortCircuit": state.short_circuit,
+        "LastError": state.last_error,
+        "Events": events,
+        "Instances": instances,
+        "Decisions": list(state.decisions[-DECISIONS_SHOWN:]),
+    }
+
+
+def _instance_row(
+    m: Description, settings: GroupSettings, state: GroupState, now: float
+) -> dict[str, Any]:
+    h = state.health.get(m.id)
+    return {
+        "ID": m.id,
+        "LogicalID": logical_id_of(m),
+        "Config": "desired" if settings.hash.matches(m.tags) else "old",
+        "Health": health_word(h),
+        "HealthSince": round(now - h.since, 3) if h and h.last_check is not None else None,
+        "Destroying": m.id in state.destroying,
+        "Note": h.note if h else "",
+    }
+
+
+def _updating(settings: GroupSettings, state: GroupState) -> dict[str, Any] | None:
+    upd = state.update
+    if upd is None:
+        return None
+    return {
+        "Target": upd.target,
+        "Replaced": upd.replaced,
+        "Total": upd.total,
+        "Paused": upd.paused,
+        "Failed": upd.failed,
+        "Canary": settings.properties.updating.canary,
+        "Promoted": upd.promoted,
+        "Reason": upd.reason,
+    }
+
+
+def health_word(h: InstanceHealth | None) -> str:
+    """An instance's health as Status shows it: healthy, unhealthy, unknown, or ``-`` (never
+    checked)."""
+    if h is None or h.last_check is None:
+        return "-"
+    return h.status.name.lower()
