@@ -273,14 +273,13 @@ def _create_budget(settings: GroupSettings, state: GroupState, now: float, d: De
         probing, passes_at = _probes_in_progress(state, now)
         if passes_at is not None:
             d.soon(passes_at - now)
-        if probing:
-            what = "the trial instance" if b.half_open else "the new instance"
-            d.blocked = (
-                f"creating one instance at a time until {what} stays up for "
-                f"{format_duration(probe_time(prov, b.level))}, because {b.last_failure}"
-            )
-            return 0
-        return min(budget, 1)
+        what = "the trial instance" if b.half_open else "the new instance"
+        because = f", because {b.last_failure}" if b.last_failure else ""
+        d.blocked = (
+            f"creating one instance at a time until {what} stays up for "
+            f"{format_duration(probe_time(prov, b.level))}{because}"
+        )
+        return 0 if probing else min(budget, 1)
     return budget
 
 
@@ -429,7 +428,7 @@ def _decide_cattle(
         budget = _create_budget(settings, state, now, d)
         count = min(wanted, budget)
         d.creates.extend([None] * count)
-        if d.blocked:
+        if d.blocked and wanted > count:
             d.notes.append(f"{wanted - count} instance(s) wait: {d.blocked}")
         if not rolling and not d.blocked and not state.breaker.open:
             d.backlog = wanted - count
@@ -524,7 +523,7 @@ def _decide_quorum(
         budget = _create_budget(settings, state, now, d)
         chosen = missing[:budget]
         d.creates.extend(chosen)
-        if d.blocked:
+        if d.blocked and len(missing) > len(chosen):
             d.notes.append(f"{len(missing) - len(chosen)} logical ID(s) wait: {d.blocked}")
         if chosen:
             d.notes.append(f"creating logical ID(s) {', '.join(chosen)}")
