@@ -41,6 +41,7 @@ import psutil
 
 from infrakit._utils.aio import Broker
 from infrakit._utils.duration import parse_duration
+from infrakit._utils.private import open_private, private_dir, write_private
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
@@ -411,7 +412,7 @@ class ProcessInstancePlugin:
                 f"process state directory {self.directory} is a file, expected a directory; "
                 f"pass another -o process.dir"
             )
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
 
     # --- the Instance SPI -----------------------------------------------------------------------
 
@@ -429,7 +430,7 @@ class ProcessInstancePlugin:
             identity[LOGICAL_ID_ENV] = spec.logical_id
         env = command.environment(identity)
         log_path = self._log_path(instance_id)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
         try:
             if spec.init.strip():
                 await self._run_init(instance_id, spec.init, command, env, log_fd)
@@ -673,13 +674,7 @@ class ProcessInstancePlugin:
             "Pid": instance.pid,
             "StartTime": instance.start_time,
         }
-        temp = self.directory / f".{instance.id}.json.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(document, indent=0).encode())
-        finally:
-            os.close(fd)
-        os.replace(temp, self._record_path(instance.id))
+        write_private(self._record_path(instance.id), json.dumps(document, indent=0).encode())
 
     def _forget_files(self, instance_id: str, *, keep_log: bool) -> None:
         self._record_path(instance_id).unlink(missing_ok=True)
