@@ -198,15 +198,12 @@ class PluginServer:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
-        sock = bind_private_unix(socket_path)
-        site = web.SockSite(runner, sock)
-        await site.start()
-        self.socket_path = socket_path
+        # TCP (and its .listen file) first: once the UNIX socket accepts, the plugin is whole.
         if tcp is not None:
             try:
                 await web.TCPSite(runner, tcp[0], tcp[1], ssl_context=ssl).start()
             except OSError as exc:
-                await self.stop()  # no half-started plugin: the UNIX socket goes too
+                await self.stop()  # no half-started plugin
                 raise errors.ConflictError(
                     f"plugin {self.name}: cannot listen on TCP {tcp[0]}:{tcp[1]} "
                     f"({exc.strerror or exc}); choose another address or port"
@@ -231,6 +228,13 @@ class PluginServer:
             scheme = "https" if ssl is not None else "tcp"
             host = f"[{tcp[0]}]" if ":" in tcp[0] else tcp[0]  # IPv6 in brackets, as in URLs
             write_private(self.listen_file, f"{scheme}://{host}:{port}".encode())
+        try:
+            sock = bind_private_unix(socket_path)
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.socket_path = socket_path
         log.info("plugin %s listening on %s", self.name, socket_path)
 
     @web.middleware
