@@ -32,7 +32,10 @@ def loose(root: Path) -> list[str]:
     """Everything under ``root`` (and ``root``) whose mode is not 0700 (dirs) / 0600 (others)."""
     found = []
     for path in [root, *root.rglob("*")]:
-        mode = path.lstat().st_mode
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:  # a temporary file renamed meanwhile: its result is listed
+            continue
         wanted = 0o700 if stat.S_ISDIR(mode) else 0o600
         if stat.S_IMODE(mode) != wanted:
             found.append(f"{path} {stat.S_IMODE(mode):04o}")
