@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infrakit import errors
+from infrakit._utils.private import private_dir
 
 __all__ = ["Entry", "find", "infrakit_home", "list_plugins", "plugins_dir", "probe", "split_name"]
 
@@ -77,7 +78,7 @@ def plugins_dir(create: bool = True) -> Path:
         )
     if create and missing:
         try:
-            path.mkdir(parents=True, mode=0o700, exist_ok=True)
+            private_dir(path)
         except OSError as exc:
             raise errors.SpecError(
                 f"cannot create plugin directory {path} ({exc.strerror or exc}); "

@@ -41,6 +41,7 @@ __all__ = [
     "InfrakitError",
     "NotFoundError",
     "NotLeaderError",
+    "PeerNotVerifiedError",
     "PluginError",
     "PluginNotFoundError",
     "PluginTimeoutError",
@@ -115,6 +116,10 @@ class PluginTimeoutError(TransportError, TimeoutError):
 
 class ProtocolError(TransportError):
     """The peer answered, but not in a protocol infrakit speaks (garbage, wrong envelope)."""
+
+
+class PeerNotVerifiedError(TransportError):
+    """The peer at a TCP address could not prove it holds the shared token; nothing was sent."""
 
 
 class VersionMismatchError(InfrakitError):

@@ -1,11 +1,17 @@
 """Two managers on one host sharing a store and a lock: one leads, the follower forwards over TCP
-with the shared token, a SIGKILLed leader is replaced and the group heals, a forged token fails."""
+with the shared token, a SIGKILLed leader is replaced and the group heals, a forged token fails,
+and a rewritten leader record is restored by the leader and never gets a rogue the token."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +37,10 @@ class Member:
         self.port = _free_port()
         self.env = isolated_env(e2e.home, INFRAKIT_PLUGINS_DIR=str(e2e.home / f"p-{name}"))
         self.token = token
+        #: The token as a site should pass it: a 0600 file, not a command-line value.
+        self.token_file = e2e.home / f"token-{name}"
+        self.token_file.write_text(token + "\n")
+        self.token_file.chmod(0o600)
         self.e2e = e2e
         self.daemon: Daemon | None = None
 
@@ -44,7 +54,7 @@ class Member:
             "-o", f"manager.leader={'etcd' if self.etcd else 'file'}",
             "-o", f"manager.id={self.name}",
             "-o", f"manager.listen=127.0.0.1:{self.port}",
-            "-o", f"manager.token={self.token}",
+            "-o", f"manager.token-file={self.token_file}",
             "-o", "manager.poll-interval=1h",
             *self.options,
         ]  # fmt: skip
@@ -116,7 +126,11 @@ def test_a_follower_with_a_forged_token_cannot_forward(e2e: E2E) -> None:
     wait_for(lambda: a.status()["Leading"], what="a leads")
     b.start()
     err = b.cli("group", "commit", str(EXAMPLES / "cattle.json"), check=False)
-    assert "bearer token wrong" in err
+    assert (
+        f"tcp://127.0.0.1:{a.port} (plugin manager a) could not prove it holds the shared " in err
+    )
+    assert "its proof does not match: it holds another token" in err
+    assert len(err.strip().splitlines()) == 1, err
     assert instance_files(e2e.home / "instances") == []
     assert a.cli("group", "ls", "-q") == ""
 
@@ -309,3 +323,134 @@ def test_bad_tls_files_stop_up_with_one_line(e2e: E2E, options: list[str], expec
     assert expected in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert not (e2e.home / "store.json").exists()
+
+
+# --- the leader record ---------------------------------------------------------------------------
+
+
+class Relay:
+    """A rogue on 127.0.0.1 that forwards every connection to the real leader and records every
+    byte a follower sends it: were any credential to pass through, the relay could use it."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.received = bytearray()
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
+            for src, dst, keep in ((client, upstream, True), (upstream, client, False)):
+                thread = threading.Thread(target=self._pump, args=(src, dst, keep), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, keep: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if keep:
+                    self.received += data
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def relay_factory() -> Iterator[list[Relay]]:
+    relays: list[Relay] = []
+    yield relays
+    for relay in relays:
+        relay.close()
+
+
+def test_a_rewritten_leader_record_is_restored_and_a_rogue_never_gets_the_token(
+    e2e: E2E, relay_factory: list[Relay]
+) -> None:
+    a, b = Member(e2e, "a", "s3cret-leader-token"), Member(e2e, "b", "s3cret-leader-token")
+    a.start()
+    wait_for(lambda: a.status()["Leading"], what="a leads")
+    b.start()
+    record = e2e.home / "store.json.leader.json"
+    original = record.read_bytes()
+    assert oct(record.stat().st_mode & 0o777) == "0o600"
+
+    # Someone rewrites the record (and loosens it): the leader writes it back on its next tick.
+    record.write_text(json.dumps({"ID": "a", "Location": "tcp://127.0.0.1:1"}))
+    record.chmod(0o644)
+    wait_for(lambda: record.read_bytes() == original, what="the leader restores its record")
+    assert oct(record.stat().st_mode & 0o777) == "0o600"
+    assert "leader record" in a.daemon.output() and "rewrites it" in a.daemon.output()  # type: ignore[union-attr]
+
+    # Pointed at a relay to the real leader: the follower forwards nothing through it.
+    relay = Relay(a.port)
+    relay_factory.append(relay)
+    rogue = json.dumps({"ID": "a", "Location": f"tcp://127.0.0.1:{relay.port}", "PID": 1})
+    refusals = []
+    deadline = time.monotonic() + 60
+    while relay.connections == 0 and time.monotonic() < deadline:
+        record.write_text(rogue)  # the leader restores it within its tick; the follower races it
+        err = b.cli("group", "commit", str(EXAMPLES / "cattle.json"), check=False)
+        if "could not prove" in err:
+            refusals.append(err)
+    assert relay.connections > 0, "the follower never dialled the rogue: the test proves nothing"
+    wait_for(lambda: record.read_bytes() == original, what="the leader restores its record")
+    data = bytes(relay.received)
+    assert b"s3cret-leader-token" not in data
+    assert b"authorization" not in data.lower()
+    assert b"cattle" not in data  # not even the spec
+    requests = [line for line in data.split(b"\r\n") if line.startswith((b"POST ", b"GET "))]
+    assert requests and all(line.startswith(b"POST /_infrakit/auth ") for line in requests)
+    assert refusals, "the follower dialled the rogue, so one commit must have been refused"
+    for err in refusals:
+        assert f"tcp://127.0.0.1:{relay.port} (plugin manager a) could not prove" in err
+        assert f"it answers for 127.0.0.1:{a.port}, not for the address dialled" in err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("problem", ["mode", "owner"])
+def test_a_follower_refuses_a_leader_record_others_could_have_written(
+    e2e: E2E, problem: str
+) -> None:
+    """The test holds the lock itself (a leader that writes a careless record)."""
+    if problem == "owner" and os.geteuid() != 0:
+        pytest.skip("giving the record to another user needs root")
+    lock = e2e.home / "store.json.leader"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        record = e2e.home / "store.json.leader.json"
+        record.write_text(json.dumps({"ID": "x", "Location": "tcp://127.0.0.1:1"}))
+        if problem == "mode":
+            record.chmod(0o666)
+            why = "group or others may write it (mode 0666)"
+        else:
+            record.chmod(0o600)
+            os.chown(record, 65534, -1)
+            why = f"it is owned by uid 65534, not by uid {os.geteuid()} that runs this manager"
+        b = Member(e2e, "b", "s3cret")
+        b.start()
+        err = b.cli("group", "commit", str(EXAMPLES / "cattle.json"), check=False)
+        assert err.strip() == (
+            f"Error: manager b refuses the leader record {record}: {why}, so anyone could point "
+            f"followers elsewhere; remove it (the leader writes it again, 0600) and check who "
+            f"can write {e2e.home}"
+        )
+        assert instance_files(e2e.home / "instances") == []
+    finally:
+        os.close(fd)

@@ -194,3 +194,17 @@ def test_a_command_that_does_not_exist_is_refused_at_commit(e2e: E2E, state_dir:
     assert "no-such-program-ik" in err
     assert e2e.run("group", "ls", "-q").stdout == ""  # nothing committed
     assert processes(e2e) == {}  # nothing started
+
+
+def test_a_site_allow_list_refuses_a_commit_with_one_line(e2e: E2E, state_dir: Path) -> None:
+    e2e.start(
+        "infrakit", "plugin", "start", "group", "process", "vanilla",
+        "-o", "group.store=memory", "-o", "process.allow=/opt/app/bin/*",
+        sockets=["group", "instance-process", "flavor-vanilla"],
+        INFRAKIT_INSTANCE_PROCESS_DIR=str(state_dir),
+    )  # fmt: skip
+    err = e2e.fails("group", "commit", str(EXAMPLES / "process.json"))
+    assert "Properties.Command: " in err and "(resolved from sleep) is not allowed" in err
+    assert "-o process.allow=/opt/app/bin/*" in err
+    assert e2e.run("group", "ls", "-q").stdout == ""
+    assert not state_dir.exists() or list(state_dir.iterdir()) == []

@@ -316,3 +316,56 @@ def test_version_and_completion(e2e: E2E) -> None:
         COMP_CWORD="3",
     )
     assert "cattle" in completed.stdout
+
+
+def test_insecure_warns_who_can_reach_the_port_can_run_code(e2e: E2E) -> None:
+    port = free_port()
+    up = e2e.start(
+        "infrakit", "up", "--listen", f"127.0.0.1:{port}", "--insecure",
+        "--listen-tcp", "127.0.0.1", sockets=UP_SOCKETS,
+    )  # fmt: skip
+
+    def warnings() -> list[str]:
+        lines = up.output().splitlines()
+        return [line for line in lines if "WARNING" in line and "--insecure" in line]
+
+    # Every TCP listener warns (one line per plugin), the manager's --listen among them.
+    wait_for(lambda: len(warnings()) == len(UP_SOCKETS), what="a warning per TCP listener")
+    assert any(f"TCP 127.0.0.1:{port} takes requests without a token" in w for w in warnings())
+    assert all("can commit specs and so run code as uid" in w for w in warnings())
+
+
+def test_plugin_tcp_over_tls_with_a_token_file_through_the_cli(e2e: E2E) -> None:
+    from tests.certificates import self_signed
+
+    cert, key = self_signed(e2e.home)
+    token = e2e.home / "token"
+    token.write_text("s3cret\n")
+    token.chmod(0o600)
+    e2e.start(
+        "infrakit", "plugin", "start", "file:instance-file", "--listen-tcp", "127.0.0.1",
+        "--token-file", str(token), "--tls-cert", str(cert), "--tls-key", str(key),
+        sockets=["instance-file"],
+    )  # fmt: skip
+    listen = (e2e.plugins / "instance-file.listen").read_text()
+    assert listen.startswith("https://127.0.0.1:")
+    # A plugin directory with only the .listen file: the CLI must go over TCP.
+    remote = e2e.home / "remote"
+    remote.mkdir(mode=0o700)
+    (remote / "instance-file.listen").write_text(listen)
+    describe = ("instance", "--name", "instance-file", "describe", "-q")
+    env = {"INFRAKIT_PLUGINS_DIR": str(remote), "INFRAKIT_TOKEN_FILE": str(token)}
+    err = e2e.fails(*describe, **env)
+    assert err == (
+        f"Error: plugin instance-file at {listen}: an https:// address needs a CA bundle to "
+        "verify its certificate; set INFRAKIT_TLS_CA=ca.pem (or pass --tls-ca) with the CA that "
+        "signed it"
+    )
+    assert e2e.run(*describe, INFRAKIT_TLS_CA=str(cert), **env).stdout == ""
+    token.chmod(0o644)
+    err = e2e.fails(*describe, INFRAKIT_TLS_CA=str(cert), **env)
+    assert f"INFRAKIT_TOKEN_FILE {token}: group or others may read it (mode 0644)" in err
+    err = e2e.fails(
+        "plugin", "start", "vanilla", "--listen-tcp", "127.0.0.1", "--token-file", str(token)
+    )
+    assert f"--token-file {token}: group or others may read it (mode 0644); chmod 600" in err

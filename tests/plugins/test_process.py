@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -427,3 +428,61 @@ def test_bad_kind_options_are_refused(infrakit_home: Path) -> None:
     taken.write_text("")
     with pytest.raises(errors.SpecError, match="is a file, expected a directory"):
         KIND.build(_build_context(infrakit_home, dir=str(taken)))
+
+
+# --- process.allow ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("executable", "patterns", "expected"),
+    [
+        ("/usr/bin/sleep", ("/usr/bin/*",), True),
+        ("/usr/bin/sleep", ("/usr/bin/sleep",), True),
+        ("/usr/bin/sub/tool", ("/usr/bin/*",), False),  # `*` stays in one directory
+        ("/usr/bin/sub/tool", ("/usr/bin/*/*",), True),
+        ("/usr/bin/sleep", ("/opt/app/bin/*", "/usr/bin/s*"), True),
+        ("/usr/bin/sleep", ("/opt/app/bin/*",), False),
+        ("/usr/bin/sleepy", ("/usr/bin/sleep",), False),
+    ],
+)
+def test_which_executables_an_allow_list_permits(
+    executable: str, patterns: tuple[str, ...], expected: bool
+) -> None:
+    from infrakit.plugins.process.plugin import allowed
+
+    assert allowed(executable, patterns) is expected
+
+
+def test_allow_option_parsing(infrakit_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin = KIND.build(_build_context(infrakit_home, allow="/usr/bin/*, /opt/x")).instance[""]
+    assert isinstance(plugin, ProcessInstancePlugin)
+    assert plugin.allow == ("/usr/bin/*", "/opt/x")
+    assert KIND.build(_build_context(infrakit_home)).instance[""].allow is None  # type: ignore[attr-defined]
+    monkeypatch.setenv("INFRAKIT_PROCESS_ALLOW", "/bin/*")
+    assert KIND.build(_build_context(infrakit_home)).instance[""].allow == ("/bin/*",)  # type: ignore[attr-defined]
+    for bad in ("sleep", "/usr/bin/*,bin/*", " , "):
+        with pytest.raises(errors.SpecError, match="process option allow: "):
+            KIND.build(_build_context(infrakit_home, allow=bad))
+
+
+async def test_a_command_or_init_outside_the_allow_list_is_refused(state_dir: Path) -> None:
+    sleep = os.path.realpath(str(shutil.which("sleep")))
+    plugin = ProcessInstancePlugin(state_dir, allow=(sleep,))
+    async with serve_plugin(plugin, "instance-process") as h:
+        await h.instance.validate(SLEEP)  # resolved from PATH, allowed
+        with pytest.raises(errors.SpecError) as caught:
+            await h.instance.validate({"Command": ["true"]})
+        true = os.path.realpath(str(shutil.which("true")))
+        assert str(caught.value).startswith(
+            f"process instance Properties.Command: {true} (resolved from true) is not allowed "
+            f"by -o process.allow={sleep}; "
+        )
+        # Init runs /bin/sh, which the list does not allow: refused before anything starts.
+        with pytest.raises(
+            errors.SpecError, match=r"the flavor's Init \(sh -c\): .* process.allow"
+        ):
+            await h.instance.provision(Spec(properties=SLEEP, init="echo hi"))
+        assert await h.instance.describe_instances({}) == []
+        assert list(state_dir.iterdir()) == []
+        iid = await h.instance.provision(Spec(properties=SLEEP))
+        await h.instance.destroy(iid, Context("terminate"))

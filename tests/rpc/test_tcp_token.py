@@ -93,7 +93,7 @@ async def test_a_missing_or_forged_token_is_refused_and_the_right_one_works(
             assert list(doc) == ["jsonrpc", "error", "id"]
             message = doc["error"]["message"]
             assert f"plugin inst: bearer token {reason}" in message
-            assert "--token or INFRAKIT_TOKEN" in message  # how to pass one
+            assert "--token-file, --token or INFRAKIT_TOKEN" in message  # how to pass one
         for headers in [
             {"Authorization": f"Bearer {TOKEN}x"},  # a longer token that starts right
             {"Authorization": f"Bearer {TOKEN[:-1]}"},
@@ -122,7 +122,9 @@ async def test_a_missing_or_forged_token_is_refused_and_the_right_one_works(
         assert status == 403
 
 
-async def test_clients_send_the_token(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_clients_prove_the_token_without_sending_it(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with tcp_plugin(directory, token=TOKEN) as (server, plugin):
         assert server.tcp_address is not None
         address = f"tcp://127.0.0.1:{server.tcp_address[1]}"
@@ -132,11 +134,15 @@ async def test_clients_send_the_token(directory: Path, monkeypatch: pytest.Monke
         try:
             iid = await InstanceClient(good).provision(Spec(tags={"a": "1"}))
             assert [d.id for d in await InstanceClient(good).describe_instances({})] == [iid]
-            with pytest.raises(errors.PluginError, match="bearer token wrong"):
+            # Another token: the server's proof does not verify, so the client sends nothing.
+            with pytest.raises(errors.PeerNotVerifiedError) as caught:
                 await InstanceClient(bad).describe_instances({})
+            message = str(caught.value)
+            assert message.startswith(f"{address} (plugin inst) could not prove it holds")
+            assert "another token" in message and "nothing was sent" in message
             with pytest.raises(errors.PluginError, match="bearer token missing"):
                 await InstanceClient(none).describe_instances({})
-            # Events over TCP carry it too.
+            # Events over TCP are signed too.
             events = good.subscribe("instance/")
             try:
                 assert (await asyncio.wait_for(anext(events), 5)).type == "subscribed"
@@ -150,19 +156,21 @@ async def test_clients_send_the_token(directory: Path, monkeypatch: pytest.Monke
 
         monkeypatch.setenv("INFRAKIT_TOKEN", TOKEN)  # the CLI's default
 
-        def sync_calls() -> tuple[int, int]:
+        def sync_calls() -> tuple[int, int, int]:
             with SyncClient("inst", directory / "inst") as local:  # UNIX: no token needed
                 n_local = len(local.call("Instance.DescribeInstances", {})["Descriptions"])
             with SyncClient("inst", address) as remote:
                 n_remote = len(remote.call("Instance.DescribeInstances", {})["Descriptions"])
             with (
-                pytest.raises(errors.PluginError, match="bearer token wrong"),
+                pytest.raises(errors.PeerNotVerifiedError, match="another token"),
                 SyncClient("inst", address, token="forged") as forged,
             ):
                 forged.call("Instance.DescribeInstances", {})
-            return n_local, n_remote
+            with SyncClient("inst", address) as again:  # a new session per client
+                n_again = len(again.call("Instance.DescribeInstances", {})["Descriptions"])
+            return n_local, n_remote, n_again
 
-        assert await asyncio.to_thread(sync_calls) == (0, 0)
+        assert await asyncio.to_thread(sync_calls) == (0, 0, 0)
         env_client = Client("inst", address)  # $INFRAKIT_TOKEN for the async client as well
         try:
             assert await InstanceClient(env_client).describe_instances({}) == []
@@ -261,15 +269,19 @@ async def test_plugin_host_passes_the_tcp_options(directory: Path) -> None:
 # --- TLS ---------------------------------------------------------------------------------------
 
 
-async def test_tls_with_a_self_signed_certificate(directory: Path) -> None:
+async def test_tls_with_a_self_signed_certificate(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cert, key = self_signed(directory)
+    other_ca, _ = self_signed(directory, "other-")
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert, key)
     trust = ssl.create_default_context(cafile=cert)
     async with tcp_plugin(directory, token=TOKEN, ssl=server_context) as (server, _plugin):
         assert server.tcp_address is not None
         port = server.tcp_address[1]
-        assert (directory / "inst.listen").read_text() == f"https://127.0.0.1:{port}"
+        url = f"https://127.0.0.1:{port}"
+        assert (directory / "inst.listen").read_text() == url
 
         # The token is still checked inside TLS.
         status, _ = await asyncio.to_thread(raw, port, {}, context=trust)
@@ -278,30 +290,44 @@ async def test_tls_with_a_self_signed_certificate(directory: Path) -> None:
         status, doc = await asyncio.to_thread(raw, port, auth, context=trust)
         assert status == 200 and doc["result"]["Descriptions"] == []
 
-        trusting = Client("inst", f"https://127.0.0.1:{port}", token=TOKEN, ssl=trust)
+        # An https:// address with no CA to verify it: one line, before any connection.
+        for make in (Client, SyncClient):
+            with pytest.raises(errors.SpecError) as caught:
+                make("inst", url, token=TOKEN)
+            assert str(caught.value) == (
+                f"plugin inst at {url}: an https:// address needs a CA bundle to verify its "
+                "certificate; set INFRAKIT_TLS_CA=ca.pem (or pass --tls-ca) with the CA that "
+                "signed it"
+            )
+
+        trusting = Client("inst", url, token=TOKEN, ssl=trust)
         # ssl= on a tcp:// address means TLS as well.
         implied = Client("inst", f"tcp://127.0.0.1:{port}", token=TOKEN, ssl=trust)
-        untrusting = Client("inst", f"https://127.0.0.1:{port}", token=TOKEN)
+        monkeypatch.setenv("INFRAKIT_TLS_CA", str(cert))
+        from_env = Client("inst", url, token=TOKEN)
+        monkeypatch.setenv("INFRAKIT_TLS_CA", str(other_ca))
+        untrusting = Client("inst", url, token=TOKEN)
         plain = Client("inst", f"tcp://127.0.0.1:{port}", token=TOKEN)
         try:
             iid = await InstanceClient(trusting).provision(Spec())
             assert [d.id for d in await InstanceClient(implied).describe_instances({})] == [iid]
-            with pytest.raises(errors.ProtocolError, match="TLS handshake failed") as caught:
+            assert [d.id for d in await InstanceClient(from_env).describe_instances({})] == [iid]
+            with pytest.raises(errors.ProtocolError, match="TLS handshake failed") as caught_tls:
                 await InstanceClient(untrusting).describe_instances({})
-            assert "certificate" in str(caught.value)
+            assert "certificate" in str(caught_tls.value)
             with pytest.raises(errors.TransportError):  # plain HTTP to a TLS port
                 await InstanceClient(plain).describe_instances({})
         finally:
-            for client in (trusting, implied, untrusting, plain):
+            for client in (trusting, implied, from_env, untrusting, plain):
                 await client.close()
 
         def sync_calls() -> int:
             with (
                 pytest.raises(errors.ProtocolError, match="TLS handshake failed"),
-                SyncClient("inst", f"https://127.0.0.1:{port}", token=TOKEN) as sync,
+                SyncClient("inst", url, token=TOKEN) as sync,  # $INFRAKIT_TLS_CA: the other CA
             ):
                 sync.call("Instance.DescribeInstances", {})
-            with SyncClient("inst", f"https://127.0.0.1:{port}", token=TOKEN, ssl=trust) as sync:
+            with SyncClient("inst", url, token=TOKEN, ssl=trust) as sync:
                 return len(sync.call("Instance.DescribeInstances", {})["Descriptions"])
 
         assert await asyncio.to_thread(sync_calls) == 1

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,16 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.argument("specs", nargs=-1, required=True, metavar="KIND[:NAME]...")
 @click.option("-o", "--option", "options", multiple=True, metavar="KIND.OPTION=VALUE")
 @click.option("--listen-tcp", default=None, metavar="HOST", help="also listen on HOST:<free port>")
-@click.option("--token", default=None, envvar="INFRAKIT_TOKEN", help="bearer token for TCP")
+@click.option(
+    "--token-file", default=None, metavar="PATH", help="file (0600) holding the shared TCP token"
+)
+@click.option("--token", default=None, help="shared TCP token (shows in ps: prefer --token-file)")
 @click.option("--insecure", is_flag=True, help="allow --listen-tcp on loopback without a token")
+@click.option("--tls-cert", default=None, metavar="PEM", help="serve --listen-tcp over TLS")
+@click.option("--tls-key", default=None, metavar="PEM", help="private key of --tls-cert")
+@click.option(
+    "--tls-ca", default=None, metavar="PEM", help="CA bundle to verify https:// plugins with"
+)
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
@@ -127,8 +136,12 @@ def start(
     specs: tuple[str, ...],
     options: tuple[str, ...],
     listen_tcp: str | None,
+    token_file: str | None,
     token: str | None,
     insecure: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
     log_level: str,
 ) -> None:
     """Run plugins in this process until Ctrl-C (e.g. `group file:instance-file vanilla`)."""
@@ -136,6 +149,7 @@ def start(
 
     opts = _parse_options(options)
     chosen = []
+    tcp = _tcp_settings(listen_tcp, token, token_file, insecure, (tls_cert, tls_key, tls_ca))
     try:
         for text in specs:
             kind, name = registry.parse_spec(text)
@@ -147,9 +161,44 @@ def start(
             registry.check_options(registry.get_kind(kind_name), given)
     except errors.InfrakitError as exc:
         fail(str(exc))
-    run_plugins(
-        chosen, opts, log_level=log_level, tcp_host=listen_tcp, tcp_token=token, insecure=insecure
-    )
+    run_plugins(chosen, opts, log_level=log_level, tcp=tcp)
+
+
+@dataclass(frozen=True)
+class TcpSettings:
+    """How the plugins of one process listen on TCP and reach TCP plugins."""
+
+    host: str | None = None
+    token: str | None = None
+    insecure: bool = False
+    #: Serves ``--listen-tcp`` over TLS (``--tls-cert``/``--tls-key``).
+    server_ssl: Any = None
+    #: Verifies ``https://`` plugins found by name (``--tls-ca`` or ``$INFRAKIT_TLS_CA``).
+    client_ssl: Any = None
+
+
+def _tcp_settings(
+    host: str | None,
+    token: str | None,
+    token_file: str | None,
+    insecure: bool,
+    tls: tuple[str | None, str | None, str | None],
+) -> TcpSettings:
+    """``--listen-tcp``/``--token[-file]``/``--tls-*`` checked before anything starts (one line)."""
+    from infrakit.rpc.auth import resolve_token
+    from infrakit.rpc.tls import tls_contexts
+
+    try:
+        resolved = resolve_token(token, token_file)
+        server_ssl, client_ssl = tls_contexts(*tls, "--listen-tcp")
+    except errors.InfrakitError as exc:
+        fail(str(exc))
+    if server_ssl is not None and not host:
+        fail(
+            f"--tls-cert {tls[0]}: given without --listen-tcp, which is what it would serve; "
+            "add --listen-tcp HOST or drop --tls-cert"
+        )
+    return TcpSettings(host, resolved, insecure, server_ssl, client_ssl)
 
 
 def run_plugins(
@@ -157,18 +206,15 @@ def run_plugins(
     options: dict[str, dict[str, Any]] | None = None,
     *,
     log_level: str = "info",
-    tcp_host: str | None = None,
-    tcp_token: str | None = None,
-    insecure: bool = False,
+    tcp: TcpSettings | None = None,
     commit: list[tuple[str, Any]] | None = None,
 ) -> None:
     """Serve ``plugins`` in this process until SIGINT/SIGTERM; commit ``commit`` specs once up."""
     _setup_logging(log_level)
     from infrakit.launch.serving import run
 
-    tcp = (tcp_host, tcp_token, insecure)
     try:
-        run(_serve(list(plugins), options or {}, tcp, commit or []))
+        run(_serve(list(plugins), options or {}, tcp or TcpSettings(), commit or []))
     except errors.InfrakitError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -178,7 +224,7 @@ def run_plugins(
 async def _serve(
     plugins: list[tuple[str, str]],
     options: dict[str, dict[str, Any]],
-    tcp: tuple[str | None, str | None, bool],
+    tcp: TcpSettings,
     commit: list[tuple[str, Any]],
 ) -> None:
     from infrakit.launch import registry
@@ -186,7 +232,13 @@ async def _serve(
     from infrakit.spi import group as spi_group
 
     log = logging.getLogger("infrakit")
-    host = PluginHost(tcp_host=tcp[0], tcp_token=tcp[1], tcp_insecure=tcp[2])
+    host = PluginHost(
+        tcp_host=tcp.host,
+        tcp_token=tcp.token,
+        tcp_insecure=tcp.insecure,
+        tcp_ssl=tcp.server_ssl,
+        client_ssl=tcp.client_ssl,
+    )
     try:
         # Build every plugin before serving any: a bad option of one stops the process before a
         # socket exists or anything is logged as listening.
@@ -380,7 +432,10 @@ def _read_up_specs(paths: tuple[str, ...]) -> list[tuple[str, Any]]:
 )
 @click.option("--id", "member_id", default=None, help="this manager's name (default host-pid)")
 @click.option("--listen", default=None, metavar="HOST:PORT", help="where followers forward calls")
-@click.option("--token", default=None, envvar="INFRAKIT_TOKEN", help="shared token for TCP")
+@click.option(
+    "--token-file", default=None, metavar="PATH", help="file (0600) holding the shared TCP token"
+)
+@click.option("--token", default=None, help="shared TCP token (shows in ps: prefer --token-file)")
 @click.option("--insecure", is_flag=True, help="allow TCP on loopback without a token")
 @click.option(
     "--tls-cert", default=None, metavar="PEM", help="serve --listen over TLS with this cert"
@@ -402,6 +457,7 @@ def up(
     ttl: str | None,
     member_id: str | None,
     listen: str | None,
+    token_file: str | None,
     token: str | None,
     insecure: bool,
     tls_cert: str | None,
@@ -415,6 +471,14 @@ def up(
     """Run the manager (group controller), file instances and the vanilla/combo flavors; commit
     SPECs."""
     specs = _read_up_specs(spec_files)  # every file checked before anything starts
+    tcp = _tcp_settings(
+        listen_tcp,
+        token,
+        token_file,
+        insecure,
+        (tls_cert, tls_key, tls_ca) if listen_tcp else _NO_TLS,
+    )
+    token = tcp.token  # read once: the manager gets the value, never the file name again
     manager = {
         "store": store,
         "leader": leader,
@@ -432,12 +496,8 @@ def up(
         "manager": {k: v for k, v in manager.items() if v is not None},
         "file": {"dir": instances_dir} if instances_dir else {},
     }
-    run_plugins(
-        UP_PLUGINS,
-        options,
-        log_level=log_level,
-        tcp_host=listen_tcp,
-        tcp_token=token,
-        insecure=insecure,
-        commit=specs,
-    )
+    run_plugins(UP_PLUGINS, options, log_level=log_level, tcp=tcp, commit=specs)
+
+
+#: ``up`` without ``--listen-tcp``: its TLS flags are the manager's ``--listen`` only.
+_NO_TLS: tuple[str | None, str | None, str | None] = (None, None, None)

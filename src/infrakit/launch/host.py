@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
 import signal
+import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from infrakit.launch import registry
 from infrakit.rpc import flavor as rpc_flavor
 from infrakit.rpc import group as rpc_group
 from infrakit.rpc import instance as rpc_instance
+from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client, default_call_timeout
 from infrakit.rpc.server import PluginServer, Service
 from infrakit.spi import flavor, group, instance
@@ -115,6 +116,8 @@ class PluginHost:
         tcp_host: str | None = None,
         tcp_token: str | None = None,
         tcp_insecure: bool = False,
+        tcp_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
         prefer_local: bool = True,
     ) -> None:
         # Serving is what creates the plugin directory (reading it never does).
@@ -124,8 +127,12 @@ class PluginHost:
         default_call_timeout()
         self.tcp_host = tcp_host
         #: ``--listen-tcp`` needs a token (or loopback + insecure); see PluginServer.start.
-        self.tcp_token = tcp_token if tcp_token is not None else os.environ.get("INFRAKIT_TOKEN")
+        self.tcp_token = tcp_token if tcp_token is not None else resolve_token(None, None)
         self.tcp_insecure = tcp_insecure
+        #: ``--tls-cert``/``--tls-key``: the ``--listen-tcp`` listeners serve TLS.
+        self.tcp_ssl = tcp_ssl
+        #: ``--tls-ca``: verifies plugins found at ``https://`` addresses (else $INFRAKIT_TLS_CA).
+        self.client_ssl = client_ssl
         self.prefer_local = prefer_local
         self.running: dict[str, Running] = {}
         self._clients: dict[str, Client] = {}
@@ -139,7 +146,8 @@ class PluginHost:
         client = self._clients.get(lookup)
         if client is None:
             entry = discovery.find(lookup, self.plugin_dir, start_hint=registry.start_hint(lookup))
-            client = Client(lookup, entry.address)
+            secure = self.client_ssl if entry.address.startswith("https://") else None
+            client = Client(lookup, entry.address, token=self.tcp_token, ssl=secure)
             self._clients[lookup] = client
         return client
 
@@ -242,7 +250,11 @@ class PluginHost:
         else:
             tcp = (self.tcp_host, 0) if self.tcp_host else None
             await server.start(
-                self.plugin_dir / name, tcp=tcp, token=self.tcp_token, insecure=self.tcp_insecure
+                self.plugin_dir / name,
+                tcp=tcp,
+                token=self.tcp_token,
+                insecure=self.tcp_insecure,
+                ssl=self.tcp_ssl if tcp else None,
             )
         self.running[name] = running
         try:

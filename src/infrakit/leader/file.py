@@ -7,6 +7,16 @@ releases it the moment the holder dies (even by SIGKILL), and the next member's 
 
 Leadership is re-proven every poll: if the lock file was removed or replaced (someone cleaned up
 the directory), the holder's lock no longer guards anything, so it steps down and campaigns again.
+
+The record tells followers where to forward (with the shared token), so it is guarded:
+
+* it is written 0600 (whatever the umask) and the leader re-reads it every poll, rewriting it when
+  anyone changed its content or mode, or replaced it;
+* a follower refuses a record that is not owned by its own user or that group or others may
+  write (:class:`~infrakit.errors.NotLeaderError`, one line naming the file and the fix): such a
+  record may have been written by someone who wants the followers' calls. Even a record that
+  passes only names an address: the follower still makes the peer there prove it holds the
+  token before it sends anything (:mod:`infrakit.rpc.auth`).
 """
 
 from __future__ import annotations
@@ -18,11 +28,14 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from infrakit import errors
 from infrakit._utils.aio import cancel_and_wait
+from infrakit._utils.private import open_private, private_dir, write_private
 from infrakit.leader import LeaderInfo, Leadership
 
 __all__ = ["FileElector"]
@@ -52,7 +65,7 @@ class FileElector:
     # --- Elector --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.path.parent)
         self._register()
         self._attempt()  # the first verdict at once: an uncontended lock leads immediately
         self._task = asyncio.create_task(self._campaign(), name=f"file election {self.path}")
@@ -81,10 +94,18 @@ class FileElector:
         if not self._someone_holds_the_lock():
             return None
         try:
-            doc = json.loads(self.info_path.read_text())
+            fd = os.open(self.info_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None  # the holder has not written it yet
+        try:
+            _check_record(self.info_path, os.fstat(fd), self.id)
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                doc = json.loads(handle.read())
             return LeaderInfo(str(doc["ID"]), str(doc.get("Location") or ""))
         except (OSError, ValueError, KeyError, TypeError):
-            return None  # the holder has not written it yet
+            return None  # being replaced this very moment: the next read sees it whole
+        finally:
+            os.close(fd)
 
     async def members(self) -> list[LeaderInfo]:
         members = []
@@ -109,6 +130,8 @@ class FileElector:
             if self._leadership.leading and not self._still_holds():
                 log.warning("leader lock %s was removed or replaced; stepping down", self.path)
                 self._release()
+            elif self._leadership.leading:
+                self._reassert()
             self._attempt()
 
     async def resign(self, pause: float) -> None:
@@ -124,7 +147,7 @@ class FileElector:
     def _attempt(self) -> None:
         if self._leadership.leading or time.monotonic() < self._not_before:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(self.path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -154,16 +177,32 @@ class FileElector:
             return False
 
     def _register(self) -> None:
-        self.members_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.members_dir)
         doc = {"ID": self.id, "Location": self.location, "PID": os.getpid()}
-        temp = self._member_file.with_name(f".{self._member_file.name}")
-        temp.write_text(json.dumps(doc))
-        os.replace(temp, self._member_file)
+        write_private(self._member_file, json.dumps(doc).encode())
 
     def _write_info(self) -> None:
-        temp = self.info_path.with_name(f".{self.info_path.name}.{os.getpid()}")
-        temp.write_text(json.dumps({"ID": self.id, "Location": self.location, "PID": os.getpid()}))
-        os.replace(temp, self.info_path)
+        write_private(self.info_path, self._record())
+
+    def _record(self) -> bytes:
+        return json.dumps({"ID": self.id, "Location": self.location, "PID": os.getpid()}).encode()
+
+    def _reassert(self) -> None:
+        """Rewrite the record if anyone changed, replaced, removed or loosened it."""
+        expected = self._record()
+        try:
+            st = os.lstat(self.info_path)
+            with open(self.info_path, "rb") as handle:
+                current = handle.read()
+            problem = ("" if current == expected else "its content changed") or _record_problem(st)
+        except OSError as exc:
+            problem = f"it cannot be read ({exc.strerror or exc})"
+        if problem:
+            log.warning("leader record %s: %s; %s rewrites it", self.info_path, problem, self.id)
+            try:
+                write_private(self.info_path, expected)
+            except OSError as exc:
+                log.error("leader record %s: cannot rewrite it (%s)", self.info_path, exc)
 
     def _someone_holds_the_lock(self) -> bool:
         try:
@@ -177,6 +216,28 @@ class FileElector:
         finally:
             os.close(fd)  # also drops the shared lock if we got it
         return False
+
+
+def _record_problem(st: os.stat_result) -> str:
+    """Why a leader record with this ``stat`` cannot be trusted ("" when it can)."""
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"it is owned by uid {st.st_uid}, not by uid {os.geteuid()} that runs this manager"
+    if st.st_mode & 0o022:
+        return f"group or others may write it (mode {stat.S_IMODE(st.st_mode):04o})"
+    return ""
+
+
+def _check_record(path: Path, st: os.stat_result, member: str) -> None:
+    """Refuse a leader record someone else could have written (one line naming the fix)."""
+    problem = _record_problem(st)
+    if problem:
+        raise errors.NotLeaderError(
+            f"manager {member} refuses the leader record {path}: {problem}, so anyone could "
+            f"point followers elsewhere; remove it (the leader writes it again, 0600) and "
+            f"check who can write {path.parent}"
+        )
 
 
 def _alive(pid: int) -> bool:

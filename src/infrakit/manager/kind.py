@@ -11,8 +11,14 @@ Options (``-o manager.OPTION=VALUE`` on ``plugin start``; flags of ``infrakit up
 * ``id`` - this member's name (default ``<hostname>-<pid>``); env ``INFRAKIT_MANAGER_ID``.
 * ``listen`` - ``HOST:PORT`` where followers reach this manager when it leads; env
   ``INFRAKIT_MANAGER_LISTEN``. Requires ``token`` unless HOST is loopback and ``insecure`` is set.
-* ``token`` - shared bearer token for manager-to-manager TCP; env ``INFRAKIT_TOKEN``.
-* ``insecure`` - allow ``listen`` on loopback without a token.
+* ``token-file`` - a file (mode 0600, yours) holding the shared token for manager-to-manager
+  TCP; env ``INFRAKIT_TOKEN_FILE``. Recommended over ``token``: a value on the command line shows
+  in ``ps``.
+* ``token`` - the shared token itself; env ``INFRAKIT_TOKEN``. Followers never send it: the
+  leader proves it holds the same token for the address in the leader record, then each forwarded
+  call is signed (:mod:`infrakit.rpc.auth`).
+* ``insecure`` - allow ``listen`` on loopback without a token (logs a WARNING: whoever can reach
+  the port can commit, and so run code as this user).
 * ``tls-cert`` / ``tls-key`` / ``tls-ca`` - serve and call the TCP endpoint over TLS.
 * ``etcd`` - etcd endpoint for ``leader=etcd`` when the store is not etcd (default 127.0.0.1:2379).
 * ``ttl`` - etcd lease TTL (default ``2s``).
@@ -39,8 +45,10 @@ from infrakit._utils.duration import parse_duration
 from infrakit.controller.group.controller import GroupController
 from infrakit.leader import LeaderInfo, open_elector
 from infrakit.manager.manager import Manager, RemoteGroup
+from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client
 from infrakit.rpc.group import GroupClient
+from infrakit.rpc.tls import tls_contexts
 from infrakit.spi.plugin import Context, Kind, Option, Served
 from infrakit.store import Store, open_store
 
@@ -64,7 +72,8 @@ OPTIONS = (
     ),
     Option("id", "this member's name (default <hostname>-<pid>)", None, "INFRAKIT_MANAGER_ID"),
     Option("listen", "HOST:PORT followers forward to", None, "INFRAKIT_MANAGER_LISTEN"),
-    Option("token", "shared bearer token for manager TCP", None, "INFRAKIT_TOKEN"),
+    Option("token", "shared token for manager TCP (prefer token-file: ps shows this)", None),
+    Option("token-file", "file holding the shared token (mode 0600)", None),
     Option("insecure", "allow --listen on loopback without a token", False),
     Option("tls-cert", "TLS certificate (PEM) for the TCP endpoint", None),
     Option("tls-key", "TLS private key (PEM)", None),
@@ -126,7 +135,8 @@ def _check_token(listen: tuple[str, int] | None, token: str | None, insecure: bo
         return
     raise errors.SpecError(
         f"manager --listen {listen[0]}:{listen[1]}: listening on TCP needs a shared token "
-        "(--token or INFRAKIT_TOKEN); without one only loopback with --insecure is allowed"
+        "(--token-file, --token or INFRAKIT_TOKEN); without one only loopback with --insecure "
+        "is allowed"
     )
 
 
@@ -142,45 +152,13 @@ def _is_loopback(host: str) -> bool:
 def _tls(ctx: Context) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
     """The (server, client) TLS contexts from ``tls-cert`` / ``tls-key`` / ``tls-ca``.
 
-    ``tls-cert`` alone serves TLS and verifies other managers against the system CAs; ``tls-ca``
-    alone calls TLS leaders while this member serves plain TCP. Every unreadable file or
-    mismatched key is a :class:`~infrakit.errors.SpecError` naming the option and the file, raised
-    before anything listens.
+    ``tls-cert`` alone serves TLS and verifies other managers against the system CAs (or
+    ``$INFRAKIT_TLS_CA``); ``tls-ca`` alone calls TLS leaders while this member serves plain TCP.
+    Every unreadable file or mismatched key is a :class:`~infrakit.errors.SpecError` naming the
+    option and the file, raised before anything listens.
     """
     cert, key, ca = (ctx.option(KIND, n) or None for n in ("tls-cert", "tls-key", "tls-ca"))
-    if key and not cert:
-        raise errors.SpecError(
-            f"manager --tls-key {key}: given without --tls-cert; pass the certificate too"
-        )
-    if not cert and not ca:
-        return None, None
-    server = None
-    if cert:
-        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            server.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            what = f"--tls-cert {cert}" + (f" --tls-key {key}" if key else "")
-            raise errors.SpecError(
-                f"manager {what}: cannot load the certificate and key ({_reason(exc)}); "
-                "expected PEM files, the key matching the certificate"
-            ) from None
-    try:
-        client = ssl.create_default_context(cafile=ca)
-    except (OSError, ssl.SSLError) as exc:
-        raise errors.SpecError(
-            f"manager --tls-ca {ca}: cannot load the CA bundle ({_reason(exc)}); "
-            "expected a PEM file of CA certificates"
-        ) from None
-    return server, client
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return str(exc.reason or exc).lower().replace("_", " ")
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc)
+    return tls_contexts(cert, key, ca, "manager", system_trust=True)
 
 
 def _etcd_endpoint(store_url: str | None, fallback: str) -> tuple[str, str]:
@@ -195,7 +173,9 @@ async def build(ctx: Context) -> Served:
     leader_kind = _leader_kind(ctx.option(KIND, "leader"), store_url)
     member = ctx.option(KIND, "id") or f"{socket.gethostname()}-{os.getpid()}"
     listen = _listen(ctx.option(KIND, "listen"))
-    token = ctx.option(KIND, "token") or None
+    token = resolve_token(
+        ctx.option(KIND, "token") or None, ctx.option(KIND, "token-file") or None, "manager --token"
+    )
     insecure = _truthy(ctx.option(KIND, "insecure"))
     _check_token(listen, token, insecure)
     server_tls, client_tls = _tls(ctx)

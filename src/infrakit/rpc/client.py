@@ -32,13 +32,18 @@ TCP options (both clients), for plugins started with a token (see :mod:`infrakit
            ssl=ssl.create_default_context(cafile="ca.pem"))
     SyncClient("group", "tcp://10.0.0.5:24864")      # token from $INFRAKIT_TOKEN
 
-* ``token``: sent as ``Authorization: Bearer <token>`` to TCP targets only, never on a UNIX
-  socket. Default: ``$INFRAKIT_TOKEN``. A refusal raises :class:`~infrakit.errors.PluginError`
-  carrying the server's "bearer token missing/wrong" message.
+* ``token``: proves this client holds it to TCP targets only, never on a UNIX socket. Default:
+  ``$INFRAKIT_TOKEN_FILE`` / ``$INFRAKIT_TOKEN``. The token itself is never sent: before its first
+  request the client challenges the peer to prove it holds the same token, for the address
+  dialled (a rogue listener, or a relay to the real plugin, fails:
+  :class:`~infrakit.errors.PeerNotVerifiedError`, and nothing is sent to it); then every request
+  is signed (:mod:`infrakit.rpc.auth`). A refusal by the server raises
+  :class:`~infrakit.errors.PluginError` carrying its message.
 * ``ssl``: an :class:`ssl.SSLContext` to verify the server with. TLS is used for ``https://``
   addresses and for any TCP address when ``ssl`` is given; ``https://`` without ``ssl`` verifies
-  against the system's default trust store. ``tls_hint`` replaces the next step named when the
-  handshake fails (the manager names its ``--tls-ca`` flag there).
+  against the CA bundle in ``$INFRAKIT_TLS_CA``, and without that is refused with one line (a
+  client never trusts a certificate it has no CA for). ``tls_hint`` replaces the next step named
+  when the handshake fails (the manager names its ``--tls-ca`` flag there).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infrakit import errors
-from infrakit.rpc import envelope
+from infrakit.rpc import auth, envelope
 from infrakit.spi.types import Era, InterfaceSpec
 
 if TYPE_CHECKING:
@@ -170,10 +175,20 @@ class _Base:
         self.address = parse_address(address)
         if ssl is not None and self.address.path is None and not self.address.tls:
             self.address = Address(host=self.address.host, port=self.address.port, tls=True)
-        #: Bearer token sent to TCP targets (default: ``$INFRAKIT_TOKEN``); never on UNIX sockets.
-        self.token = token if token is not None else os.environ.get("INFRAKIT_TOKEN") or None
-        #: ``ssl.SSLContext`` for ``https://`` targets (None: the system's default trust).
+        tcp = self.address.path is None
+        #: Shared token proven to TCP targets (default: ``$INFRAKIT_TOKEN_FILE`` /
+        #: ``$INFRAKIT_TOKEN``); never used on UNIX sockets, never sent itself.
+        self.token = (
+            token if token is not None else (auth.resolve_token(None, None) if tcp else None)
+        )
+        if ssl is None and self.address.tls:
+            from infrakit.rpc.tls import tls_client_context
+
+            ssl = tls_client_context(None, f"plugin {name} at {self.address}")
+        #: ``ssl.SSLContext`` that verifies ``https://`` targets.
         self.ssl = ssl
+        #: The verified peer's signing session (None: not challenged yet).
+        self._proof: auth.Session | None = None
         #: The next step a failed TLS handshake suggests (a CLI flag rather than the API's ssl=).
         self.tls_hint = tls_hint or (
             "pass ssl= an SSLContext that trusts the plugin's certificate "
@@ -188,11 +203,42 @@ class _Base:
         #: ``Handshake.Hello`` objects (``{"Instance/0.6.1": [{"Name": "."}]}``), None for SEED.
         self.objects: dict[str, Any] | None = None
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, http_method: str, path: str, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        if self.token and self.address.path is None:
-            headers["Authorization"] = f"Bearer {self.token}"
+        if self._proof is not None:
+            headers["Authorization"] = self._proof.authorization(http_method, path, body)
         return headers
+
+    @property
+    def _must_prove(self) -> bool:
+        """A TCP target and a token: the peer proves it holds the token before any request."""
+        return bool(self.token) and self.address.path is None
+
+    def _verify_peer(self, challenger: auth.ClientAuth, status: int, doc: Any, peer: Any) -> None:
+        """Accept the peer's proofs for the address dialled (or the socket's peer) or raise."""
+        dialled = [self.address._hostport]
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            dialled.append(auth.format_address(str(peer[0]), int(peer[1])))
+        try:
+            self._proof = challenger.accept(status, doc, dialled)
+        except auth.PeerNotProven as why:
+            raise errors.PeerNotVerifiedError(
+                f"{self.address} (plugin {self.name}) could not prove it holds the shared token: "
+                f"{why}; nothing was sent to it - check that this address (and the .listen file "
+                "or leader record that named it) belongs to a process started with the same "
+                "token"
+            ) from None
+
+    def _stale_proof(self, status: int, doc: Any) -> bool:
+        """The server asks for a new session (it restarted, or the session aged out)."""
+        if status != 401 or self._proof is None or not isinstance(doc, dict):
+            return False
+        error = doc.get("error")
+        data = error.get("data") if isinstance(error, dict) else None
+        if isinstance(data, dict) and data.get("reason") == auth.STALE_SESSION:
+            self._proof = None
+            return True
+        return False
 
     def what(self, method: str) -> str:
         return f"plugin {self.name} ({method}) at {self.address}"
@@ -282,6 +328,7 @@ class Client(_Base):
         super().__init__(*args, **kwargs)
         self._session: aiohttp.ClientSession | None = None
         self._handshake_lock: Any = None
+        self._auth_lock: Any = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -303,6 +350,43 @@ class Client(_Base):
     async def _post(
         self, path: str, doc: Any, method: str, timeout: float | None = None
     ) -> tuple[int, Any]:
+        from infrakit.rpc import codec
+
+        data = codec.dumps(doc)
+        await self._prove()
+        status, reply, _ = await self._exchange(path, data, method, timeout)
+        if self._stale_proof(status, reply):  # the plugin restarted: one new session, once
+            await self._prove()
+            status, reply, _ = await self._exchange(path, data, method, timeout)
+        return status, reply
+
+    async def _prove(self) -> None:
+        """Before the first request to a TCP target (with a token): the peer proves it holds it."""
+        import asyncio
+
+        if not self._must_prove or self._proof is not None:
+            return
+        if self._auth_lock is None:
+            self._auth_lock = asyncio.Lock()
+        async with self._auth_lock:
+            if self._proof is not None:
+                return
+            from infrakit.rpc import codec
+
+            challenger = auth.ClientAuth(str(self.token))
+            status, doc, peer = await self._exchange(
+                auth.AUTH_PATH,
+                codec.dumps(challenger.challenge()),
+                "challenge",
+                self.handshake_timeout,
+                sign=False,
+            )
+            self._verify_peer(challenger, status, doc, peer)
+
+    async def _exchange(
+        self, path: str, data: bytes, method: str, timeout: float | None, *, sign: bool = True
+    ) -> tuple[int, Any, Any]:
+        """One POST: (status, decoded reply or None, the socket's peer address)."""
         import asyncio
 
         import aiohttp
@@ -311,14 +395,18 @@ class Client(_Base):
 
         total = timeout if timeout is not None else self.call_timeout
         session = self._get_session()
+        headers = (
+            self._headers("POST", path, data) if sign else {"Content-Type": "application/json"}
+        )
         try:
             async with session.post(
                 self.address.base_url + path,
-                data=codec.dumps(doc),
-                headers=self._headers(),
+                data=data,
+                headers=headers,
                 ssl=self.ssl if self.address.tls and self.ssl is not None else True,
                 timeout=aiohttp.ClientTimeout(total=total, sock_connect=self.connect_timeout),
             ) as response:
+                peer = _peername(response)
                 body = await response.read()
                 status = response.status
         except aiohttp.ClientSSLError as exc:
@@ -341,12 +429,12 @@ class Client(_Base):
                 "the plugin may have crashed - check its log"
             ) from exc
         if not body.strip():
-            return status, None
+            return status, None, peer
         try:
-            return status, codec.loads(body)
+            return status, codec.loads(body), peer
         except ValueError as exc:
-            if status == 404:
-                return status, None
+            if status == 404 or not sign:
+                return status, None, peer
             raise errors.ProtocolError(
                 f"{self.what(method)}: reply is not JSON (HTTP {status}): {body[:80]!r}"
             ) from exc
@@ -385,30 +473,18 @@ class Client(_Base):
             raise errors.ProtocolError(f"{self.what(method)}: HTTP 404; not an InfraKit plugin?")
         return envelope.decode_response(status, reply, era, lambda: self.what(method))
 
-    async def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
-        """Yield events from the plugin's ``/events`` stream until the stream ends.
-
-        Raises :class:`~infrakit.errors.NotFoundError` if the plugin publishes no events (Go
-        plugins): the caller then falls back to polling. The first item is yielded only after the
-        subscription is live on the server.
-        """
+    async def _get_events(self, path: str, url: Any) -> aiohttp.ClientResponse:
+        """Open ``GET /events`` (answered at once; the stream may then stay quiet for long)."""
         import asyncio
 
         import aiohttp
 
-        from infrakit.rpc import codec
-        from infrakit.spi import event as spi_event
-
         session = self._get_session()
-        url = self.address.base_url + "/events"
         try:
-            # The subscription is answered at once (headers, then ": subscribed"); the stream
-            # itself may then stay quiet for as long as it likes.
             async with asyncio.timeout(self.handshake_timeout):
-                response = await session.get(
+                return await session.get(
                     url,
-                    params={"topic": topic},
-                    headers=self._headers(),
+                    headers=self._headers("GET", path, b""),
                     ssl=self.ssl if self.address.tls and self.ssl is not None else True,
                     timeout=aiohttp.ClientTimeout(
                         total=None, sock_connect=self.connect_timeout, sock_read=None
@@ -420,6 +496,41 @@ class Client(_Base):
             raise self._tls_failed("GET /events", exc) from exc
         except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
             raise self._unreachable("GET /events", getattr(exc, "os_error", exc)) from exc
+
+    async def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
+        """Yield events from the plugin's ``/events`` stream until the stream ends.
+
+        Raises :class:`~infrakit.errors.NotFoundError` if the plugin publishes no events (Go
+        plugins): the caller then falls back to polling. The first item is yielded only after the
+        subscription is live on the server.
+        """
+
+        from urllib.parse import quote
+
+        import aiohttp
+        from yarl import URL
+
+        from infrakit.rpc import codec
+        from infrakit.spi import event as spi_event
+
+        path = f"/events?topic={quote(topic, safe='')}"
+        await self._prove()
+        for attempt in (0, 1):
+            response = await self._get_events(path, URL(self.address.base_url + path, encoded=True))
+            if response.status != 401:
+                break
+            try:
+                doc = codec.loads(await response.read())
+            except ValueError:
+                doc = None
+            finally:
+                response.release()
+            if attempt == 0 and self._stale_proof(401, doc):
+                await self._prove()
+                continue
+            error = doc.get("error") if isinstance(doc, dict) else None
+            said = error.get("message") if isinstance(error, dict) else "HTTP 401"
+            raise errors.PluginError(f"{self.what('GET /events')}: {said}")
         try:
             if response.status != 200 or not response.headers.get("Content-Type", "").startswith(
                 "text/event-stream"
@@ -458,6 +569,8 @@ class SyncClient(_Base):
         super().__init__(*args, **kwargs)
         self._sock: socket.socket | None = None
         self._buf = bytearray()
+        #: The TCP peer of the current connection (what the challenge is checked against).
+        self._peer: Any = None
 
     def close(self) -> None:
         if self._sock is not None:
@@ -472,10 +585,25 @@ class SyncClient(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _auth_line(self) -> str:
-        if self.token and self.address.path is None:
-            return f"Authorization: Bearer {self.token}\r\n"
-        return ""
+    def _auth_line(self, http_method: str, path: str, body: bytes) -> str:
+        if self._proof is None:
+            return ""
+        return f"Authorization: {self._proof.authorization(http_method, path, body)}\r\n"
+
+    def _prove(self) -> None:
+        """Before the first request to a TCP target (with a token): the peer proves it holds it."""
+        if not self._must_prove or self._proof is not None:
+            return
+        challenger = auth.ClientAuth(str(self.token))
+        body = json.dumps(challenger.challenge()).encode()
+        status, _, reply = self.request(
+            "POST", auth.AUTH_PATH, body, "challenge", self.handshake_timeout, sign=False
+        )
+        try:
+            doc = json.loads(reply) if reply.strip() else None
+        except ValueError:
+            doc = None
+        self._verify_peer(challenger, status, doc, self._peer)
 
     def _connect(self, method: str) -> socket.socket:
         try:
@@ -503,6 +631,8 @@ class SyncClient(_Base):
         sock.settimeout(self.call_timeout)
         self._sock = sock
         self._buf = bytearray()
+        with contextlib.suppress(OSError):
+            self._peer = sock.getpeername()
         return sock
 
     def request(
@@ -512,18 +642,41 @@ class SyncClient(_Base):
         body: bytes | None,
         method: str,
         timeout: float | None = None,
+        *,
+        sign: bool = True,
     ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP/1.1 exchange on a kept-alive connection (reconnects once if it went stale).
 
-        ``timeout`` bounds the wait for the answer (default: the call timeout).
+        ``timeout`` bounds the wait for the answer (default: the call timeout). ``sign``: prove
+        the token (TCP targets with one) - off only for the challenge itself.
         """
+        if sign:
+            self._prove()
+        status, headers, reply = self._request_once(http_method, path, body, method, timeout, sign)
+        if sign and status == 401 and self._stale_proof(status, _json_or_none(reply)):
+            self._prove()  # the plugin restarted: one new session, once
+            status, headers, reply = self._request_once(
+                http_method, path, body, method, timeout, sign
+            )
+        return status, headers, reply
+
+    def _request_once(
+        self,
+        http_method: str,
+        path: str,
+        body: bytes | None,
+        method: str,
+        timeout: float | None,
+        sign: bool,
+    ) -> tuple[int, dict[str, str], bytes]:
         seconds = self.call_timeout if timeout is None else timeout
         for attempt in (0, 1):
             reused = self._sock is not None
             sock = self._sock or self._connect(method)
             sock.settimeout(seconds)
+            auth_line = self._auth_line(http_method, path, body or b"") if sign else ""
             head = (
-                f"{http_method} {path} HTTP/1.1\r\nHost: plugin\r\n{self._auth_line()}"
+                f"{http_method} {path} HTTP/1.1\r\nHost: plugin\r\n{auth_line}"
                 f"Content-Type: application/json\r\nContent-Length: {len(body or b'')}\r\n\r\n"
             ).encode()
             try:
@@ -689,18 +842,20 @@ class SyncClient(_Base):
         ``on_subscribed`` is called once the plugin has accepted the subscription (before any
         event), so a caller can tell its user, or a test, that nothing will be missed from now on.
         """
+        from urllib.parse import quote
+
         from infrakit.spi import event as spi_event
 
+        self._prove()
         self.close()
         sock = self._connect("GET /events")
         # The subscription is answered at once (like a handshake); the stream may then be quiet.
         sock.settimeout(self.handshake_timeout)
-        from urllib.parse import quote
-
+        path = f"/events?topic={quote(topic, safe='')}"
         try:
             sock.sendall(
-                f"GET /events?topic={quote(topic)} HTTP/1.1\r\nHost: plugin\r\n"
-                f"{self._auth_line()}\r\n".encode()
+                f"GET {path} HTTP/1.1\r\nHost: plugin\r\n"
+                f"{self._auth_line('GET', path, b'')}\r\n".encode()
             )
             status, headers = self._read_head("GET /events")
         except TimeoutError as exc:
@@ -748,6 +903,26 @@ class SyncClient(_Base):
             return
         finally:
             self.close()
+
+
+def _peername(response: Any) -> Any:
+    """The peer address of the connection an aiohttp response came on (None if unknown).
+
+    aiohttp hands the connection back to its pool as soon as a small body is read, so it is taken
+    from the response's protocol (private, hence the care: without it, the challenge is checked
+    against the dialled address alone, which is the one that matters).
+    """
+    transport = getattr(getattr(response, "_protocol", None), "transport", None)
+    if transport is None and response.connection is not None:
+        transport = response.connection.transport
+    return transport.get_extra_info("peername") if transport is not None else None
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body.strip() else None
+    except ValueError:
+        return None
 
 
 def _connect_unix_blocking(path: str, timeout: float) -> socket.socket:

@@ -59,7 +59,9 @@ from typing import Any
 from aiohttp import web
 
 from infrakit import errors
+from infrakit._utils.private import bind_private_unix, private_dir, write_private
 from infrakit.rpc import codec, envelope
+from infrakit.rpc.auth import AUTH_PATH, SCHEME, ServerAuth, format_address
 from infrakit.spi import event as spi_event
 from infrakit.spi.types import Era, InterfaceSpec
 
@@ -136,6 +138,8 @@ class PluginServer:
         self._stopping = asyncio.Event()
         #: SHA-256 of the TCP bearer token (None: no token asked for).
         self._token_digest: bytes | None = None
+        #: Challenges and signed requests on TCP (None: no token).
+        self._auth: ServerAuth | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -160,13 +164,16 @@ class PluginServer:
         if tcp is not None and not token and not (insecure and _is_loopback(tcp[0])):
             raise errors.SpecError(
                 f"plugin {self.name}: listening on TCP {tcp[0]} needs a shared token "
-                f"(--token or INFRAKIT_TOKEN); without one only loopback with --insecure is allowed"
+                f"(--token-file, --token or INFRAKIT_TOKEN); without one only loopback with "
+                f"--insecure is allowed"
             )
         self._token_digest = _digest(token) if token else None
+        self._auth = None
         if tcp is not None and token and ssl is None and not _is_loopback(tcp[0]):
             log.warning(
-                "plugin %s: the bearer token travels in clear text on TCP %s; pass an SSL "
-                "context to serve TLS",
+                "plugin %s: TCP %s is plain text: requests and replies can be read and replies "
+                "forged on the network (infrakit's clients never send the token itself, but "
+                "curl-style bearer tokens travel in clear); serve TLS with --tls-cert/--tls-key",
                 self.name,
                 tcp[0],
             )
@@ -184,65 +191,103 @@ class PluginServer:
         app.router.add_get("/info/functions.json", self._get_functions)
         app.router.add_get("/events", self._get_events)
         app.router.add_post("/_infrakit/stop", self._post_stop)
+        app.router.add_post(AUTH_PATH, self._post_auth)
         app.router.add_route("*", "/", self._wrong_method)
         app.router.add_post("/{tail:.*}", self._post_seed)
         app.router.add_route("*", "/{tail:.*}", self._wrong_method)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
-        site = web.UnixSite(runner, str(socket_path))
-        await site.start()
-        os.chmod(socket_path, 0o600)
-        self.socket_path = socket_path
+        # TCP (and its .listen file) first: once the UNIX socket accepts, the plugin is whole.
         if tcp is not None:
             try:
                 await web.TCPSite(runner, tcp[0], tcp[1], ssl_context=ssl).start()
             except OSError as exc:
-                await self.stop()  # no half-started plugin: the UNIX socket goes too
+                await self.stop()  # no half-started plugin
                 raise errors.ConflictError(
                     f"plugin {self.name}: cannot listen on TCP {tcp[0]}:{tcp[1]} "
                     f"({exc.strerror or exc}); choose another address or port"
                 ) from exc
             port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
             self.tcp_address = (tcp[0], port)
+            if token:
+                self._auth = ServerAuth(token, [format_address(tcp[0], port)])
+            else:
+                log.warning(
+                    "plugin %s: --insecure: TCP %s:%d takes requests without a token - anyone "
+                    "who can reach it (every local user, every container sharing the network) "
+                    "can commit specs and so run code as uid %d (%s); use --token-file instead "
+                    "(docs/security.md)",
+                    self.name,
+                    tcp[0],
+                    port,
+                    os.geteuid(),
+                    _user_name(),
+                )
             self.listen_file = socket_path.with_name(socket_path.name + ".listen")
             scheme = "https" if ssl is not None else "tcp"
             host = f"[{tcp[0]}]" if ":" in tcp[0] else tcp[0]  # IPv6 in brackets, as in URLs
-            self.listen_file.write_text(f"{scheme}://{host}:{port}")
+            write_private(self.listen_file, f"{scheme}://{host}:{port}".encode())
+        try:
+            sock = bind_private_unix(socket_path)
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.socket_path = socket_path
         log.info("plugin %s listening on %s", self.name, socket_path)
 
     @web.middleware
     async def _check_token(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """Requests that came over TCP must carry the bearer token (UNIX ones need none)."""
-        if self._token_digest is not None and isinstance(
-            request.transport and request.transport.get_extra_info("sockname"), tuple
+        """Requests that came over TCP must carry the token (UNIX ones need none): a request
+        signed in a session opened at :data:`AUTH_PATH` (infrakit's clients), or a plain bearer
+        token (curl, Prometheus). The challenge route itself is open: it is how one proves."""
+        if (
+            self._token_digest is None
+            or request.path == AUTH_PATH
+            or not isinstance(_sockname(request), tuple)
         ):
-            given = request.headers.get("Authorization", "")
-            scheme, _, presented = given.partition(" ")
-            # Digests have equal length, so the comparison time says nothing about the token.
-            ok = scheme.lower() == "bearer" and hmac.compare_digest(
-                _digest(presented.strip()), self._token_digest
-            )
-            if not ok:
-                reason = "missing" if not given else "wrong"
-                return _json_response(
-                    401,
-                    {
-                        "jsonrpc": "2.0",
-                        "error": {
-                            "code": -32001,
-                            "message": (
-                                f"plugin {self.name}: bearer token {reason}; pass the shared "
-                                f"token with --token or INFRAKIT_TOKEN"
-                            ),
-                            "data": {"kind": "PluginError"},
-                        },
-                        "id": None,
-                    },
-                )
-        return await handler(request)
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        scheme, _, presented = given.partition(" ")
+        if scheme.lower() == SCHEME.lower() and self._auth is not None:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return _json_response(413, {"error": f"plugin {self.name}: request body too large"})
+            request[_BODY] = body
+            why = self._auth.verify(presented, request.method, request.raw_path, body)
+            if not why:
+                return await handler(request)
+            return _refused(f"plugin {self.name}: signed request refused: {why}", why)
+        # Digests have equal length, so the comparison time says nothing about the token.
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            _digest(presented.strip()), self._token_digest
+        ):
+            return await handler(request)
+        reason = "missing" if not given else "wrong"
+        return _refused(
+            f"plugin {self.name}: bearer token {reason}; pass the shared token with "
+            f"--token-file, --token or INFRAKIT_TOKEN",
+            reason,
+        )
+
+    async def _post_auth(self, request: web.Request) -> web.StreamResponse:
+        """Answer a client's challenge with proofs of the token (see :mod:`infrakit.rpc.auth`)."""
+        if self._auth is None:
+            return _json_response(200, {"Proofs": []})  # no token here: nothing to prove
+        try:
+            doc = codec.loads(await request.read())
+        except ValueError:
+            doc = None
+        sockname = _sockname(request)
+        arrived = format_address(sockname[0], sockname[1]) if isinstance(sockname, tuple) else None
+        try:
+            return _json_response(200, self._auth.challenge(doc, arrived))
+        except errors.SpecError as exc:
+            return _json_response(400, {"error": str(exc)})
 
     async def stop(self) -> None:
         """Stop serving and remove the socket (and ``.listen``) files."""
@@ -483,6 +528,9 @@ class PluginServer:
 async def _read_capped(request: web.Request) -> bytes | None:
     """Read the body; ``None`` if it exceeds the cap (the rest is drained so the reply arrives)."""
     limit = envelope.MAX_BODY_BYTES
+    if _BODY in request:  # read already, to check its signature
+        body: bytes = request[_BODY]
+        return body if len(body) <= limit else None
     if request.content_length is not None and request.content_length <= limit:
         try:
             return await request.read()
@@ -499,6 +547,43 @@ async def _read_capped(request: web.Request) -> bytes | None:
     return b"".join(chunks)
 
 
+#: Request key of a body the token check has read already (a typed key where aiohttp has them).
+_BODY: Any = (
+    web.RequestKey("infrakit.body", bytes) if hasattr(web, "RequestKey") else "infrakit.body"
+)
+
+
+def _sockname(request: web.Request) -> Any:
+    """The local address a request arrived at: a tuple on TCP, a path (str) on a UNIX socket."""
+    return request.transport.get_extra_info("sockname") if request.transport else None
+
+
+def _refused(message: str, reason: str) -> web.Response:
+    """HTTP 401 with a JSON-RPC error; ``data.reason`` lets infrakit's clients tell a session to
+    renew from a credential that is wrong."""
+    return _json_response(
+        401,
+        {
+            "jsonrpc": "2.0",
+            "error": {
+                "code": -32001,
+                "message": message,
+                "data": {"kind": "PluginError", "reason": reason},
+            },
+            "id": None,
+        },
+    )
+
+
+def _user_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return "no name"
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -511,7 +596,7 @@ def _json_response(status: int, doc: Any) -> web.Response:
 
 def prepare_socket_path(name: str, path: Path) -> None:
     """Make sure ``path`` can be bound: dir exists (0700), no live plugin owns it, stale removed."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     if not (path.exists() or path.is_symlink()):
         return
     if not path.is_socket():

@@ -23,13 +23,12 @@ one process at a time (the HA manager's leader election guarantees that).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from infrakit._utils.private import private_dir, write_private
 from infrakit.errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "FileStore"]
@@ -96,24 +95,14 @@ class FileStore:
 
     def _write(self, entries: dict[str, Any]) -> None:
         if self.create_parent:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(self.path.parent)
         elif not self.path.parent.is_dir():
             raise StoreError(
                 f"store {self.path}: directory {self.path.parent} does not exist (any more); "
                 "create it again or restart with another --store"
             )
         data = json.dumps({"schema": SCHEMA_VERSION, "entries": entries}, indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + self.path.name + ".", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(data + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_private(self.path, (data + "\n").encode(), fsync=True)
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

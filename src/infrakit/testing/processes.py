@@ -85,12 +85,15 @@ class Daemon:
         cwd: str | Path | None = None,
         log: Path | None = None,
         start_timeout: float = 20.0,
+        umask: int = -1,
     ) -> None:
         self.argv = [bin_path(argv[0]), *argv[1:]]
         self.env = env
         self.sockets = list(sockets)
         self.cwd = cwd
         self.start_timeout = start_timeout
+        #: The daemon's umask (-1: inherit the test's), e.g. 0 to show modes do not depend on it.
+        self.umask = umask
         plugins = Path(env.get("INFRAKIT_PLUGINS_DIR", Path(env["INFRAKIT_HOME"]) / "plugins"))
         self.plugin_dir = plugins
         self.log = (
@@ -113,6 +116,7 @@ class Daemon:
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=self.umask,
         )
         handle.close()
         deadline = time.monotonic() + self.start_timeout

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from infrakit._utils.aio import Broker
+from infrakit._utils.private import private_dir, write_private
 from infrakit.errors import NotFoundError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
@@ -121,7 +122,7 @@ class FileInstancePlugin:
                 f"pass another --dir"
             )
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(self.directory)
         except OSError as exc:
             raise SpecError(
                 f"instance directory {self.directory}: cannot create it ({exc.strerror}); "
@@ -247,13 +248,7 @@ class FileInstancePlugin:
         document = {"ID": instance_id, "LogicalID": logical_id, "Tags": tags, "Spec": wire_spec}
         data = json.dumps(document).encode()  # compact: the C encoder, ~10x faster than indent
         final = self._path(instance_id)
-        temp = self.directory / f".{instance_id}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(temp, final)
+        write_private(final, data)
         st = os.stat(final)
         self._set(instance_id, _Record(logical_id, tags, wire_spec, (st.st_mtime_ns, st.st_size)))
 

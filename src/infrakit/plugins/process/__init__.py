@@ -13,12 +13,15 @@ time guards against pid reuse; zombies never count as running.
 Exits are watched with pidfds (polling where the kernel has none), so a process that exits or is
 killed by someone else is reported on ``instance/change`` at once and the group heals in
 milliseconds. Destroy sends SIGTERM to the process group and SIGKILL after ``-o process.grace``
-(default 10s). See docs/plugins/process.md.
+(default 10s). ``-o process.allow=/usr/bin/*,/opt/app/bin/*`` limits what instances may run
+(globs on the resolved executable; a Command or Init outside it is refused at commit/provision).
+See docs/plugins/process.md and docs/security.md.
 """
 
 from __future__ import annotations
 
 from infrakit.plugins.process.plugin import (
+    ALLOW_OPTION,
     DIR_OPTION,
     GRACE_OPTION,
     ProcessCommand,
@@ -35,5 +38,5 @@ KIND = Kind(
     default_name="instance-process",
     summary="instances as local OS processes (re-adopted after a restart, exits heal at once)",
     build=build,
-    options=(DIR_OPTION, GRACE_OPTION),
+    options=(DIR_OPTION, GRACE_OPTION, ALLOW_OPTION),
 )

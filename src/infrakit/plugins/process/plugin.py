@@ -34,13 +34,14 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import psutil
 
 from infrakit._utils.aio import Broker
 from infrakit._utils.duration import parse_duration
+from infrakit._utils.private import open_private, private_dir, write_private
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
@@ -49,6 +50,7 @@ from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import JSON, Era, Tags
 
 __all__ = [
+    "ALLOW_OPTION",
     "DIR_OPTION",
     "GRACE_OPTION",
     "ProcessCommand",
@@ -69,6 +71,13 @@ GRACE_OPTION = Option(
     "grace",
     "how long Destroy waits after SIGTERM before it sends SIGKILL (Go duration)",
     default="10s",
+)
+ALLOW_OPTION = Option(
+    "allow",
+    "comma-separated absolute path globs of the executables instances may run, e.g. "
+    "/usr/bin/*,/opt/app/bin/* (default: any; an Init needs /bin/sh allowed)",
+    default=None,
+    env="INFRAKIT_PROCESS_ALLOW",
 )
 
 #: Environment variable set in every instance's process (and its Init) to the instance ID.
@@ -181,22 +190,54 @@ def parse_properties(properties: JSON) -> ProcessCommand:
     return command
 
 
-def _check_executable(command: ProcessCommand) -> None:
+def _check_executable(command: ProcessCommand) -> str:
+    """The executable ``Command`` runs, as an absolute path with every symlink resolved."""
     program = command.argv[0]
     if "/" in program:
         path = os.path.join(command.directory or os.getcwd(), os.path.expanduser(program))
         if os.path.isfile(path) and os.access(path, os.X_OK):
-            return
+            return os.path.realpath(path)
         raise SpecError(
             f"process instance Properties.Command: {program} is not an executable file; "
             f"check the path (relative paths start from Dir) and its execute permission"
         )
     search_path = command.env.get("PATH", os.environ.get("PATH", os.defpath))
-    if shutil.which(program, path=search_path) is None:
+    found = shutil.which(program, path=search_path)
+    if found is None:
         raise SpecError(
             f"process instance Properties.Command: {program} not found on PATH; install it, "
             f"give its absolute path, or set PATH in Env"
         )
+    return os.path.realpath(found)
+
+
+#: What a flavor's Init runs as (``sh -c INIT``).
+INIT_SHELL = "/bin/sh"
+
+
+def parse_allow(value: object) -> tuple[str, ...] | None:
+    """``-o process.allow`` -> its globs (None: anything may run); SpecError for a bad one."""
+    if value in (None, ""):
+        return None
+    patterns = tuple(p.strip() for p in str(value).split(",") if p.strip())
+    for pattern in patterns:
+        if not pattern.startswith("/"):
+            raise SpecError(
+                f"process option allow: {pattern!r} is not an absolute path glob; give e.g. "
+                f"-o process.allow=/usr/bin/*,/opt/app/bin/*"
+            )
+    if not patterns:
+        raise SpecError(
+            "process option allow: no path glob given; give e.g. -o process.allow=/usr/bin/* "
+            "or leave the option out to allow any command"
+        )
+    return patterns
+
+
+def allowed(executable: str, patterns: tuple[str, ...]) -> bool:
+    """True if ``executable`` (absolute, resolved) matches a glob; ``*`` stays in one directory."""
+    path = PurePosixPath(executable)
+    return any(path == PurePosixPath(p) or path.match(p) for p in patterns)
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -364,9 +405,12 @@ class ProcessInstancePlugin:
         grace: float = 10.0,
         poll_interval: float = 0.5,
         use_pidfd: bool = True,
+        allow: tuple[str, ...] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.grace = grace
+        #: ``-o process.allow``: the executables instances may run (None: any).
+        self.allow = allow
         self._instances: dict[str, _Instance] = {}
         self._broker: Broker[Event] = Broker()
         self._exits = _ExitWatch(poll_interval, use_pidfd=use_pidfd)
@@ -411,15 +455,32 @@ class ProcessInstancePlugin:
                 f"process state directory {self.directory} is a file, expected a directory; "
                 f"pass another -o process.dir"
             )
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
 
     # --- the Instance SPI -----------------------------------------------------------------------
 
     async def validate(self, properties: JSON) -> None:
-        parse_properties(properties)
+        self._check_allowed(parse_properties(properties))
+
+    def _check_allowed(self, command: ProcessCommand, init: str = "") -> None:
+        """Refuse a Command (or an Init, which runs ``/bin/sh``) outside ``-o process.allow``."""
+        if self.allow is None:
+            return
+        checks = [("Properties.Command", command.argv[0], _check_executable(command))]
+        if init.strip():
+            checks.append(("the flavor's Init (sh -c)", INIT_SHELL, os.path.realpath(INIT_SHELL)))
+        for what, given, executable in checks:
+            if not allowed(executable, self.allow):
+                resolved = "" if given == executable else f" (resolved from {given})"
+                raise SpecError(
+                    f"process instance {what}: {executable}{resolved} is not allowed by -o "
+                    f"process.allow={','.join(self.allow)}; run an allowed executable or ask "
+                    f"the site to add it to process.allow (INFRAKIT_PROCESS_ALLOW)"
+                )
 
     async def provision(self, spec: Spec) -> str:
         command = parse_properties(spec.properties)
+        self._check_allowed(command, spec.init)
         self._ensure_directory()
         instance_id = f"process-{random.getrandbits(63)}"
         while (self.directory / f"{instance_id}.json").exists():  # pragma: no cover - 1 in 2**63
@@ -429,7 +490,7 @@ class ProcessInstancePlugin:
             identity[LOGICAL_ID_ENV] = spec.logical_id
         env = command.environment(identity)
         log_path = self._log_path(instance_id)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
         try:
             if spec.init.strip():
                 await self._run_init(instance_id, spec.init, command, env, log_fd)
@@ -673,13 +734,7 @@ class ProcessInstancePlugin:
             "Pid": instance.pid,
             "StartTime": instance.start_time,
         }
-        temp = self.directory / f".{instance.id}.json.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(document, indent=0).encode())
-        finally:
-            os.close(fd)
-        os.replace(temp, self._record_path(instance.id))
+        write_private(self._record_path(instance.id), json.dumps(document, indent=0).encode())
 
     def _forget_files(self, instance_id: str, *, keep_log: bool) -> None:
         self._record_path(instance_id).unlink(missing_ok=True)
@@ -758,7 +813,9 @@ def build(ctx: BuildContext) -> Served:
         grace = parse_duration(raw_grace)
     except ValueError as exc:
         raise SpecError(f"process option grace: {exc}; pass e.g. -o process.grace=10s") from None
-    plugin = ProcessInstancePlugin(directory, grace=grace)
+    plugin = ProcessInstancePlugin(
+        directory, grace=grace, allow=parse_allow(ALLOW_OPTION.resolve(ctx.options))
+    )
     return Served(
         instance={"": plugin},
         events=plugin,

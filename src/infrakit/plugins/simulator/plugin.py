@@ -36,6 +36,7 @@ from typing import Any
 
 from infrakit._utils.aio import Broker
 from infrakit._utils.duration import format_duration, parse_duration
+from infrakit._utils.private import private_dir, write_private
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.plugins.simulator.faults import (
     FAULTS_EXAMPLE,
@@ -248,7 +249,7 @@ class SimulatorInstancePlugin:
     async def start(self) -> None:
         """Apply the control file, schedule restored instances' deaths, watch the control file."""
         if self.control_path is not None:
-            self.control_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(self.control_path.parent)
             self._check_control_file()
             self._watcher = asyncio.create_task(self._watch_control(), name="simulator control")
         for record in list(self._instances.values()):
@@ -594,10 +595,8 @@ class SimulatorInstancePlugin:
             "Groups": {gid: f.to_wire() for gid, f in self._group_faults.items()},
         }
         path = self.state_path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = path.with_name(f".{path.name}.tmp")
-        temp.write_bytes(json.dumps(document, indent=1).encode())
-        os.replace(temp, path)
+        private_dir(path.parent)
+        write_private(path, json.dumps(document, indent=1).encode())
 
 
 class SimulatorFlavorPlugin:
