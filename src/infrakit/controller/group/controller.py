@@ -57,10 +57,10 @@ from infrakit.controller.group.breaker import Notice
 from infrakit.controller.group.extensions import GroupExtensions
 from infrakit.controller.group.observe import observe
 from infrakit.controller.group.plan import plan_sentence
-from infrakit.controller.group.reconcile import decide, health_checks_due
+from infrakit.controller.group.reconcile import Decision, decide, health_checks_due
 from infrakit.controller.group.records import GroupRecords
 from infrakit.controller.group.runtime import Group
-from infrakit.controller.group.spec import parse_spec
+from infrakit.controller.group.spec import GroupSettings, parse_spec
 from infrakit.controller.queue import WorkQueue
 from infrakit.controller.source import InstanceEvents
 from infrakit.spi import event as spi_event
@@ -295,55 +295,39 @@ class GroupController(GroupExtensions):
 
     async def _reconcile(self, gid: str) -> float | None:
         """One level-triggered pass over group ``gid`` (see the module docstring); returns when
-        to look again (seconds), or None."""
+        to look again (seconds), or None. Whenever it awaits a plugin it checks afterwards that
+        the group was not freed or re-committed meanwhile, and if it was, looks again at once."""
         group = self.groups.get(gid)
         if group is None:
             return None
         settings, state = group.settings, group.state
-        # 1. observe
+        # 1. observe: no answer means no action (retry later), never "zero instances".
         found = await self.actuator.observe(group)
         if isinstance(found, float):
-            return found  # no action this round: retry after that delay
-        if self.groups.get(gid) is not group or group.settings is not settings:
-            return 0.0  # changed while we waited: look again
+            return found
+        if self._changed(group, settings):
+            return 0.0
         now = self.clock.now()
-        obs = observe(settings, state, found, now, self.clock.wall(), self._rng)
-        group.observation = obs
+        obs = group.observation = observe(settings, state, found, now, self.clock.wall(), self._rng)
         self.sources.own(gid, {d.id for d in obs.visible})
-        for notice in obs.notices:
-            self._publish(gid, notice)
-        # 2. health
+        self._publish_all(gid, obs.notices)
+        # 2. health: only the members whose answer the rules need now.
         due = health_checks_due(settings, obs.members, state, now)
         if due:
             await self.actuator.check_health(group, due)
-            if self.groups.get(gid) is not group or group.settings is not settings:
+            if self._changed(group, settings):
                 return 0.0
             now = self.clock.now()
-        # 3. rollout
+        # 3. rollout: the update's record moves on (persisted before anything acts on it).
         step = rollout.advance(settings, state, obs.members, group.stable, now, self.clock.wall())
-        for notice in step.notices:
-            self._publish(gid, notice)
+        self._publish_all(gid, step.notices)
         if step.persist:
             await self._persist_update(group)
         if step.rollback_to is not None:
             group.spawn(self._auto_rollback(gid, step.rollback_to))
-        # 4. decide
+        # 4. decide, 5. act.
         decision = decide(settings, obs.members, state, now, self._rng)
-        for note in decision.notes:
-            if not state.decisions or state.decisions[-1] != note:
-                state.note(note)
-                self._publish(gid, Notice("decision", note))
-        state.create_backlog = decision.backlog
-        # 5. act
-        for lid in decision.creates:
-            group.spawn(self.actuator.create(group, lid))
-        for desc, reason in decision.destroys:
-            if desc.id in state.destroying:
-                continue  # one destroy per instance at a time, whatever the decision says
-            state.destroying[desc.id] = now
-            if reason == spi_instance.REASON_ROLLING_UPDATE:
-                state.rolling_destroys.add(desc.id)
-            group.spawn(self.actuator.destroy(group, desc, reason))
+        self._act(group, decision, now)
         await self._note_convergence(group, decision.converged)
         group.wake_observers()
         health = settings.properties.health
@@ -353,6 +337,32 @@ class GroupController(GroupExtensions):
             _visibility_due(group, now),
             health.check_interval if health is not None else None,
         )
+
+    def _act(self, group: Group, decision: Decision, now: float) -> None:
+        """Start the decision's creates and destroys in the background; record why."""
+        state = group.state
+        for note in decision.notes:
+            if not state.decisions or state.decisions[-1] != note:  # say each reason once
+                state.note(note)
+                self._publish(group.id, Notice("decision", note))
+        state.create_backlog = decision.backlog
+        for lid in decision.creates:
+            group.spawn(self.actuator.create(group, lid))
+        for desc, reason in decision.destroys:
+            if desc.id in state.destroying:
+                continue  # one destroy per instance at a time, whatever the decision says
+            state.destroying[desc.id] = now
+            if reason == spi_instance.REASON_ROLLING_UPDATE:
+                state.rolling_destroys.add(desc.id)
+            group.spawn(self.actuator.destroy(group, desc, reason))
+
+    def _changed(self, group: Group, settings: GroupSettings) -> bool:
+        """The group was freed or re-committed while the pass awaited a plugin."""
+        return self.groups.get(group.id) is not group or group.settings is not settings
+
+    def _publish_all(self, gid: str, notices: list[Notice]) -> None:
+        for notice in notices:
+            self._publish(gid, notice)
 
     async def _note_convergence(self, group: Group, converged: bool) -> None:
         """Publish the moment a group converges; its spec becomes the rollback target."""

@@ -362,6 +362,23 @@ def decide(
     return d
 
 
+@dataclass
+class _Cattle:
+    """One pass's view of a cattle group: its members split by config, and the update's budget."""
+
+    members: list[Description]
+    desired: list[Description]
+    undesired: list[Description]
+    #: Members plus creates in flight.
+    total: int
+    #: The update replaces instances now (old ones exist, not paused or failed, canary allows).
+    rolling: bool
+    #: Canary replacements still allowed before ``promote`` (None: no canary phase).
+    canary_left: int | None
+    surge: int
+    max_unavailable: int
+
+
 def _decide_cattle(
     settings: GroupSettings,
     members: list[Description],
@@ -370,16 +387,24 @@ def _decide_cattle(
     d: Decision,
     rng: random.Random,
 ) -> None:
+    """Cattle, in three steps (module docstring): scale in, create, roll."""
+    c = _cattle_view(settings, members, state, d)
+    _cattle_scale_in(settings, c, state, now, d, rng)
+    _cattle_creates(settings, c, state, now, d)
+    if c.rolling and c.undesired:
+        _cattle_roll(settings, c, state, now, d)
+
+
+def _cattle_view(
+    settings: GroupSettings, members: list[Description], state: GroupState, d: Decision
+) -> _Cattle:
     n = settings.size
     u = settings.properties.updating
     desired = [m for m in members if settings.hash.matches(m.tags)]
     undesired = [m for m in members if not settings.hash.matches(m.tags)]
-    pending = len(state.creating)
-    total = len(members) + pending
     upd = state.update
     rolling = bool(undesired) and not (upd is not None and (upd.paused or upd.failed))
     d.updating = bool(undesired)
-
     # Canary: at most `canary` replacements before someone promotes.
     canary_left: int | None = None
     if rolling and u.canary > 0 and upd is not None and not upd.promoted:
@@ -390,77 +415,105 @@ def _decide_cattle(
                 f"canary: {upd.replaced} instance(s) replaced; waiting for "
                 f"`infrakit group promote {settings.id}`"
             )
-
     # While old instances remain, the surge already created is kept even when the update is
     # paused (pausing freezes an update; it does not finish it). New surge only while rolling.
     surge, max_unavailable = rollout_budget(u, n)
-    if not undesired:
-        surge = 0
+    return _Cattle(
+        members=members,
+        desired=desired,
+        undesired=undesired,
+        total=len(members) + len(state.creating),
+        rolling=rolling,
+        canary_left=canary_left,
+        surge=surge if undesired else 0,
+        max_unavailable=max_unavailable,
+    )
 
-    # --- scale in ------------------------------------------------------------------------------
-    ceiling = n + surge
-    if total > ceiling:
-        surplus = min(total - ceiling, len(members))
-        victims = victim_order(members, settings, state, now, rng)[:surplus]
-        for v in victims:
-            d.destroys.append((v, REASON_SCALE_DOWN))
-        if victims:
-            d.notes.append(f"scaling in: {len(victims)} above the target size {n}")
-        gone = {v.id for v in victims}
-        members = [m for m in members if m.id not in gone]
-        desired = [m for m in desired if m.id not in gone]
-        undesired = [m for m in undesired if m.id not in gone]
-        total -= len(victims)
 
-    # --- creates -------------------------------------------------------------------------------
-    need = max(0, n - len(desired) - pending)
+def _cattle_scale_in(
+    settings: GroupSettings,
+    c: _Cattle,
+    state: GroupState,
+    now: float,
+    d: Decision,
+    rng: random.Random,
+) -> None:
+    """Members beyond Size + surge (counting pending) go, in ``victim_order``."""
+    n = settings.size
+    ceiling = n + c.surge
+    if c.total <= ceiling:
+        return
+    surplus = min(c.total - ceiling, len(c.members))
+    victims = victim_order(c.members, settings, state, now, rng)[:surplus]
+    for v in victims:
+        d.destroys.append((v, REASON_SCALE_DOWN))
+    if victims:
+        d.notes.append(f"scaling in: {len(victims)} above the target size {n}")
+    gone = {v.id for v in victims}
+    c.members = [m for m in c.members if m.id not in gone]
+    c.desired = [m for m in c.desired if m.id not in gone]
+    c.undesired = [m for m in c.undesired if m.id not in gone]
+    c.total -= len(victims)
+
+
+def _cattle_creates(
+    settings: GroupSettings, c: _Cattle, state: GroupState, now: float, d: Decision
+) -> None:
+    """Missing desired members are created, within the ceiling and the create budget."""
+    n = settings.size
+    pending = len(state.creating)
+    need = max(0, n - len(c.desired) - pending)
     # Instances we are draining or destroying are not members any more, but they still exist:
     # they count against the ceiling, or a slow Drain would let a replacement start early and
     # the provider would hold more than Size + MaxSurge (and MaxSurge 0 would not be in place).
-    existing = total + len(state.destroying)
-    room = max(0, (ceiling if rolling else n) - existing)
-    if canary_left is not None:
+    existing = c.total + len(state.destroying)
+    room = max(0, (n + c.surge if c.rolling else n) - existing)
+    if c.canary_left is not None:
         # New instances beyond the size only for the canary replacements still to do.
-        surge_in_flight = max(0, total - n)
-        room = min(room, max(0, n - total) + max(0, canary_left - surge_in_flight))
+        surge_in_flight = max(0, c.total - n)
+        room = min(room, max(0, n - c.total) + max(0, c.canary_left - surge_in_flight))
     wanted = min(need, room)
-    if wanted > 0:
-        budget = _create_budget(settings, state, now, d)
-        count = min(wanted, budget)
-        d.creates.extend([None] * count)
-        if d.blocked and wanted > count:
-            d.notes.append(f"{wanted - count} instance(s) wait: {d.blocked}")
-        if not rolling and not d.blocked and not state.breaker.open:
-            d.backlog = wanted - count
-        if count:
-            d.notes.append(
-                f"creating {count} instance(s): {len(members)} exist, {pending} pending, "
-                f"target {n}" + (f" (+{surge} surge for the update)" if surge and rolling else "")
-            )
+    if wanted <= 0:
+        return
+    count = min(wanted, _create_budget(settings, state, now, d))
+    d.creates.extend([None] * count)
+    if d.blocked and wanted > count:
+        d.notes.append(f"{wanted - count} instance(s) wait: {d.blocked}")
+    if not c.rolling and not d.blocked and not state.breaker.open:
+        d.backlog = wanted - count  # finishing creates may start these (see Decision.backlog)
+    if count:
+        surge = f" (+{c.surge} surge for the update)" if c.surge and c.rolling else ""
+        d.notes.append(
+            f"creating {count} instance(s): {len(c.members)} exist, {pending} pending, "
+            f"target {n}{surge}"
+        )
 
-    # --- rolling destroys ------------------------------------------------------------------------
-    if rolling and undesired:
-        ready_new = [m for m in desired if is_ready(state.health.get(m.id), settings, now)]
-        order = replacement_order(undesired, settings, state, now)
-        bad_old = sum(1 for m in order if _is_bad(state.health.get(m.id), settings, now))
-        available = len(ready_new) + len(order) - bad_old
-        floor = n - max_unavailable
-        # Removing a bad old instance costs no availability; a good one only above the floor.
-        allowed = bad_old + max(0, available - floor)
-        if canary_left is not None:
-            allowed = min(allowed, canary_left)
-        if allowed > 0:
-            for v in order[:allowed]:
-                d.destroys.append((v, REASON_ROLLING_UPDATE))
-            d.notes.append(
-                f"rolling update: replacing {min(allowed, len(order))} of {len(undesired)} "
-                f"old instance(s); {len(ready_new)} new ready"
-            )
-        else:
-            waiting = [m for m in desired if not is_ready(state.health.get(m.id), settings, now)]
-            if waiting:
-                d.soon(READY_RECHECK)
-                _soon_for_ready(waiting, settings, state, now, d)
+
+def _cattle_roll(
+    settings: GroupSettings, c: _Cattle, state: GroupState, now: float, d: Decision
+) -> None:
+    """Old members are destroyed only while availability stays above Size - MaxUnavailable."""
+    ready_new = [m for m in c.desired if is_ready(state.health.get(m.id), settings, now)]
+    order = replacement_order(c.undesired, settings, state, now)
+    bad_old = sum(1 for m in order if _is_bad(state.health.get(m.id), settings, now))
+    available = len(ready_new) + len(order) - bad_old
+    floor = settings.size - c.max_unavailable
+    # Removing a bad old instance costs no availability; a good one only above the floor.
+    allowed = bad_old + max(0, available - floor)
+    if c.canary_left is not None:
+        allowed = min(allowed, c.canary_left)
+    if allowed > 0:
+        for v in order[:allowed]:
+            d.destroys.append((v, REASON_ROLLING_UPDATE))
+        d.notes.append(
+            f"rolling update: replacing {min(allowed, len(order))} of {len(c.undesired)} "
+            f"old instance(s); {len(ready_new)} new ready"
+        )
+        return
+    waiting = [m for m in c.desired if not is_ready(state.health.get(m.id), settings, now)]
+    if waiting:
+        d.soon(READY_RECHECK)
+        _soon_for_ready(waiting, settings, state, now, d)
 
 
 def _soon_for_ready(
@@ -479,8 +532,38 @@ def _decide_quorum(
     now: float,
     d: Decision,
 ) -> None:
+    """Pets, in three steps (module docstring): prune, create missing IDs, roll one at a time."""
     ids = list(settings.properties.allocation.logical_ids or [])
-    wanted = set(ids)
+    by_lid = _by_logical_id(members, state, d)
+    pending_lids = {c.logical_id for c in state.creating.values()}
+    _quorum_prune(settings, by_lid, set(ids), pending_lids, state, now, d)
+    # A logical ID whose instance is still being drained or destroyed is not missing yet: a pet
+    # is destroyed, then created again, never both at once.
+    leaving = set(state.destroying_lids.values())
+    missing = [
+        lid for lid in ids if lid not in by_lid and lid not in pending_lids and lid not in leaving
+    ]
+    if missing:
+        chosen = missing[: _create_budget(settings, state, now, d)]
+        d.creates.extend(chosen)
+        if d.blocked and len(missing) > len(chosen):
+            d.notes.append(f"{len(missing) - len(chosen)} logical ID(s) wait: {d.blocked}")
+        if chosen:
+            d.notes.append(f"creating logical ID(s) {', '.join(chosen)}")
+    current = {lid: ms for lid, ms in by_lid.items() if lid in ids}
+    undesired = [
+        ms[0] for ms in current.values() if not settings.hash.matches(ms[0].tags) and len(ms) == 1
+    ]
+    d.updating = bool(undesired)
+    in_progress = bool(missing or pending_lids - {None} or state.destroying)
+    if undesired and not in_progress:
+        _quorum_roll(settings, ids, current, undesired, state, now, d)
+
+
+def _by_logical_id(
+    members: list[Description], state: GroupState, d: Decision
+) -> dict[str, list[Description]]:
+    """Members by logical ID; members without one are left alone (and reported once)."""
     by_lid: dict[str, list[Description]] = {}
     for m in members:
         lid = logical_id_of(m)
@@ -490,9 +573,20 @@ def _decide_quorum(
                 d.notes.append(f"ignoring {m.id}: it carries the group tag but no logical ID")
             continue
         by_lid.setdefault(lid, []).append(m)
-    pending_lids = {c.logical_id for c in state.creating.values()}
+    return by_lid
 
-    # Removed IDs and duplicates.
+
+def _quorum_prune(
+    settings: GroupSettings,
+    by_lid: dict[str, list[Description]],
+    wanted: set[str],
+    pending_lids: set[str | None],
+    state: GroupState,
+    now: float,
+    d: Decision,
+) -> None:
+    """Members whose logical ID left the spec go; duplicates of an ID are reduced to the best
+    one (desired config, ready, oldest)."""
     for lid, ms in by_lid.items():
         if lid not in wanted:
             for m in ms:
@@ -513,34 +607,21 @@ def _decide_quorum(
                     d.destroys.append((m, REASON_DUPLICATE))
             d.notes.append(f"logical ID {lid} has {len(ms)} instances: keeping {keep.id}")
 
-    # Missing IDs. A logical ID whose instance is still being drained or destroyed is not
-    # missing yet: a pet is destroyed, then created again, never both at once.
-    leaving = set(state.destroying_lids.values())
-    missing = [
-        lid for lid in ids if lid not in by_lid and lid not in pending_lids and lid not in leaving
-    ]
-    if missing:
-        budget = _create_budget(settings, state, now, d)
-        chosen = missing[:budget]
-        d.creates.extend(chosen)
-        if d.blocked and len(missing) > len(chosen):
-            d.notes.append(f"{len(missing) - len(chosen)} logical ID(s) wait: {d.blocked}")
-        if chosen:
-            d.notes.append(f"creating logical ID(s) {', '.join(chosen)}")
 
-    # Rolling update: one at a time, majority kept.
-    current = {lid: ms for lid, ms in by_lid.items() if lid in wanted}
-    undesired = [
-        ms[0]
-        for lid, ms in current.items()
-        if not settings.hash.matches(ms[0].tags) and len(ms) == 1
-    ]
-    d.updating = bool(undesired)
+def _quorum_roll(
+    settings: GroupSettings,
+    ids: list[str],
+    current: dict[str, list[Description]],
+    undesired: list[Description],
+    state: GroupState,
+    now: float,
+    d: Decision,
+) -> None:
+    """One member at a time, only while every ID is present and ready and, for three or more,
+    a majority stays available; bad members first, then in the order of the logical IDs."""
     upd = state.update
-    if not undesired or (upd is not None and (upd.paused or upd.failed)):
+    if upd is not None and (upd.paused or upd.failed):
         return
-    if missing or pending_lids - {None} or state.destroying:
-        return  # the previous step is still in progress
     desired = [ms[0] for ms in current.values() if settings.hash.matches(ms[0].tags)]
     not_ready = [m for m in desired if not is_ready(state.health.get(m.id), settings, now)]
     if not_ready:
