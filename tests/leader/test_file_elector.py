@@ -12,6 +12,7 @@ import pytest
 
 from infrakit.leader import LeaderInfo, open_elector
 from infrakit.leader.file import FileElector
+from infrakit.testing import FakeClock
 from infrakit.testing.fakes import wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -103,3 +104,29 @@ def test_open_elector_names_the_choices(tmp_path: Path) -> None:
     assert elector.describe() == f"file:{tmp_path / 'leader.lock'}"
     with pytest.raises(errors.SpecError, match="expected file or etcd"):
         open_elector("zookeeper", home=tmp_path, id="m1")
+
+
+async def test_a_resigned_member_stays_out_for_the_pause_on_the_injected_clock(
+    tmp_path: Path,
+) -> None:
+    """The elector's polls and its resign pause run on the clock it is given: fake time here,
+    so the pause is checked to the poll without waiting for it."""
+    clock = FakeClock()
+    lock = tmp_path / "leader.lock"
+    a = FileElector(lock, "a", poll_interval=0.5, clock=clock)
+    b = FileElector(lock, "b", poll_interval=0.5, clock=clock)
+    await a.start()
+    await b.start()
+    try:
+        assert a.is_leader and not b.is_leader
+        await a.resign(5.0)  # elected but cannot act: out for 5 s
+        await clock.advance(0.5)
+        assert b.is_leader and not a.is_leader  # b's next poll took over
+        await b.stop()  # nobody leads now, and a is still resigned
+        await clock.advance(3.0)
+        assert not a.is_leader
+        await clock.advance(2.0)  # the pause is over: a's next poll leads
+        assert a.is_leader
+    finally:
+        await a.stop()
+        await b.stop()

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from infrakit import errors
+from infrakit._utils.aio import Broker
 from infrakit.controller.group.controller import GroupController
 from infrakit.manager import manager
 from infrakit.manager.manager import Manager
 from infrakit.spi import group
+from infrakit.spi.event import Event
 from infrakit.store import Store
 from infrakit.store.memory import MemoryStore
 from infrakit.testing import FakeClock
@@ -82,9 +84,14 @@ async def cluster() -> AsyncIterator[Cluster]:
     store = MemoryStore()
     election = FakeElection()
 
-    def make_controller(s: Store) -> GroupController:
+    def make_controller(s: Store, events: Broker[Event]) -> GroupController:
         return GroupController(
-            lookup({"inst": inst}), lookup({"flav": flav}), store=s, clock=clock, poll_interval=10
+            lookup({"inst": inst}),
+            lookup({"flav": flav}),
+            store=s,
+            clock=clock,
+            poll_interval=10,
+            events=events,
         )
 
     managers: dict[str, Manager] = {}
@@ -227,8 +234,8 @@ class BrokenStore(MemoryStore):
 
 
 def broken_manager(election: FakeElection, store: Store, member: str = "m1") -> Manager:
-    def make_controller(s: Store) -> GroupController:
-        return GroupController(lookup({}), lookup({}), store=s, clock=FakeClock())
+    def make_controller(s: Store, events: Broker[Event]) -> GroupController:
+        return GroupController(lookup({}), lookup({}), store=s, clock=FakeClock(), events=events)
 
     return Manager(election.member(member), store, make_controller)
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from infrakit import errors
 from infrakit._utils.aio import Broker
+from infrakit._utils.clock import Clock
 
 __all__ = ["Elector", "LeaderInfo", "Leadership", "open_elector"]
 
@@ -96,13 +97,14 @@ def open_elector(
     endpoint: str = "127.0.0.1:2379",
     prefix: str = "/infrakit",
     ttl: float = 2.0,
+    clock: Clock | None = None,
     **_: Any,
 ) -> Elector:
-    """An elector for ``kind`` (``file`` or ``etcd``)."""
+    """An elector for ``kind`` (``file`` or ``etcd``), on ``clock`` (real time by default)."""
     if kind == "file":
         from infrakit.leader.file import FileElector
 
-        return FileElector(lock_path or home / "leader.lock", id, location)
+        return FileElector(lock_path or home / "leader.lock", id, location, clock=clock)
     if kind == "etcd":
         try:
             from infrakit.leader.etcd import EtcdElector
@@ -111,6 +113,8 @@ def open_elector(
                 f"leader etcd needs the etcd client ({exc.name} is missing); "
                 f"install it with: pip install 'infrakit[etcd]'"
             ) from None
-        elector: Elector = EtcdElector(endpoint, prefix, id=id, location=location, ttl=ttl)
+        elector: Elector = EtcdElector(
+            endpoint, prefix, id=id, location=location, ttl=ttl, clock=clock
+        )
         return elector
     raise errors.SpecError(f"leader {kind!r}: expected file or etcd")

@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import math
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +33,7 @@ import aetcd
 
 from infrakit import errors
 from infrakit._utils.aio import cancel_and_wait
+from infrakit._utils.clock import Clock, SystemClock
 from infrakit.leader import LeaderInfo, Leadership
 
 __all__ = ["START_TIMEOUT", "EtcdElector", "parse_endpoint"]
@@ -66,8 +66,12 @@ class EtcdElector:
         id: str,
         location: str = "",
         ttl: float = 2.0,
+        clock: Clock | None = None,
     ) -> None:
         self.endpoint = endpoint
+        #: Time for renewal schedules, backoff and waits. (Calls to etcd itself stay bounded in
+        #: real time: etcd's leases expire in real time, whatever clock the caller runs on.)
+        self.clock: Clock = clock or SystemClock()
         self.host, self.port = parse_endpoint(endpoint)
         self.prefix = "/" + prefix.strip("/")
         self.key = f"{self.prefix}/leader".encode()
@@ -117,9 +121,9 @@ class EtcdElector:
         with one line instead of campaigning forever. Once running, an etcd outage is not an
         error: the campaign steps down and retries (see the module docstring).
         """
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.now() + timeout
         while True:
-            left = deadline - time.monotonic()
+            left = deadline - self.clock.now()
             try:
                 await asyncio.wait_for(self.client.get(self.key), max(0.1, min(self.ttl, left)))
                 return
@@ -127,10 +131,10 @@ class EtcdElector:
                 raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            left = deadline - time.monotonic()
+            left = deadline - self.clock.now()
             if left <= 0:
                 break
-            await asyncio.sleep(min(0.25, left))
+            await self.clock.sleep(min(0.25, left))
         reason = " ".join(reason.split())  # one line, whatever the gRPC message looks like
         raise errors.NotLeaderError(
             f"leader etcd: no answer from etcd at {self.endpoint} within {timeout:g}s ({reason}); "
@@ -183,7 +187,7 @@ class EtcdElector:
                 )
             self._step_down("lost the etcd lease")
             self._lease = None
-            await asyncio.sleep(backoff)
+            await self.clock.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
     async def _run_once(self) -> None:
@@ -191,7 +195,7 @@ class EtcdElector:
         client = self.client
         lease = await asyncio.wait_for(client.lease(self._grant), self.ttl)
         self._lease = lease
-        last_renewed = time.monotonic()
+        last_renewed = self.clock.now()
         value = json.dumps({"ID": self.id, "Location": self.location}).encode()
         # Register as a member: the key lives as long as our lease (a dead member drops out).
         await asyncio.wait_for(
@@ -216,28 +220,28 @@ class EtcdElector:
             # Someone leads: wait for its key to go, but renew our own lease every ttl/3.
             seen = _revision_seen(responses)
             if seen:  # (0: the key vanished since the transaction - campaign again at once)
-                wait = max(0.0, last_renewed + self.ttl / 3 - time.monotonic())
+                wait = max(0.0, last_renewed + self.ttl / 3 - self.clock.now())
                 await self._wait_for_delete(seen + 1, wait)
-            if time.monotonic() - last_renewed >= self.ttl / 3:
+            if self.clock.now() - last_renewed >= self.ttl / 3:
                 await self._renew(lease)
-                last_renewed = time.monotonic()
+                last_renewed = self.clock.now()
         # Leading: renew every ttl/3; give up at 2/3 ttl without a renewal (before expiry), or at
         # once when our key is deleted.
         while True:
             deadline = last_renewed + self.ttl * 2 / 3
-            now = time.monotonic()
+            now = self.clock.now()
             # Until the next renewal is due (at least ttl/8 between failed attempts), but never
             # past the deadline.
             wait = min(max(self.ttl / 8, last_renewed + self.ttl / 3 - now), deadline - now)
             if wait > 0 and await self._wait_for_delete(ours + 1, wait):
                 raise errors.NotLeaderError("the leader key was deleted")
             try:
-                await asyncio.wait_for(self._renew(lease), max(0.05, deadline - time.monotonic()))
-                last_renewed = time.monotonic()
+                await asyncio.wait_for(self._renew(lease), max(0.05, deadline - self.clock.now()))
+                last_renewed = self.clock.now()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if time.monotonic() >= deadline:
+                if self.clock.now() >= deadline:
                     raise errors.NotLeaderError(f"cannot renew the lease: {exc}") from None
 
     async def _wait_for_delete(self, start_revision: int, seconds: float) -> bool:
@@ -261,7 +265,7 @@ class EtcdElector:
             return False
         if watcher.exception() is not None:
             log.debug("etcd watch on %r ended: %s", self.key, watcher.exception())
-            await asyncio.sleep(min(seconds, self.ttl / 8))  # no busy loop while etcd is away
+            await self.clock.sleep(min(seconds, self.ttl / 8))  # no busy loop while etcd is away
             return False
         return watcher.result()
 

@@ -29,12 +29,12 @@ import logging
 import os
 import secrets
 import stat
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from infrakit import errors
 from infrakit._utils.aio import cancel_and_wait
+from infrakit._utils.clock import Clock, SystemClock
 from infrakit._utils.private import open_private, private_dir, write_private
 from infrakit.leader import LeaderInfo, Leadership
 
@@ -46,7 +46,15 @@ log = logging.getLogger(__name__)
 class FileElector:
     """Leader election with an exclusive lock on ``path``."""
 
-    def __init__(self, path: Path, id: str, location: str = "", poll_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: Path,
+        id: str,
+        location: str = "",
+        poll_interval: float = 0.5,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.path = Path(path)
         self.info_path = self.path.with_name(self.path.name + ".json")
         #: One file per running member, for ``manager status`` (the PID inside tells whether the
@@ -56,6 +64,8 @@ class FileElector:
         self.id = id
         self.location = location
         self.poll_interval = poll_interval
+        #: Time for the campaign's polls and the resign pause (a fake clock in tests).
+        self.clock: Clock = clock or SystemClock()
         self._fd: int | None = None
         #: No campaign before this time (monotonic): set by ``resign``.
         self._not_before = 0.0
@@ -126,7 +136,7 @@ class FileElector:
 
     async def _campaign(self) -> None:
         while True:
-            await asyncio.sleep(self.poll_interval)
+            await self.clock.sleep(self.poll_interval)
             if self._leadership.leading and not self._still_holds():
                 log.warning("leader lock %s was removed or replaced; stepping down", self.path)
                 self._release()
@@ -137,7 +147,7 @@ class FileElector:
     async def resign(self, pause: float) -> None:
         """Give up leadership (if held) and do not campaign for ``pause`` seconds, so another
         member can lead - e.g. when this one was elected but cannot act (its store fails)."""
-        self._not_before = time.monotonic() + pause
+        self._not_before = self.clock.now() + pause
         if self._leadership.leading:
             with contextlib.suppress(OSError):
                 self.info_path.unlink()
@@ -145,7 +155,7 @@ class FileElector:
             log.warning("%s resigns the lock %s for %gs", self.id, self.path, pause)
 
     def _attempt(self) -> None:
-        if self._leadership.leading or time.monotonic() < self._not_before:
+        if self._leadership.leading or self.clock.now() < self._not_before:
             return
         fd = open_private(self.path, os.O_RDWR)
         try:

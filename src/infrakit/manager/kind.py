@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from infrakit import errors
+from infrakit._utils.aio import Broker
 from infrakit._utils.duration import parse_duration
 from infrakit.controller.group.controller import GroupController
 from infrakit.leader import LeaderInfo, open_elector
@@ -49,6 +50,7 @@ from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client
 from infrakit.rpc.group import GroupClient
 from infrakit.rpc.tls import tls_contexts
+from infrakit.spi.event import Event
 from infrakit.spi.plugin import Context, Kind, Option, Served
 from infrakit.store import Store, open_store
 
@@ -200,13 +202,14 @@ async def build(ctx: Context) -> Served:
     store = open_store(store_url, ctx.home, fence=fence)
     await _preflight(elector, store)
 
-    def make_controller(fenced: Store) -> GroupController:
+    def make_controller(fenced: Store, events: Broker[Event]) -> GroupController:
         return GroupController(
             ctx.instance_lookup,
             ctx.flavor_lookup,
             store=fenced,
             poll_interval=poll_interval,
             name=ctx.name,
+            events=events,
         )
 
     clients: dict[str, GroupClient] = {}

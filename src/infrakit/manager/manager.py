@@ -33,45 +33,17 @@ from typing import Any, Protocol
 
 from infrakit import errors
 from infrakit._utils.aio import Broker, cancel_and_wait
-from infrakit.controller.group.controller import GroupController
+from infrakit.leader import Elector, LeaderInfo
 from infrakit.spi import event as spi_event
 from infrakit.spi import group as spi_group
 from infrakit.store import Store
 
-__all__ = ["LeaderView", "Manager", "RemoteGroup"]
+__all__ = ["Manager", "RemoteGroup"]
 
 log = logging.getLogger(__name__)
 
-#: infrakit's Group extensions: Python method -> wire method (see ``infrakit.rpc.group``).
-_EXTENSIONS = {
-    "status": "Group.Status",
-    "plan": "Group.Plan",
-    "pause": "Group.Pause",
-    "resume": "Group.Resume",
-    "promote": "Group.Promote",
-    "rollback": "Group.Rollback",
-    "reset": "Group.Reset",
-}
-
-
 #: Seconds a member that was elected but could not act stays out of the election.
 RESIGN_PAUSE = 5.0
-
-
-class LeaderView(Protocol):
-    """What the manager needs of :class:`infrakit.leader.Elector`."""
-
-    id: str
-    location: str
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    @property
-    def is_leader(self) -> bool: ...
-    def changes(self) -> AsyncIterator[bool]: ...
-    async def leader(self) -> Any: ...
-    async def members(self) -> list[Any]: ...
-    def describe(self) -> str: ...
 
 
 class RemoteGroup(Protocol):
@@ -93,10 +65,10 @@ class Manager:
 
     def __init__(
         self,
-        elector: LeaderView,
+        elector: Elector,
         store: Store,
-        make_controller: Callable[[Store], GroupController],
-        connect_leader: Callable[[Any], RemoteGroup] | None = None,
+        make_controller: Callable[[Store, Broker[spi_event.Event]], spi_group.GroupControl],
+        connect_leader: Callable[[LeaderInfo], RemoteGroup] | None = None,
         *,
         on_leader_change: Callable[[bool], Awaitable[None]] | None = None,
         start_timeout: float = 5.0,
@@ -106,7 +78,7 @@ class Manager:
         self.make_controller = make_controller
         self.connect_leader = connect_leader
         self.on_leader_change = on_leader_change
-        self.controller: GroupController | None = None
+        self.controller: spi_group.GroupControl | None = None
         #: Events of the group controller while leading, plus ``manager/leadership`` changes.
         self.events: Broker[spi_event.Event] = Broker()
         self._follow_task: asyncio.Task[None] | None = None
@@ -183,8 +155,8 @@ class Manager:
             if self.controller is not None:
                 return
             self._refresh_store()  # the previous leader wrote it last
-            controller = self.make_controller(self.store)
-            controller.events = self.events  # one event stream whoever leads
+            # One event stream whoever leads: the controller publishes into the manager's.
+            controller = self.make_controller(self.store, self.events)
             try:
                 await controller.start()
             except BaseException:
@@ -197,10 +169,10 @@ class Manager:
                 "manager %s leads (%s); managing %d group(s)",
                 self.elector.id,
                 self.elector.describe(),
-                len(controller.groups),
+                len(controller.group_ids()),
             )
             self._publish(
-                "leader", f"{self.elector.id} leads; resumed {len(controller.groups)} group(s)"
+                "leader", f"{self.elector.id} leads; resumed {len(controller.group_ids())} group(s)"
             )
 
     async def _step_down(self, why: str) -> None:
@@ -231,7 +203,7 @@ class Manager:
 
     # --- routing --------------------------------------------------------------------------------
 
-    async def _local(self) -> GroupController | None:
+    async def _local(self) -> spi_group.GroupControl | None:
         """The controller to use when this manager leads (fenced by ``is_leader``)."""
         controller = self.controller
         if controller is not None and self.elector.is_leader:
@@ -313,7 +285,8 @@ class Manager:
         if local is not None:
             result: dict[str, Any] = await getattr(local, method)(id, options)
             return result
-        answer = await (await self._remote()).extension(_EXTENSIONS[method], id, **(options or {}))
+        wire = spi_group.EXTENSIONS[method]
+        answer = await (await self._remote()).extension(wire, id, **(options or {}))
         return {k: v for k, v in answer.items() if k not in ("Name", "ID")}
 
     async def status(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -364,7 +337,7 @@ class Manager:
             "Members": members,
             "Election": self.elector.describe(),
             "Store": self.store.describe(),
-            "Groups": sorted(self.controller.groups) if self.controller is not None else None,
+            "Groups": self.controller.group_ids() if self.controller is not None else None,
             "LeadingSince": self.led_since,
         }
 

@@ -11,15 +11,20 @@ resume, promote, rollback, reset) under the same ``Group.`` service; Go clients 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from infrakit.spi.event import Event
 from infrakit.spi.instance import Description, description_from_wire, description_to_wire
 from infrakit.spi.types import JSON, Era, InterfaceSpec, ci_get, ci_view, want_str
 
 __all__ = [
+    "EXTENSIONS",
     "INTERFACE",
     "Description",
+    "Extensions",
+    "GroupControl",
     "GroupDescription",
     "Plugin",
     "Spec",
@@ -71,6 +76,57 @@ class Plugin(Protocol):
     async def size(self, id: str) -> int: ...
 
     async def set_size(self, id: str, size: int) -> None: ...
+
+
+#: infrakit's extensions of the Group interface: Python method -> wire method. Each takes the
+#: group ID and the request's other fields, and answers a JSON object (see docs/protocol.md).
+EXTENSIONS = {
+    "status": "Group.Status",
+    "plan": "Group.Plan",
+    "pause": "Group.Pause",
+    "resume": "Group.Resume",
+    "promote": "Group.Promote",
+    "rollback": "Group.Rollback",
+    "reset": "Group.Reset",
+}
+
+
+class Extensions(Protocol):
+    """infrakit's extensions of the Group interface (``EXTENSIONS``)."""
+
+    async def status(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Desired / actual / healthy / updating / degraded, and per-instance state."""
+
+    async def plan(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The structured plan of committing ``options["spec"]``."""
+
+    async def pause(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    async def resume(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    async def promote(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    async def rollback(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    async def reset(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+
+class GroupControl(Plugin, Extensions, Protocol):
+    """A running group controller as its owner (the manager) drives it: the Group interface,
+    the extensions, its events and its lifecycle."""
+
+    async def start(self) -> None:
+        """Resume every stored group and start reconciling."""
+
+    async def stop(self) -> None:
+        """Stop reconciling (instances are untouched)."""
+
+    def group_ids(self) -> list[str]:
+        """The IDs of the groups it manages now."""
+
+    def topics(self) -> list[str]: ...
+
+    def subscribe(self, topic: str) -> AsyncIterator[Event]: ...
 
 
 def spec_to_wire(spec: Spec) -> dict[str, Any]:

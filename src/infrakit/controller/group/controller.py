@@ -94,6 +94,7 @@ class GroupController(GroupExtensions):
         name: str = "group",
         rng: random.Random | None = None,
         workers: int = 4,
+        events: Broker[spi_event.Event] | None = None,
     ) -> None:
         self.store = store
         self.records = GroupRecords(store)
@@ -102,7 +103,8 @@ class GroupController(GroupExtensions):
         self.name = name
         self.groups: dict[str, Group] = {}
         self.queue = WorkQueue(self._reconcile, self.clock, workers=workers)
-        self.events: Broker[spi_event.Event] = Broker()
+        #: Where events are published (``group/<id>``); the manager hands its own.
+        self.events: Broker[spi_event.Event] = events if events is not None else Broker()
         self._rng = rng or random.Random()
         self.sources = InstanceEvents(
             instance_lookup,
@@ -284,6 +286,9 @@ class GroupController(GroupExtensions):
         await self.commit_group(group.settings.resized(size).spec(), False)
 
     # --- event source --------------------------------------------------------------------------
+
+    def group_ids(self) -> list[str]:
+        return sorted(self.groups)
 
     def topics(self) -> list[str]:
         return sorted(f"group/{gid}" for gid in self.groups)
