@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +42,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from infrakit.testing import short_tempdir
-from infrakit.testing.processes import Daemon, free_port, isolated_env
+from infrakit.testing.processes import Daemon, bin_path, free_port, isolated_env, run_cli
 
 __all__ = [
     "GARBAGE",
@@ -1226,3 +1227,222 @@ def kill9(daemon: Daemon) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(daemon.proc.pid, signal.SIGKILL)
     daemon.proc.wait(timeout=10)
+
+
+# --- kill -9 rounds against `infrakit up` ----------------------------------------------------------
+
+UP_SOCKETS = ["group", "instance-file", "flavor-vanilla", "flavor-combo"]
+KILL_GROUP = "adv-kill"
+#: The scenarios of :func:`kill_round`.
+SCENARIOS = ("commit", "heal", "rolling")
+#: Files planted in the instance directory that the group must never touch: another group's
+#: member and an instance without any group tag.
+PLANTED = {
+    "instance-1000000000000000001": {"infrakit.group": "someone-else", "owner": "adversarial"},
+    "instance-1000000000000000002": {"owner": "adversarial"},
+}
+
+
+def kill_spec(size: int, surge: int, note: str) -> dict[str, Any]:
+    return {
+        "ID": KILL_GROUP,
+        "Properties": {
+            "Allocation": {"Size": size},
+            "Instance": {"Plugin": "instance-file", "Properties": {"Note": note}},
+            "Flavor": {"Plugin": "flavor-vanilla", "Properties": {"Tags": {"tier": "kill"}}},
+            "Updating": {"MaxSurge": surge, "MaxUnavailable": 0},
+        },
+    }
+
+
+class UpRig:
+    """``infrakit up`` on the file plugin in a short home: started, SIGKILLed, restarted."""
+
+    def __init__(self) -> None:
+        self.home = short_tempdir("k9")
+        self.env = isolated_env(self.home)
+        self.instances = self.home / "instances"
+        self.daemon: Daemon | None = None
+        self.starts = 0
+        self.planted: dict[str, bytes] = {}
+
+    def plant(self) -> None:
+        self.instances.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, tags in PLANTED.items():
+            doc = {"ID": name, "LogicalID": None, "Tags": tags, "Spec": {"Properties": {}, "Tags": tags}}
+            content = json.dumps(doc).encode()
+            (self.instances / name).write_bytes(content)
+            self.planted[name] = content
+
+    def start(self) -> Daemon:
+        self.starts += 1
+        self.daemon = Daemon(
+            ["infrakit", "up", "--poll-interval", "200ms"],
+            self.env,
+            sockets=UP_SOCKETS,
+            log=self.home / f"up-{self.starts}.log",
+        )
+        return self.daemon.start()
+
+    def kill(self) -> None:
+        if self.daemon is not None:
+            kill9(self.daemon)
+
+    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return run_cli(list(args), self.env, timeout=timeout)
+
+    def commit(self, spec: dict[str, Any], name: str) -> subprocess.CompletedProcess[str]:
+        path = self.home / name
+        path.write_text(json.dumps(spec))
+        return self.cli("group", "commit", str(path))
+
+    def files(self) -> list[str]:
+        return group_files(self.instances, set(self.planted))
+
+    def hashes(self) -> dict[str, str]:
+        """Config hash of every group file (files vanishing while read are left out)."""
+        out = {}
+        for name in self.files():
+            with contextlib.suppress(OSError, ValueError):
+                doc = json.loads((self.instances / name).read_bytes())
+                out[name] = doc["Tags"].get("infrakit.config.hash", "")
+        return out
+
+    def inspect(self) -> dict[str, Any] | None:
+        result = self.cli("group", "inspect", KILL_GROUP, "-o", "json")
+        if result.returncode != 0:
+            return None
+        doc = json.loads(result.stdout)
+        return doc[0] if isinstance(doc, list) else doc
+
+    def converged(self, size: int, old_hash: str | None = None) -> bool:
+        hashes = self.hashes()
+        if len(hashes) != size or len(set(hashes.values())) > 1:
+            return False
+        if old_hash is not None and old_hash in hashes.values():
+            return False
+        result = self.cli("group", "describe", KILL_GROUP)
+        return result.returncode == 0 and "converged" in result.stdout
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(self.home.glob("up-*.log")))
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float) -> bool:
+    """Poll ``predicate`` every 20 ms until it holds or ``timeout`` passes; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+@dataclass
+class KillRound:
+    """What one kill -9 round saw: the problem (None: every invariant held) and the figures."""
+
+    scenario: str
+    kill_point: str
+    problem: str | None = None
+    most: int = 0
+    limit: int = 0
+    samples: int = 0
+
+
+def kill_round(scenario: str, rng: Any, *, size: int = 4, surge: int = 2, timeout: float = 30) -> KillRound:
+    """One ``infrakit up`` life: bring a group to ``scenario`` (commit / heal / rolling), SIGKILL
+    the process at a random point of it, start it again and check the invariants: never above
+    Size + MaxSurge (sampled every ~10 ms throughout), exactly Size at the end at one config, the
+    planted files untouched, the committed spec kept."""
+    rig = UpRig()
+    result = KillRound(scenario, "", limit=size + surge)
+    try:
+        rig.plant()
+        rig.start()
+        v1 = kill_spec(size, surge, "version 1")
+        committed: dict[str, Any] | None = None
+        old_hash = None
+        with Sampler(rig.instances, rig.planted) as sampler:
+            if scenario == "commit":
+                k = rng.randint(0, size)
+                result.kill_point = f"after {k} of {size} creates"
+                (rig.home / "v1.json").write_text(json.dumps(v1))
+                cli = subprocess.Popen(
+                    [bin_path("infrakit"), "group", "commit", str(rig.home / "v1.json")],
+                    env=rig.env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                if k:
+                    wait_until(lambda: len(rig.files()) >= k, timeout)
+                rig.kill()
+                cli.communicate(timeout=30)
+                if cli.returncode == 0:
+                    committed = v1  # the commit was acknowledged: it must survive the kill
+            else:
+                if rig.commit(v1, "v1.json").returncode != 0:
+                    result.problem = "the first commit failed:\n" + rig.logs()
+                    return result
+                committed = v1
+                if not wait_until(lambda: rig.converged(size), timeout):
+                    result.problem = f"v1 never converged: {rig.files()}\n{rig.logs()}"
+                    return result
+                if scenario == "heal":
+                    victims = rng.sample(rig.files(), rng.randint(1, size))
+                    k = rng.randint(0, len(victims) - 1)
+                    result.kill_point = f"after {k} of {len(victims)} replacements"
+                    before = set(rig.files())
+                    for name in victims:
+                        (rig.instances / name).unlink()
+                    if k:
+                        wait_until(lambda: len(set(rig.files()) - before) >= k, timeout)
+                    rig.kill()
+                else:
+                    old_hash = next(iter(rig.hashes().values()))
+                    old = set(rig.files())
+                    v2 = kill_spec(size, surge, "version 2")
+                    if rig.commit(v2, "v2.json").returncode != 0:
+                        result.problem = "the update commit failed:\n" + rig.logs()
+                        return result
+                    committed = v2
+                    k = rng.randint(0, size - 1)
+                    result.kill_point = f"after {k} of {size} new instances"
+                    if k:
+                        wait_until(lambda: len(set(rig.files()) - old) >= k, timeout)
+                    rig.kill()
+            rig.start()
+            if committed is None:
+                # The commit was not acknowledged: nothing, or the whole group, is fine.
+                if rig.inspect() is None:
+                    settled = rig.files() == []  # and no orphan members of an unstored group
+                else:
+                    committed, settled = v1, wait_until(lambda: rig.converged(size), timeout)
+            else:
+                settled = wait_until(lambda: rig.converged(size, old_hash), timeout)
+            result.most, result.samples = sampler.most, sampler.samples
+            touched = set(sampler.touched)
+        problems = []
+        if not settled:
+            problems.append(f"did not settle at exactly {size}: {rig.hashes()}")
+        if result.most > size + surge:
+            problems.append(f"{result.most} instances at once, above Size + MaxSurge = {size + surge}")
+        if touched or any((rig.instances / n).read_bytes() != c for n, c in rig.planted.items()):
+            problems.append(f"planted files touched: {sorted(touched)}")
+        if committed is not None:
+            spec = rig.inspect()
+            got = spec and {k: spec["Properties"].get(k) for k in ("Instance", "Flavor")}
+            want = {k: committed["Properties"][k] for k in ("Instance", "Flavor")}
+            if got != want:
+                problems.append(f"the committed spec was not kept: {got} != {want}")
+        if problems:
+            result.problem = "; ".join(problems) + "\n" + rig.logs()
+        return result
+    finally:
+        rig.close()
