@@ -1269,7 +1269,12 @@ class UpRig:
     def plant(self) -> None:
         self.instances.mkdir(parents=True, exist_ok=True, mode=0o700)
         for name, tags in PLANTED.items():
-            doc = {"ID": name, "LogicalID": None, "Tags": tags, "Spec": {"Properties": {}, "Tags": tags}}
+            doc = {
+                "ID": name,
+                "LogicalID": None,
+                "Tags": tags,
+                "Spec": {"Properties": {}, "Tags": tags},
+            }
             content = json.dumps(doc).encode()
             (self.instances / name).write_bytes(content)
             self.planted[name] = content
@@ -1325,7 +1330,9 @@ class UpRig:
         return result.returncode == 0 and "converged" in result.stdout
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(self.home.glob("up-*.log")))
+        return "\n".join(
+            p.read_text(errors="replace")[-2000:] for p in sorted(self.home.glob("up-*.log"))
+        )
 
     def close(self) -> None:
         if self.daemon is not None:
@@ -1355,7 +1362,9 @@ class KillRound:
     samples: int = 0
 
 
-def kill_round(scenario: str, rng: Any, *, size: int = 4, surge: int = 2, timeout: float = 30) -> KillRound:
+def kill_round(
+    scenario: str, rng: Any, *, size: int = 4, surge: int = 2, timeout: float = 30
+) -> KillRound:
     """One ``infrakit up`` life: bring a group to ``scenario`` (commit / heal / rolling), SIGKILL
     the process at a random point of it, start it again and check the invariants: never above
     Size + MaxSurge (sampled every ~10 ms throughout), exactly Size at the end at one config, the
@@ -1432,7 +1441,9 @@ def kill_round(scenario: str, rng: Any, *, size: int = 4, surge: int = 2, timeou
         if not settled:
             problems.append(f"did not settle at exactly {size}: {rig.hashes()}")
         if result.most > size + surge:
-            problems.append(f"{result.most} instances at once, above Size + MaxSurge = {size + surge}")
+            problems.append(
+                f"{result.most} instances at once, above Size + MaxSurge = {size + surge}"
+            )
         if touched or any((rig.instances / n).read_bytes() != c for n, c in rig.planted.items()):
             problems.append(f"planted files touched: {sorted(touched)}")
         if committed is not None:
@@ -1446,3 +1457,152 @@ def kill_round(scenario: str, rng: Any, *, size: int = 4, surge: int = 2, timeou
         return result
     finally:
         rig.close()
+
+
+# --- a hostile instance plugin -------------------------------------------------------------------
+
+
+class HostileInstance:
+    """A tiny instance plugin on a real UNIX socket whose replies the test chooses.
+
+    It keeps instances in a dict like a sane provider, but ``duplicates`` lists every instance that
+    many times in DescribeInstances, and ``describe_reply`` (raw HTTP bytes, or None for the
+    honest answer) replaces its DescribeInstances answer with garbage. ``calls`` records
+    ``(monotonic time, method, params)`` of every request."""
+
+    def __init__(self, directory: Path, name: str = "hostile") -> None:
+        import http.server
+        import socketserver
+
+        self.path = directory / name
+        self.instances: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[float, str, Any]] = []
+        self.duplicates = 1
+        self.describe_reply: bytes | None = None
+        self._lock = threading.Lock()
+        self._counter = 0
+        plugin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # /events: none, poll instead
+                self._send(404, b'{"error":"no events"}')
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                doc = json.loads(self.rfile.read(length) or b"null")
+                raw = plugin.answer(doc)
+                if raw is None:
+                    self.close_connection = True
+                    return
+                if raw.startswith(b"HTTP/"):
+                    self.wfile.write(raw)
+                    self.close_connection = True
+                    return
+                self._send(200, raw)
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a caller that hung up (the group controller timing out) is no news
+
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.server = Server(str(self.path), Handler)
+        os.chmod(self.path, 0o600)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="hostile", daemon=True
+        )
+
+    def __enter__(self) -> HostileInstance:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def count(self, method: str, instance: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for _, m, p in self.calls
+                if m == method and (instance is None or (p or {}).get("Instance") == instance)
+            )
+
+    def answer(self, doc: Any) -> bytes | None:
+        method, params, request_id = doc.get("method"), doc.get("params") or {}, doc.get("id")
+        with self._lock:
+            self.calls.append((time.monotonic(), method, params))
+
+        def ok(result: Any) -> bytes:
+            return json.dumps({"jsonrpc": "2.0", "result": result, "id": request_id}).encode()
+
+        if method == "Handshake.Hello":
+            return ok({"Objects": {"Instance/0.6.1": [{"Name": ".", "ProxyFor": ""}]}})
+        if method == "Instance.Validate":
+            return ok({"Type": "", "OK": True})
+        if method == "Instance.Provision":
+            with self._lock:
+                self._counter += 1
+                instance_id = f"hostile-{self._counter}"
+                spec = params.get("Spec") or {}
+                self.instances[instance_id] = {
+                    "ID": instance_id,
+                    "LogicalID": spec.get("LogicalID"),
+                    "Tags": spec.get("Tags") or {},
+                }
+            return ok({"Type": "", "ID": instance_id})
+        if method == "Instance.Destroy":
+            with self._lock:
+                gone = self.instances.pop(params.get("Instance"), None)
+            if gone is None:
+                error = {"code": -32000, "message": "not found", "data": {"kind": "NotFoundError"}}
+                return json.dumps({"jsonrpc": "2.0", "error": error, "id": request_id}).encode()
+            return ok({"Type": "", "OK": True})
+        if method == "Instance.Label":
+            return ok({"Type": "", "OK": True})
+        if method == "Instance.DescribeInstances":
+            if self.describe_reply is not None:
+                return self.describe_reply or None
+            wanted = params.get("Tags") or {}
+            with self._lock:
+                found = [
+                    d
+                    for d in self.instances.values()
+                    if all(d["Tags"].get(k) == v for k, v in wanted.items())
+                ]
+            return ok(
+                {"Type": "", "Descriptions": [d for d in found for _ in range(self.duplicates)]}
+            )
+        error = {"code": -32000, "message": f"rpc: can't find method {method}"}
+        return json.dumps({"jsonrpc": "2.0", "error": error, "id": request_id}).encode()
+
+
+#: DescribeInstances answers no controller may take for "zero instances" (or crash on).
+GARBAGE_REPLIES: dict[str, bytes] = {
+    "not-json": b"this is not json",
+    "http-500-text": b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops",
+    "descriptions-a-string": b'{"jsonrpc":"2.0","result":{"Descriptions":"x"},"id":1}',
+    "description-id-a-number": b'{"jsonrpc":"2.0","result":{"Descriptions":[{"ID":5,"Tags":{}}]},"id":1}',
+    "tags-a-list": b'{"jsonrpc":"2.0","result":{"Descriptions":[{"ID":"x","Tags":["a"]}]},"id":1}',
+    "truncated": b'{"jsonrpc":"2.0","result":{"Descriptions":[{"ID":"x"',
+    "nested-deep": b'{"jsonrpc":"2.0","result":{"Descriptions":'
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b'},"id":1}',
+    "connection-closed": b"",
+}
