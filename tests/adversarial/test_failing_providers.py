@@ -10,6 +10,7 @@ The group controller always runs as its own daemon, reached through the CLI and 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.adversarial.kit import GARBAGE_REPLIES, HostileInstance, rpc, wait_until
+from tests.adversarial.kit import GARBAGE_REPLIES, HostileInstance, rpc
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -168,13 +169,13 @@ def test_an_always_failing_provider_backs_off_and_creates_nothing(stack: Simulat
     # Size - 1 failures past MaxFailures; then nothing more within the cool-down.
     assert 4 <= len(attempts) <= 4 + 3 - 1, attempts
     rounds = [attempts[0]]
-    for earlier, later in zip(attempts, attempts[1:], strict=False):
+    for earlier, later in itertools.pairwise(attempts):
         if later - earlier > 0.05:
             rounds.append(later)
     assert len(rounds) >= 2, attempts
     # Backoff between rounds: each waits at least the (doubling) delay; lower bounds hold under
     # any load, jitter is +-20 %.
-    for i, (a, b) in enumerate(zip(rounds, rounds[1:], strict=False)):
+    for i, (a, b) in enumerate(itertools.pairwise(rounds)):
         assert b - a >= 0.8 * min(initial * 2**i, 1.0) - 0.005, (i, rounds)
 
 
