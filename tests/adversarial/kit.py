@@ -16,8 +16,12 @@ One home for everything ``tests/adversarial/`` and ``bench/attack.py`` share:
 * :func:`judge` - "survived" or what went wrong: every request gets an HTTP answer (or, for garbage
   that is not HTTP, a clean close) within the deadline; a JSON-RPC-shaped body gets a JSON-RPC
   result or error (never a 500 text/plain); the daemon logs no traceback;
-* :class:`Sampler` and :func:`group_files` - the kill -9 invariants: the instance directory listed
-  every ~10 ms, the most members ever seen, planted files that must never change.
+* :func:`kill_round` with :class:`UpRig` and :class:`Sampler` - kill -9 of ``infrakit up`` at a
+  random point of a commit, a heal or a rolling update, and the invariants: the instance directory
+  listed every ~10 ms (never above Size + MaxSurge), exactly Size at the end, planted files
+  untouched, the committed spec kept;
+* :class:`HostileInstance` - a tiny instance plugin on a real socket that lists its instances 50
+  times or answers garbage (:data:`GARBAGE_REPLIES`).
 
 Nothing here asserts: tests assert on what these return, the bench counts it.
 """
@@ -46,18 +50,28 @@ from infrakit.testing.processes import Daemon, bin_path, free_port, isolated_env
 
 __all__ = [
     "GARBAGE",
+    "GARBAGE_REPLIES",
     "KINDS",
+    "SCENARIOS",
     "Answer",
+    "Body",
     "Garbage",
+    "HostileInstance",
+    "KillRound",
     "Running",
     "Sampler",
     "Target",
+    "UpRig",
     "bodies",
+    "draw_bodies",
+    "garbage_for",
     "group_files",
     "http_post",
     "judge",
+    "kill_round",
     "raw_exchange",
     "rpc",
+    "wait_until",
 ]
 
 #: Seconds a request may take before it counts as a hang.
@@ -456,14 +470,10 @@ def _members(address: Path, group_id: str) -> list[str] | None:
 
 def _plant_group(running: Running) -> None:
     _result(rpc(running.address, "Group.CommitGroup", {"Spec": SENTINEL_SPEC, "Pretend": False}))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        members = _members(running.address, SENTINEL_GROUP)
-        if members is not None and len(members) == 2:
-            running.sentinel = (_specs(running.address)[SENTINEL_GROUP], members)
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"the sentinel group did not converge:\n{running.logs()}")
+    if not wait_until(lambda: len(_members(running.address, SENTINEL_GROUP) or []) == 2, 20):
+        raise RuntimeError(f"the sentinel group did not converge:\n{running.logs()}")
+    members = _members(running.address, SENTINEL_GROUP)
+    running.sentinel = (_specs(running.address)[SENTINEL_GROUP], members)
 
 
 def _specs(address: Path) -> dict[str, Any]:
@@ -1606,3 +1616,26 @@ GARBAGE_REPLIES: dict[str, bytes] = {
     + b'},"id":1}',
     "connection-closed": b"",
 }
+
+
+def draw_bodies(target: Target, count: int, seed: int) -> list[Body]:
+    """``count`` hostile bodies for ``target`` from :func:`bodies`, reproducibly from ``seed``."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    drawn: list[Body] = []
+
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @hypothesis_seed(seed)
+    @given(bodies(target))
+    def collect(body: Body) -> None:
+        drawn.append(body)
+
+    collect()
+    return drawn
