@@ -84,7 +84,7 @@ def attack(
     running: Running, raw: bytes, era: str | None, body: bytes | None, **options: bool
 ) -> str | None:
     """Send one hostile request; None if the daemon answered as it must and lives, else what
-    went wrong (tracebacks in its log are checked separately: :func:`no_new_tracebacks`)."""
+    went wrong (tracebacks in its log are checked separately, see test_http_garbage_logs_no_traceback)."""
     answer = raw_exchange(running.address, raw, **options)
     problem = judge(answer, era=era, request_body=body)
     if problem is None and not running.alive():
@@ -257,7 +257,7 @@ def test_a_client_that_never_finishes_its_headers_is_dropped(
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 8.7: the file plugin's Destroy deletes any file in its directory"
+    strict=True, reason="issue 8.6: the file plugin's Destroy deletes any file in its directory"
 )
 def test_the_file_plugin_never_destroys_a_file_that_is_not_an_instance(
     kind_daemons: dict[str, Running],
