@@ -469,7 +469,17 @@ def _members(address: Path, group_id: str) -> list[str] | None:
 
 
 def _plant_group(running: Running) -> None:
-    _result(rpc(running.address, "Group.CommitGroup", {"Spec": SENTINEL_SPEC, "Pretend": False}))
+    # A manager that has just started may be elected but not acting yet ("retry in a moment").
+    def committed() -> bool:
+        reply = rpc(running.address, "Group.CommitGroup", {"Spec": SENTINEL_SPEC, "Pretend": False})
+        error = (reply or {}).get("error") or {}
+        if (error.get("data") or {}).get("kind") == "NotLeaderError":
+            return False
+        _result(reply)
+        return True
+
+    if not wait_until(committed, 20):
+        raise RuntimeError(f"the manager never took the sentinel commit:\n{running.logs()}")
     if not wait_until(lambda: len(_members(running.address, SENTINEL_GROUP) or []) == 2, 20):
         raise RuntimeError(f"the sentinel group did not converge:\n{running.logs()}")
     members = _members(running.address, SENTINEL_GROUP)
