@@ -312,16 +312,57 @@ async def test_failing_provider_backs_off_then_degrades(rig: Rig) -> None:
 
 async def test_hung_provider_times_out_and_backs_off(rig: Rig) -> None:
     rig.inst.provision_delay = 10_000
-    limits = {"ProvisionTimeout": "5s", "MaxFailures": 3, "MaxParallel": 1}
+    limits = {
+        "ProvisionTimeout": "5s",
+        "VisibilityTimeout": "2s",
+        "MaxFailures": 3,
+        "MaxParallel": 1,
+    }
     await rig.ctl.commit_group(spec(size=2, Provisioning=limits), False)
     await rig.clock.advance(4)
     state = rig.ctl.groups["cattle"].state
     assert rig.inst.calls["provision"] == 1 and state.creating  # still waiting for it
     await rig.clock.advance(1.5)
-    assert not state.creating  # timed out: a failure, and a backoff before the next try
-    assert state.breaker.level == 1 and state.breaker.next_create_at > rig.clock.now()
-    await rig.clock.run_until(lambda: state.breaker.open, limit=60)
+    # Timed out: a failure and a backoff step - but the outcome is unknown, so it stays pending
+    # (counted toward the group) until VisibilityTimeout, in case the provider finishes it.
+    assert state.breaker.level == 1 and state.breaker.failures == 1
+    [(first, create)] = state.creating.items()
+    assert create.abandoned
+    assert rig.inst.calls["provision"] == 1  # and it holds the group's only create slot
+    await rig.clock.advance(2.5)
+    assert first not in state.creating  # it never appeared: no longer counted
+    await rig.clock.run_until(lambda: state.breaker.open, limit=120)
     assert rig.inst.calls["provision"] == 3
+
+
+async def test_a_provision_that_finishes_after_its_timeout_is_adopted_not_doubled(
+    rig: Rig,
+) -> None:
+    """A remote provider keeps working on a Provision whose caller timed out (InfraKit #858,
+    #910: duplicates). The late instance carries our create token: it is matched to the
+    abandoned create, and no second instance is made for it."""
+    provision = rig.inst.provision
+    late: set[asyncio.Task[Any]] = set()
+
+    async def slow_remote(s: Any) -> str | None:
+        async def work() -> str | None:
+            await rig.clock.sleep(8)  # the provider takes 8 s; the caller gives up at 5 s
+            return await provision(s)
+
+        task = asyncio.create_task(work())
+        late.add(task)
+        return await asyncio.shield(task)
+
+    rig.inst.provision = slow_remote  # type: ignore[method-assign]
+    limits = {"ProvisionTimeout": "5s", "VisibilityTimeout": "30s"}
+    await rig.ctl.commit_group(spec(size=2, Provisioning=limits), False)
+    most = 0
+    for _ in range(200):
+        await rig.clock.advance(0.1)
+        most = max(most, len(rig.inst.instances))
+    await rig.converge(limit=60)
+    assert most <= 2 and len(rig.inst.instances) == 2
+    assert rig.inst.calls["provision"] == 2
 
 
 async def test_a_plugin_whose_validate_hangs_is_named_and_nothing_is_committed(rig: Rig) -> None:

@@ -355,7 +355,14 @@ class Actuator:
             state.creating.pop(token, None)
             raise
         except Exception as exc:
-            state.creating.pop(token, None)
+            if isinstance(exc, TimeoutError):
+                # Outcome unknown: the provider may still finish it (InfraKit #858, #910). It
+                # stays pending - counted toward the group - until VisibilityTimeout; if its
+                # instance appears (its create-token tag) it is matched, never doubled.
+                pending.visible_by = self.clock.now() + prov.visibility_timeout
+                pending.abandoned = True
+            else:
+                state.creating.pop(token, None)
             if isinstance(exc, errors.InfrakitError):
                 reason = str(exc)
             elif isinstance(exc, TimeoutError):

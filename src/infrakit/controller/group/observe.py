@@ -7,7 +7,8 @@ decision is made:
 * **in-flight creates** - an instance listed before its Provision reply arrived is matched to its
   create by the ``infrakit.create_token`` tag (so it is not counted twice); a create whose instance
   became visible is no longer pending; one that never became visible within
-  ``Provisioning.VisibilityTimeout`` is a failed create (a provider that lies or lost it).
+  ``Provisioning.VisibilityTimeout`` is a failed create (a provider that lies or lost it). A
+  create whose Provision timed out stays pending just as long: the provider may finish it late.
 * **destroys** - instances being drained or destroyed are not members; instances we destroyed
   are hidden while the provider still lists them (EC2's "shutting-down"), until a time after
   which the destroy is taken to have failed.
@@ -168,6 +169,8 @@ def _settle_creates(
         elif c.visible_by is not None and now >= c.visible_by:
             del state.creating[token]
             state.provisioned.pop(c.instance_id or "", None)
+            if c.abandoned:
+                continue  # its timeout was the failure; the provider did not make it after all
             message = (
                 f"instance {c.instance_id or '(no ID)'} was provisioned but never appeared "
                 f"in DescribeInstances within {prov.visibility_timeout:g}s"

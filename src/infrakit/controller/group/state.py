@@ -53,6 +53,9 @@ class InFlightCreate:
     #: Started as a probe (the group was suspect, or it is the breaker's trial): its instance must
     #: stay up for its probe time before more creates start.
     probe: bool = False
+    #: Provision timed out: its outcome is unknown, so it counts as pending until ``visible_by``
+    #: (its instance, if the provider made it after all, is matched by the create-token tag).
+    abandoned: bool = False
 
 
 @dataclass
