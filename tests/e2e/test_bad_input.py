@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -299,6 +300,55 @@ def test_spec_files_that_are_not_utf8(stack: E2E) -> None:
     )
     assert piped.returncode == 1
     assert piped.stderr.decode().startswith("Error: spec file standard input: not UTF-8 text")
+    assert stack.run("group", "ls", "-q").stdout == ""
+    assert file_count(stack) == 0
+
+
+def deep_spec(levels: int) -> str:
+    """The tutorial's cattle spec with Instance Properties nested ``levels`` objects deep."""
+    doc = json.loads((EXAMPLES / "cattle.json").read_text())
+    doc["Properties"]["Instance"]["Properties"] = None
+    return json.dumps(doc).replace(
+        '"Properties": null', '"Properties": ' + '{"a": ' * levels + "1" + "}" * levels, 1
+    )
+
+
+def test_spec_files_that_are_no_files_too_big_or_too_deep(stack: E2E) -> None:
+    """Refused at once with one line, before anything is read whole: devices, FIFOs,
+    directories, files over the 16 MiB a plugin accepts, JSON nested deeper than the limit."""
+    fifo = stack.home / "spec.fifo"
+    os.mkfifo(fifo)  # nobody ever writes: reading it would block forever
+    big = stack.home / "big.json"
+    with big.open("wb") as handle:
+        handle.truncate(17 << 20)  # sparse: 17 MiB without writing them
+    deep = stack.home / "deep.json"
+    cases = [
+        ("/dev/zero", "/dev/zero is a character device; expected a JSON file"),
+        (str(fifo), "spec.fifo is a FIFO (named pipe); expected a JSON file"),
+        (str(stack.home), "is a directory; expected a JSON file"),
+        (str(big), "big.json is 17.0 MiB: over the 16 MiB a plugin accepts"),
+    ]
+    for path, words in cases:
+        err = stack.fails("group", "commit", path)
+        assert words in err, err
+    assert "is a FIFO" in stack.fails("instance", "--name", "instance-file", "validate", str(fifo))
+    for levels in (300, 5000):
+        deep.write_text(deep_spec(levels))
+        err = stack.fails("group", "commit", str(deep))
+        assert "deep.json: JSON nested deeper than 256 levels (the limit for specs)" in err, err
+    assert "nested deeper than 256 levels" in stack.fails("up", str(deep))
+    piped = subprocess.run(
+        [bin_path("infrakit"), "group", "commit", "-"],
+        env=stack.env,
+        input=b" " * ((16 << 20) + 1),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert piped.returncode == 1 and len(piped.stderr.splitlines()) == 1
+    assert b"standard input: over the 16 MiB a plugin accepts" in piped.stderr
+    deep.write_text(deep_spec(200))  # deep, but within the limit: accepted
+    assert stack.run("group", "commit", "--pretend", str(deep)).stdout.startswith("Committing")
     assert stack.run("group", "ls", "-q").stdout == ""
     assert file_count(stack) == 0
 
