@@ -129,8 +129,9 @@ class Listener:
         now = time.monotonic()
         if now - self._warned_at >= CAP_WARNING_INTERVAL:
             log.warning(
-                "%s: more than %d connections sent no admitted request; closed the oldest %d "
-                "(a slow or hostile client? each must send its request within %gs)",
+                "%s: more than %d connections are waiting to send a request; closing the oldest "
+                "(%d in the last minute) - a slow or hostile client? Each must send its request "
+                "within %gs",
                 self.label,
                 self.limits.max_pending,
                 self._evicted,
@@ -200,23 +201,23 @@ def _first_line(exc: BaseException | None, message: str | None) -> str:
 
 class GuardedSite(web.BaseSite):
     """A listening socket whose connections are :class:`Connection` objects of one
-    :class:`Listener`. ``bind(factory)`` creates the asyncio server (UNIX or TCP)."""
+    :class:`Listener`. ``bind(factory)`` creates the asyncio server (UNIX or TCP); ``owner``
+    (``plugin NAME``) and the bound address name the listener in log lines."""
 
     def __init__(
         self,
         runner: web.BaseRunner,
-        label: str,
+        owner: str,
         limits: ConnectionLimits,
         bind: Callable[[Callable[[], Connection]], Awaitable[asyncio.AbstractServer]],
     ) -> None:
         super().__init__(runner)
-        self._label = label
         self._bind = bind
-        self.listener = Listener(label, limits)
+        self.listener = Listener(owner, limits)
 
     @property
     def name(self) -> str:
-        return self._label
+        return self.listener.label
 
     async def start(self) -> None:
         await super().start()
@@ -235,6 +236,13 @@ class GuardedSite(web.BaseSite):
             )
 
         self._server = await self._bind(factory)
+        for sock in getattr(self._server, "sockets", None) or ():
+            where = sock.getsockname()
+            if isinstance(where, tuple):
+                host = f"[{where[0]}]" if ":" in where[0] else where[0]
+                where = f"TCP {host}:{where[1]}"
+            self.listener.label += f" on {where}"
+            break
 
     async def stop(self) -> None:
         self.listener.close()

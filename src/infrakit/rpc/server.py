@@ -204,7 +204,7 @@ class PluginServer:
         loop = asyncio.get_running_loop()
         await connections.GuardedSite(
             runner,
-            f"plugin {self.name} on {socket_path}",
+            f"plugin {self.name}",
             self.limits,
             lambda factory: loop.create_unix_server(factory, str(socket_path), backlog=128),
         ).start()
@@ -215,7 +215,7 @@ class PluginServer:
             try:
                 await connections.GuardedSite(
                     runner,
-                    f"plugin {self.name} on TCP {host}:{port}",
+                    f"plugin {self.name}",
                     self.limits,
                     lambda factory: loop.create_server(factory, host, port, ssl=ssl, backlog=128),
                 ).start()
