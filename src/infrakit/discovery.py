@@ -16,6 +16,10 @@ it never does: a missing directory simply holds no plugins. A directory that can
 through a regular file) or cannot be read is a :class:`~infrakit.errors.SpecError` naming the
 variable to fix.
 
+The directory must be private: anyone who can write to it can put a socket of their own under a
+plugin's name. A pre-existing directory writable by group or others (``0777``, ``0775``) is made
+``0700`` with one warning when it is ours, and refused with one line when another user owns it.
+
 A socket whose process died is *stale*: connecting to it is refused. :func:`probe` tells live from
 stale; ``infrakit plugin ls`` shows stale ones as such and starting a plugin of the same name
 replaces the stale file (see :func:`infrakit.rpc.server.prepare_socket_path`).
@@ -23,6 +27,7 @@ replaces the stale file (see :func:`infrakit.rpc.server.prepare_socket_path`).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import stat
@@ -32,6 +37,8 @@ from pathlib import Path
 from infrakit import errors
 
 __all__ = ["Entry", "find", "infrakit_home", "list_plugins", "plugins_dir", "probe", "split_name"]
+
+log = logging.getLogger(__name__)
 
 
 def infrakit_home() -> Path:
@@ -83,7 +90,39 @@ def plugins_dir(create: bool = True) -> Path:
                 f"cannot create plugin directory {path} ({exc.strerror or exc}); "
                 f"set {_setting()} to a directory you can write"
             ) from exc
+    elif not missing:
+        _make_private(path)
     return path
+
+
+def _make_private(path: Path) -> None:
+    """Refuse (another user's) or fix (ours) an existing plugin directory others can write to."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    if not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return
+    mode = f"{stat.S_IMODE(info.st_mode):04o}"
+    if info.st_uid != os.geteuid():
+        raise errors.SpecError(
+            f"plugin directory {path} is writable by other users (mode {mode}) and belongs to "
+            f"uid {info.st_uid}, not you: anyone could replace its plugin sockets; set "
+            f"{_setting()} to a directory of your own"
+        )
+    try:
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise errors.SpecError(
+            f"plugin directory {path} is writable by other users (mode {mode}) and cannot be "
+            f"made private ({exc.strerror or exc}); chmod 700 it or set {_setting()} elsewhere"
+        ) from exc
+    log.warning(
+        "plugin directory %s was writable by other users (mode %s), who could replace its "
+        "plugin sockets; changed it to 0700",
+        path,
+        mode,
+    )
 
 
 def _unreadable(directory: Path, exc: OSError) -> errors.SpecError:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -378,6 +379,23 @@ def test_unusable_directories_are_one_line(e2e: E2E) -> None:
         assert e2e.run("--plugins-dir", "/proc/x/y", "plugin", "ls", "-q").stdout == ""
         err = e2e.fails("--plugins-dir", "/proc/x/y", "plugin", "start", "vanilla")
         assert "cannot create plugin directory /proc/x/y" in err
+
+
+def test_plugin_directories_writable_by_others(e2e: E2E) -> None:
+    """Ours: made 0700 with one warning line. Another user's: refused with one line."""
+    e2e.plugins.mkdir()
+    e2e.plugins.chmod(0o777)
+    result = e2e.run("plugin", "ls", "-q")
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "was writable by other users (mode 0777)" in result.stderr
+    assert stat.S_IMODE(e2e.plugins.stat().st_mode) == 0o700
+    if os.geteuid() != 0:
+        return  # only root can hand the directory to another user
+    e2e.plugins.chmod(0o777)
+    os.chown(e2e.plugins, 65534, 65534)
+    err = e2e.fails("plugin", "start", "vanilla")
+    assert "is writable by other users (mode 0777) and belongs to uid 65534, not you" in err
+    assert list(e2e.plugins.iterdir()) == []
 
 
 def test_client_timeout_variable_is_checked(stack: E2E) -> None:
