@@ -36,7 +36,16 @@ from pathlib import Path
 
 from infrakit import errors
 
-__all__ = ["Entry", "find", "infrakit_home", "list_plugins", "plugins_dir", "probe", "split_name"]
+__all__ = [
+    "Entry",
+    "find",
+    "infrakit_home",
+    "list_plugins",
+    "plugins_dir",
+    "probe",
+    "remove_stale",
+    "split_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +223,26 @@ def find(name: str, directory: Path | None = None, *, start_hint: str | None = N
         "(`infrakit plugin kinds` lists the KINDs)"
     )
     raise errors.PluginNotFoundError(
-        f"plugin not found: {name} (no socket {lookup} in {directory}; running: {running}); "
-        f"{hint}, or check INFRAKIT_PLUGINS_DIR"
+        f"plugin not found: {name} (not running: no socket {lookup} in {directory}; "
+        f"running: {running}); {hint}, or check INFRAKIT_PLUGINS_DIR"
     )
+
+
+def remove_stale(name: str, directory: Path) -> list[str]:
+    """Remove what a dead plugin ``name`` left in ``directory``: its socket and its ``.listen``
+    file. Returns what was removed (``["socket", ".listen file"]``). The caller has probed it."""
+    removed = []
+    for path, what, wanted in (
+        (directory / name, "socket", stat.S_ISSOCK),
+        (directory / f"{name}.listen", ".listen file", stat.S_ISREG),
+    ):
+        try:
+            if wanted(path.lstat().st_mode):
+                path.unlink()
+                removed.append(what)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def probe(entry: Entry, timeout: float = 0.5) -> bool:

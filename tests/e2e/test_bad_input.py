@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infrakit.testing.processes import Daemon, bin_path
+from infrakit.testing.processes import Daemon, bin_path, free_port
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -112,6 +112,31 @@ def test_plugin_not_running_or_stale(e2e: E2E) -> None:
     daemon.kill()
     err = e2e.fails("group", "ls")
     assert "not running" in err and "connection refused" in err and "group" in err
+
+
+def test_plugin_stop_after_a_crash_removes_the_socket_and_the_listen_file(e2e: E2E) -> None:
+    """`kill -9` of `up --listen` leaves group and group.listen: `plugin stop group` removes both
+    (once), and `group ls` then says the group is not running instead of trying the TCP port."""
+    port = free_port()
+    up = e2e.start(
+        "infrakit", "up", "--listen", f"127.0.0.1:{port}", "--insecure", sockets=["group"]
+    )
+    wait_for((e2e.plugins / "group.listen").exists, what="group.listen")
+    up.kill()
+    assert (e2e.plugins / "group").exists() and (e2e.plugins / "group.listen").exists()
+    out = e2e.run("plugin", "stop", "group").stdout
+    assert out == "Removed stale socket and .listen file of group\n"
+    assert not (e2e.plugins / "group").exists() and not (e2e.plugins / "group.listen").exists()
+    assert "no plugin named group" in e2e.fails("plugin", "stop", "group")
+    err = e2e.fails("group", "ls")
+    assert "plugin not found: group (not running: no socket group" in err, err
+    assert "connection refused" not in err
+    out = e2e.run("plugin", "stop", "--all").stdout  # the other three of `up`: sockets only
+    assert sorted(out.splitlines()) == [
+        f"Removed stale socket of {name}"
+        for name in ("flavor-combo", "flavor-vanilla", "instance-file")
+    ]
+    assert list(e2e.plugins.iterdir()) == []
 
 
 HANG = textwrap.dedent(
