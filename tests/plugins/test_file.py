@@ -248,8 +248,8 @@ async def test_stale_temporary_files_are_removed_at_start(
     """What `kill -9` during a write leaves (0-byte .instance-*.tmp) goes at the next start, with
     one log line; other dot-files and a symlink's target stay."""
     instance_dir.mkdir(parents=True)
-    for n in (1, 2):
-        (instance_dir / f".instance-{n}.tmp").write_bytes(b"")
+    for name in (".instance-1.tmp", ".instance-2.tmp", ".instance-4.31337.9f3a0c1b.tmp"):
+        (instance_dir / name).write_bytes(b"")  # ours, and a pid/random-suffixed writer's
     target = instance_dir.parent / "precious"
     target.write_text("keep")
     (instance_dir / ".instance-3.tmp").symlink_to(target)
@@ -262,4 +262,4 @@ async def test_stale_temporary_files_are_removed_at_start(
         assert (instance_dir / iid).exists()
     assert target.read_text() == "keep"
     lines = [r.getMessage() for r in caplog.records if "stale temporary" in r.getMessage()]
-    assert len(lines) == 1 and "removed 3 stale temporary file(s)" in lines[0]
+    assert len(lines) == 1 and "removed 4 stale temporary file(s)" in lines[0]

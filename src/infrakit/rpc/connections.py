@@ -35,12 +35,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 
 from infrakit.rpc import codec, envelope
 
@@ -49,7 +50,7 @@ __all__ = [
     "ConnectionLimits",
     "GuardedSite",
     "Listener",
-    "admit",
+    "admission",
     "read_body",
     "send_and_close",
 ]
@@ -249,16 +250,21 @@ class GuardedSite(web.BaseSite):
         await super().stop()
 
 
-@web.middleware
-async def admit(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Mark the connection admitted: placed after the token check, it runs only for requests
-    that passed it."""
-    conn = request.protocol
-    if isinstance(conn, Connection):
-        conn.admit()
-    return await handler(request)
+def admission(open_paths: Collection[str] = ()) -> Middleware:
+    """The middleware that admits a connection, placed after the token check so that it runs
+    only for requests that passed it. Requests to ``open_paths`` - routes the token check lets
+    through unauthenticated, such as a challenge - do not admit their connection."""
+
+    @web.middleware
+    async def admit(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        conn = request.protocol
+        if isinstance(conn, Connection) and request.path not in open_paths:
+            conn.admit()
+        return await handler(request)
+
+    return admit
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +277,12 @@ class BodyError:
     close: bool = False
 
 
-async def read_body(request: web.Request, limits: ConnectionLimits) -> bytes | BodyError:
+async def read_body(
+    request: web.Request, limits: ConnectionLimits, preread: bytes | None = None
+) -> bytes | BodyError:
     """The request body (decoded per Content-Encoding), or why it cannot be had.
+
+    ``preread`` is the body when something before the handler (a signature check) read it.
 
     Over :data:`~infrakit.rpc.envelope.MAX_BODY_BYTES` (counted after decompression), the rest of
     an uncompressed body is read and dropped so the client receives the error; a compressed one
@@ -280,6 +290,8 @@ async def read_body(request: web.Request, limits: ConnectionLimits) -> bytes | B
     decoded (broken gzip/deflate, chunked encoding garbage, cut short) is an error too.
     """
     cap = envelope.MAX_BODY_BYTES
+    if preread is not None:
+        return preread if len(preread) <= cap else _too_large(cap, close=False)
     compressed = bool(request.headers.get("Content-Encoding", "").strip())
     chunks: list[bytes] = []
     size = 0
@@ -311,12 +323,16 @@ async def read_body(request: web.Request, limits: ConnectionLimits) -> bytes | B
             close=True,
         )
     if size > cap:
-        return BodyError(
-            envelope.INVALID_REQUEST,
-            f"request body too large: over {cap} bytes (16 MiB); send smaller Properties",
-            close=compressed,
-        )
+        return _too_large(cap, close=compressed)
     return b"".join(chunks)
+
+
+def _too_large(cap: int, *, close: bool) -> BodyError:
+    return BodyError(
+        envelope.INVALID_REQUEST,
+        f"request body too large: over {cap} bytes (16 MiB); send smaller Properties",
+        close=close,
+    )
 
 
 async def send_and_close(request: web.Request, response: web.StreamResponse) -> None:

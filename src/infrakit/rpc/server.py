@@ -186,9 +186,9 @@ class PluginServer:
         prepare_socket_path(self.name, socket_path)
         app = web.Application(
             client_max_size=envelope.MAX_BODY_BYTES * 4,
-            # admit runs only for requests that passed the token check: it ends the connection's
-            # admission deadline (infrakit.rpc.connections).
-            middlewares=[self._check_token, connections.admit],
+            # admission runs only for requests that passed the token check: it ends the
+            # connection's admission deadline (infrakit.rpc.connections).
+            middlewares=[self._check_token, connections.admission()],
         )
         app.router.add_post("/", self._post_head)
         app.router.add_get("/info/api.json", self._get_api_info)

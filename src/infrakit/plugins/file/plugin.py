@@ -55,8 +55,9 @@ DIR_OPTION = Option(
 
 #: The name of every instance file (= its ID): ``instance-`` and a non-negative 63-bit integer.
 INSTANCE_ID = re.compile(r"instance-[0-9]{1,19}")
-#: The temporary file an instance is written to before it is renamed into place.
-TEMP_FILE = re.compile(r"\.instance-[0-9]{1,19}\.tmp")
+#: The temporary file an instance is written to before it is renamed into place: ours
+#: (``.instance-N.tmp``) or one with the writer's pid and a random suffix (``.instance-N.PID.HEX.tmp``).
+TEMP_FILE = re.compile(r"\.instance-[0-9]{1,19}(?:\.[0-9]+\.[0-9a-f]+)?\.tmp")
 #: How much of a malformed ID an error message quotes.
 ID_QUOTE_CHARS = 80
 
