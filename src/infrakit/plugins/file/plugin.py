@@ -259,7 +259,8 @@ class FileInstancePlugin:
                 quoted = f"{quoted[:ID_QUOTE_CHARS]}... ({len(instance_id)} characters)"
             raise NotFoundError(
                 f"instance {quoted} not found: not a file plugin instance ID "
-                f"(expected instance-<number>, e.g. instance-6619451697473120006)"
+                f"(expected instance-<number>, e.g. instance-6619451697473120006); "
+                f"list instances with: infrakit instance describe"
             )
         return self.directory / instance_id
 
