@@ -48,3 +48,37 @@ async def test_tasks_that_failed_or_finished_are_fine_and_their_errors_are_dropp
     await asyncio.sleep(0.01)
     await cancel_and_wait(failed, done, sleeping)
     assert failed.done() and done.done() and sleeping.cancelled()
+
+
+async def test_sync_methods_run_on_daemon_threads_that_return_results_and_errors() -> None:
+    """ensure_async's pool: results and exceptions reach the caller, at most max_workers threads
+    run, and no worker is a thread the interpreter would wait for at exit."""
+    import threading
+
+    from infrakit._utils.aio import DaemonThreadPool, ensure_async, plugin_threads
+
+    def whoami(x: int) -> tuple[int, str, bool]:
+        current = threading.current_thread()
+        return x * 2, current.name, current.daemon
+
+    results = await asyncio.gather(*(ensure_async(whoami)(i) for i in range(20)))
+    assert [r[0] for r in results] == [i * 2 for i in range(20)]
+    assert all(name.startswith("plugin-call-") and daemon for _, name, daemon in results)
+    assert len({name for _, name, _ in results}) <= plugin_threads()._max_workers
+
+    def boom() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        await ensure_async(boom)()
+
+    pool = DaemonThreadPool(1, "test-pool")
+    release = threading.Event()
+    busy = pool.submit(release.wait)
+    queued = pool.submit(lambda: "never run")
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert queued.cancelled()
+    release.set()
+    assert busy.result(timeout=5) is True
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(lambda: None)

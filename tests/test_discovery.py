@@ -4,6 +4,7 @@ sub-objects - and the socket's life as a plugin starts: permissions, stale files
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 import stat
@@ -27,6 +28,58 @@ def test_directory_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.delenv("INFRAKIT_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     assert discovery.plugins_dir(create=False) == tmp_path / "user" / ".infrakit" / "plugins"
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o1777, 0o720])
+@pytest.mark.parametrize("create", [True, False])
+def test_our_plugin_directory_writable_by_others_is_made_private_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    mode: int,
+    create: bool,
+) -> None:
+    shared = tmp_path / "plugins"
+    shared.mkdir()
+    shared.chmod(mode)
+    monkeypatch.setenv("INFRAKIT_PLUGINS_DIR", str(shared))
+    with caplog.at_level(logging.WARNING, logger="infrakit.discovery"):
+        assert discovery.plugins_dir(create=create) == shared
+        assert discovery.plugins_dir(create=create) == shared  # fixed once: no second warning
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o700
+    [warning] = caplog.records
+    assert f"was writable by other users (mode {mode:04o})" in warning.getMessage()
+    assert "changed it to 0700" in warning.getMessage()
+
+
+def test_a_private_plugin_directory_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for mode in (0o700, 0o750, 0o755):
+        (tmp_path / "plugins").mkdir(exist_ok=True)
+        (tmp_path / "plugins").chmod(mode)
+        monkeypatch.setenv("INFRAKIT_PLUGINS_DIR", str(tmp_path / "plugins"))
+        discovery.plugins_dir()
+        assert stat.S_IMODE((tmp_path / "plugins").stat().st_mode) == mode
+    assert not caplog.records
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown needs root")
+def test_another_users_plugin_directory_writable_by_others_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shared = tmp_path / "plugins"
+    shared.mkdir()
+    shared.chmod(0o777)
+    os.chown(shared, 65534, 65534)  # nobody
+    monkeypatch.setenv("INFRAKIT_PLUGINS_DIR", str(shared))
+    for create in (True, False):
+        with pytest.raises(errors.SpecError) as caught:
+            discovery.plugins_dir(create=create)
+        message = str(caught.value)
+        assert "is writable by other users (mode 0777) and belongs to uid 65534, not you" in message
+        assert "INFRAKIT_PLUGINS_DIR" in message and "\n" not in message
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o777  # someone else's: never changed
 
 
 def test_sockets_listen_files_and_sub_objects(plugin_dir: Path) -> None:

@@ -16,6 +16,10 @@ it never does: a missing directory simply holds no plugins. A directory that can
 through a regular file) or cannot be read is a :class:`~infrakit.errors.SpecError` naming the
 variable to fix.
 
+The directory must be private: anyone who can write to it can put a socket of their own under a
+plugin's name. A pre-existing directory writable by group or others (``0777``, ``0775``) is made
+``0700`` with one warning when it is ours, and refused with one line when another user owns it.
+
 A socket whose process died is *stale*: connecting to it is refused. :func:`probe` tells live from
 stale; ``infrakit plugin ls`` shows stale ones as such and starting a plugin of the same name
 replaces the stale file (see :func:`infrakit.rpc.server.prepare_socket_path`).
@@ -23,6 +27,7 @@ replaces the stale file (see :func:`infrakit.rpc.server.prepare_socket_path`).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import stat
@@ -32,7 +37,18 @@ from pathlib import Path
 from infrakit import errors
 from infrakit._utils.private import private_dir
 
-__all__ = ["Entry", "find", "infrakit_home", "list_plugins", "plugins_dir", "probe", "split_name"]
+__all__ = [
+    "Entry",
+    "find",
+    "infrakit_home",
+    "list_plugins",
+    "plugins_dir",
+    "probe",
+    "remove_stale",
+    "split_name",
+]
+
+log = logging.getLogger(__name__)
 
 
 def infrakit_home() -> Path:
@@ -84,7 +100,39 @@ def plugins_dir(create: bool = True) -> Path:
                 f"cannot create plugin directory {path} ({exc.strerror or exc}); "
                 f"set {_setting()} to a directory you can write"
             ) from exc
+    elif not missing:
+        _make_private(path)
     return path
+
+
+def _make_private(path: Path) -> None:
+    """Refuse (another user's) or fix (ours) an existing plugin directory others can write to."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    if not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return
+    mode = f"{stat.S_IMODE(info.st_mode):04o}"
+    if info.st_uid != os.geteuid():
+        raise errors.SpecError(
+            f"plugin directory {path} is writable by other users (mode {mode}) and belongs to "
+            f"uid {info.st_uid}, not you: anyone could replace its plugin sockets; set "
+            f"{_setting()} to a directory of your own"
+        )
+    try:
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise errors.SpecError(
+            f"plugin directory {path} is writable by other users (mode {mode}) and cannot be "
+            f"made private ({exc.strerror or exc}); chmod 700 it or set {_setting()} elsewhere"
+        ) from exc
+    log.warning(
+        "plugin directory %s was writable by other users (mode %s), who could replace its "
+        "plugin sockets; changed it to 0700",
+        path,
+        mode,
+    )
 
 
 def _unreadable(directory: Path, exc: OSError) -> errors.SpecError:
@@ -176,9 +224,26 @@ def find(name: str, directory: Path | None = None, *, start_hint: str | None = N
         "(`infrakit plugin kinds` lists the KINDs)"
     )
     raise errors.PluginNotFoundError(
-        f"plugin not found: {name} (no socket {lookup} in {directory}; running: {running}); "
-        f"{hint}, or check INFRAKIT_PLUGINS_DIR"
+        f"plugin not found: {name} (not running: no socket {lookup} in {directory}; "
+        f"running: {running}); {hint}, or check INFRAKIT_PLUGINS_DIR"
     )
+
+
+def remove_stale(name: str, directory: Path) -> list[str]:
+    """Remove what a dead plugin ``name`` left in ``directory``: its socket and its ``.listen``
+    file. Returns what was removed (``["socket", ".listen file"]``). The caller has probed it."""
+    removed = []
+    for path, what, wanted in (
+        (directory / name, "socket", stat.S_ISSOCK),
+        (directory / f"{name}.listen", ".listen file", stat.S_ISREG),
+    ):
+        try:
+            if wanted(path.lstat().st_mode):
+                path.unlink()
+                removed.append(what)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def probe(entry: Entry, timeout: float = 0.5) -> bool:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from infrakit._utils.nesting import MAX_DEPTH
 from infrakit.controller.group.hash import config_hash, go_float, go_marshal_indent
 from infrakit.controller.group.plan import plan_sentence, structured_plan
 from infrakit.controller.group.spec import parse_spec
@@ -183,6 +184,27 @@ def test_an_absurd_size_is_refused_before_anything_is_created() -> None:
         settings(doc)
     doc["Allocation"]["Size"] = 100_000
     assert settings(doc).size == 100_000
+
+
+def nested(levels: int) -> object:
+    """A value nested ``levels`` objects deep."""
+    value: object = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def test_specs_nested_up_to_the_limit_are_hashed_and_deeper_ones_refused_in_one_line() -> None:
+    """The spec document {ID, Properties: {Instance: {Properties: ...}}} may nest MAX_DEPTH
+    levels, as a spec file may; deeper is a SpecError naming the limit, never RecursionError."""
+    doc = copy.deepcopy(CATTLE)
+    doc["Instance"]["Properties"] = nested(MAX_DEPTH - 3)  # document depth = MAX_DEPTH
+    assert settings(doc).hash.head
+    for levels in (MAX_DEPTH - 2, 600, 5000):
+        doc["Instance"]["Properties"] = nested(levels)
+        with pytest.raises(SpecError, match=f"nested deeper than {MAX_DEPTH} levels") as caught:
+            settings(doc)
+        assert "\n" not in str(caught.value)
 
 
 def test_properties_must_be_an_object() -> None:

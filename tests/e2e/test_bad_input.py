@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infrakit.testing.processes import Daemon, bin_path
+from infrakit.testing.processes import Daemon, bin_path, free_port
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -110,6 +112,31 @@ def test_plugin_not_running_or_stale(e2e: E2E) -> None:
     daemon.kill()
     err = e2e.fails("group", "ls")
     assert "not running" in err and "connection refused" in err and "group" in err
+
+
+def test_plugin_stop_after_a_crash_removes_the_socket_and_the_listen_file(e2e: E2E) -> None:
+    """`kill -9` of `up --listen` leaves group and group.listen: `plugin stop group` removes both
+    (once), and `group ls` then says the group is not running instead of trying the TCP port."""
+    port = free_port()
+    up = e2e.start(
+        "infrakit", "up", "--listen", f"127.0.0.1:{port}", "--insecure", sockets=["group"]
+    )
+    wait_for((e2e.plugins / "group.listen").exists, what="group.listen")
+    up.kill()
+    assert (e2e.plugins / "group").exists() and (e2e.plugins / "group.listen").exists()
+    out = e2e.run("plugin", "stop", "group").stdout
+    assert out == "Removed stale socket and .listen file of group\n"
+    assert not (e2e.plugins / "group").exists() and not (e2e.plugins / "group.listen").exists()
+    assert "no plugin named group" in e2e.fails("plugin", "stop", "group")
+    err = e2e.fails("group", "ls")
+    assert "plugin not found: group (not running: no socket group" in err, err
+    assert "connection refused" not in err
+    out = e2e.run("plugin", "stop", "--all").stdout  # the other three of `up`: sockets only
+    assert sorted(out.splitlines()) == [
+        f"Removed stale socket of {name}"
+        for name in ("flavor-combo", "flavor-vanilla", "instance-file")
+    ]
+    assert list(e2e.plugins.iterdir()) == []
 
 
 HANG = textwrap.dedent(
@@ -303,6 +330,55 @@ def test_spec_files_that_are_not_utf8(stack: E2E) -> None:
     assert file_count(stack) == 0
 
 
+def deep_spec(levels: int) -> str:
+    """The tutorial's cattle spec with Instance Properties nested ``levels`` objects deep."""
+    doc = json.loads((EXAMPLES / "cattle.json").read_text())
+    doc["Properties"]["Instance"]["Properties"] = None
+    return json.dumps(doc).replace(
+        '"Properties": null', '"Properties": ' + '{"a": ' * levels + "1" + "}" * levels, 1
+    )
+
+
+def test_spec_files_that_are_no_files_too_big_or_too_deep(stack: E2E) -> None:
+    """Refused at once with one line, before anything is read whole: devices, FIFOs,
+    directories, files over the 16 MiB a plugin accepts, JSON nested deeper than the limit."""
+    fifo = stack.home / "spec.fifo"
+    os.mkfifo(fifo)  # nobody ever writes: reading it would block forever
+    big = stack.home / "big.json"
+    with big.open("wb") as handle:
+        handle.truncate(17 << 20)  # sparse: 17 MiB without writing them
+    deep = stack.home / "deep.json"
+    cases = [
+        ("/dev/zero", "/dev/zero is a character device; expected a JSON file"),
+        (str(fifo), "spec.fifo is a FIFO (named pipe); expected a JSON file"),
+        (str(stack.home), "is a directory; expected a JSON file"),
+        (str(big), "big.json is 17.0 MiB: over the 16 MiB a plugin accepts"),
+    ]
+    for path, words in cases:
+        err = stack.fails("group", "commit", path)
+        assert words in err, err
+    assert "is a FIFO" in stack.fails("instance", "--name", "instance-file", "validate", str(fifo))
+    for levels in (300, 5000):
+        deep.write_text(deep_spec(levels))
+        err = stack.fails("group", "commit", str(deep))
+        assert "deep.json: JSON nested deeper than 256 levels (the limit for specs)" in err, err
+    assert "nested deeper than 256 levels" in stack.fails("up", str(deep))
+    piped = subprocess.run(
+        [bin_path("infrakit"), "group", "commit", "-"],
+        env=stack.env,
+        input=b" " * ((16 << 20) + 1),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert piped.returncode == 1 and len(piped.stderr.splitlines()) == 1
+    assert b"standard input: over the 16 MiB a plugin accepts" in piped.stderr
+    deep.write_text(deep_spec(200))  # deep, but within the limit: accepted
+    assert stack.run("group", "commit", "--pretend", str(deep)).stdout.startswith("Committing")
+    assert stack.run("group", "ls", "-q").stdout == ""
+    assert file_count(stack) == 0
+
+
 def test_up_refuses_a_spec_file_that_is_not_utf8(e2e: E2E) -> None:
     bad = e2e.home / "utf16.json"
     bad.write_bytes(b"\xff\xfe{")
@@ -328,6 +404,23 @@ def test_unusable_directories_are_one_line(e2e: E2E) -> None:
         assert e2e.run("--plugins-dir", "/proc/x/y", "plugin", "ls", "-q").stdout == ""
         err = e2e.fails("--plugins-dir", "/proc/x/y", "plugin", "start", "vanilla")
         assert "cannot create plugin directory /proc/x/y" in err
+
+
+def test_plugin_directories_writable_by_others(e2e: E2E) -> None:
+    """Ours: made 0700 with one warning line. Another user's: refused with one line."""
+    e2e.plugins.mkdir()
+    e2e.plugins.chmod(0o777)
+    result = e2e.run("plugin", "ls", "-q")
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "was writable by other users (mode 0777)" in result.stderr
+    assert stat.S_IMODE(e2e.plugins.stat().st_mode) == 0o700
+    if os.geteuid() != 0:
+        return  # only root can hand the directory to another user
+    e2e.plugins.chmod(0o777)
+    os.chown(e2e.plugins, 65534, 65534)
+    err = e2e.fails("plugin", "start", "vanilla")
+    assert "is writable by other users (mode 0777) and belongs to uid 65534, not you" in err
+    assert list(e2e.plugins.iterdir()) == []
 
 
 def test_client_timeout_variable_is_checked(stack: E2E) -> None:

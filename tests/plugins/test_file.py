@@ -179,3 +179,87 @@ async def test_group_index_follows_labels_and_deletions(served, instance_dir: Pa
     assert [d.id for d in only_x] == [other]
     await h.instance.destroy(other, Context("terminate"))
     assert await h.instance.describe_instances({"infrakit.group": "a"}) == []
+
+
+FOREIGN_IDS = [
+    pytest.param("README", id="a-file-of-the-directory"),
+    pytest.param("../outside", id="a-path-out-of-the-directory"),
+    pytest.param("instance-1\x00", id="a-NUL"),
+    pytest.param("instance-" + "9" * 5000, id="5000-characters"),
+    pytest.param(".instance-1.tmp", id="a-temporary-file"),
+    pytest.param("instance-", id="no-number"),
+]
+
+
+@pytest.mark.parametrize("foreign", FOREIGN_IDS)
+async def test_only_its_own_instance_files_can_be_destroyed_or_labelled(
+    served, instance_dir: Path, foreign: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Destroy and Label of anything but one of its instance files is NotFound, one line, and
+    touches nothing (the log has no traceback)."""
+    _plugin, h = served
+    (instance_dir / "README").write_text("keep me")
+    (instance_dir / ".instance-1.tmp").write_text("")
+    (instance_dir.parent / "outside").write_text("keep me too")
+    for attempt in (
+        h.instance.destroy(foreign, Context("terminate")),
+        h.instance.label(foreign, {"a": "b"}),
+    ):
+        with pytest.raises(errors.NotFoundError) as caught:
+            await attempt
+        message = str(caught.value)
+        assert "not a file plugin instance ID" in message and "\n" not in message
+        assert len(message) < 300
+    assert (instance_dir / "README").read_text() == "keep me"
+    assert (instance_dir / ".instance-1.tmp").exists()
+    assert (instance_dir.parent / "outside").read_text() == "keep me too"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+async def test_symlinks_are_never_followed_out_of_the_directory(instance_dir: Path) -> None:
+    """An instance-named symlink to a file elsewhere is neither adopted nor destroyed."""
+    instance_dir.mkdir(parents=True)
+    target = instance_dir.parent / "elsewhere"
+    target.write_text(json.dumps({"ID": "instance-7", "LogicalID": None, "Tags": {}, "Spec": None}))
+    (instance_dir / "instance-7").symlink_to(target)
+    plugin = FileInstancePlugin(instance_dir, poll_interval=0.05)
+    async with serve_plugin(plugin, "instance-file") as h:
+        assert await h.instance.describe_instances({}) == []
+        with pytest.raises(errors.NotFoundError, match="instance instance-7 not found"):
+            await h.instance.destroy("instance-7", Context("terminate"))
+    assert (instance_dir / "instance-7").is_symlink() and target.exists()
+
+
+async def test_files_not_named_like_instances_are_not_adopted(instance_dir: Path) -> None:
+    """A valid record under another name is a stray file, not an instance Destroy could reach."""
+    instance_dir.mkdir(parents=True)
+    (instance_dir / "web1").write_text(json.dumps({"ID": "web1", "Tags": {}, "Spec": None}))
+    plugin = FileInstancePlugin(instance_dir)
+    async with serve_plugin(plugin, "instance-file") as h:
+        assert await h.instance.describe_instances({}) == []
+        with pytest.raises(errors.NotFoundError):
+            await h.instance.destroy("web1", Context("terminate"))
+    assert (instance_dir / "web1").exists()
+
+
+async def test_stale_temporary_files_are_removed_at_start(
+    instance_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What `kill -9` during a write leaves (0-byte .instance-*.tmp) goes at the next start, with
+    one log line; other dot-files and a symlink's target stay."""
+    instance_dir.mkdir(parents=True)
+    for name in (".instance-1.tmp", ".instance-2.tmp", ".instance-4.31337.9f3a0c1b.tmp"):
+        (instance_dir / name).write_bytes(b"")  # ours, and a pid/random-suffixed writer's
+    target = instance_dir.parent / "precious"
+    target.write_text("keep")
+    (instance_dir / ".instance-3.tmp").symlink_to(target)
+    (instance_dir / ".editor.swp").write_text("keep")
+    caplog.set_level("INFO", logger="infrakit.plugins.file.plugin")
+    plugin = FileInstancePlugin(instance_dir)
+    async with serve_plugin(plugin, "instance-file") as h:
+        assert sorted(p.name for p in instance_dir.iterdir()) == [".editor.swp"]
+        iid = await h.instance.provision(Spec(tags={}))  # writing still works
+        assert (instance_dir / iid).exists()
+    assert target.read_text() == "keep"
+    lines = [r.getMessage() for r in caplog.records if "stale temporary" in r.getMessage()]
+    assert len(lines) == 1 and "removed 4 stale temporary file(s)" in lines[0]

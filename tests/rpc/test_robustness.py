@@ -4,7 +4,10 @@ was wrong, and the next request is served as usual."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import logging
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,10 +15,15 @@ from typing import Any
 
 import pytest
 
+from infrakit.launch.host import services_for
+from infrakit.launch.serving import detect
+from infrakit.rpc.connections import ConnectionLimits
+from infrakit.rpc.envelope import MAX_BODY_DEPTH
+from infrakit.rpc.server import PluginServer
 from infrakit.spi.types import Health
-from infrakit.testing import serve_plugin
+from infrakit.testing import serve_plugin, short_tempdir
 from infrakit.testing.fakes import FakeFlavorPlugin, FakeInstancePlugin
-from tests.rpc.wire import head_call, http, seed_call
+from tests.rpc.wire import head_call, http, raw, seed_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -206,3 +214,108 @@ async def test_ids_are_echoed_exactly(sock: Path, request_id: Any) -> None:
     body += json.dumps(request_id).encode() + b"}"
     reply = await asyncio.to_thread(http, sock, body)
     assert f'"id":{json.dumps(request_id, separators=(",", ":"))}}}'.encode() in reply.body
+
+
+# --- bodies HTTP or JSON cannot make sense of ------------------------------------------------
+
+
+@pytest.fixture
+async def quick_sock() -> AsyncIterator[Path]:
+    """A real plugin server whose body timeout is half a second (the default is 30 s)."""
+    directory = short_tempdir()
+    plugin = FakeInstancePlugin()
+    server = PluginServer(
+        "inst",
+        services_for("inst", detect(plugin, "inst")).services,
+        limits=ConnectionLimits(body_timeout=0.5),
+    )
+    await server.start(directory / "inst")
+    try:
+        yield directory / "inst"
+    finally:
+        await server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def post(body: bytes, *headers: str, url: str = "/", length: int | None = None) -> bytes:
+    """The bytes of one POST; ``length`` overrides the Content-Length (a lying client)."""
+    lines = [f"POST {url} HTTP/1.1", "Host: d", "Content-Type: application/json", *headers]
+    if not any(h.lower().startswith("transfer-encoding") for h in headers):
+        lines.append(f"Content-Length: {len(body) if length is None else length}")
+    return ("\r\n".join([*lines, "Connection: close"]) + "\r\n\r\n").encode() + body
+
+
+def validate_nested(levels: int) -> bytes:
+    """Instance.Validate whose Properties nest ``levels`` deep (the body: 2 levels more)."""
+    return (
+        b'{"jsonrpc":"2.0","method":"Instance.Validate","params":{"Properties":'
+        + b"[" * levels
+        + b"]" * levels
+        + b'},"id":1}'.replace(b"\\", b"")
+    )
+
+
+CHUNKED = "Transfer-Encoding: chunked"
+MALFORMED_BODIES = [
+    # (what, request bytes, HTTP status, JSON-RPC code, words the message must contain)
+    ("nested 5000 levels", post(b"[" * 5000 + b"]" * 5000), 200, -32600, f"nested deeper than {MAX_BODY_DEPTH} levels"),
+    ("objects nested 1200 levels", post(b'{"a":' * 1200 + b"1" + b"}" * 1200), 200, -32600, "nested deeper than"),
+    ("one level over the limit", post(validate_nested(MAX_BODY_DEPTH - 1)), 200, -32600, "a spec may nest at most 256"),
+    ("gzip that is not gzip", post(b"not gzip", "Content-Encoding: gzip"), 200, -32700, "cannot be decoded (Content-Encoding gzip)"),
+    ("gzip cut short", post(gzip.compress(HELLO)[:-12], "Content-Encoding: gzip"), 200, -32700, "parse error"),
+    ("deflate that is not deflate", post(b"\x00\x01junk", "Content-Encoding: deflate"), 200, -32700, "cannot be decoded (Content-Encoding deflate)"),
+    ("gzip inflating past 16 MiB", post(gzip.compress(b" " * (17 << 20)), "Content-Encoding: gzip"), 200, -32600, "request body too large"),
+    ("invalid UTF-8 in a string", post(HELLO.replace(b"{}", b'{"a":"\xff"}')), 200, -32700, "not valid JSON"),
+    ("Content-Length longer than the body", post(HELLO, length=len(HELLO) + 40), 200, -32700, f"did not arrive in time ({len(HELLO)} of {len(HELLO) + 40} bytes"),
+    ("Content-Length shorter than the body", post(HELLO, length=10), 400, -32700, "bad HTTP request"),
+    ("Content-Length not a number", post(HELLO, length=-1), 400, -32700, "Content-Length"),
+    ("Content-Length with chunked", post(b"0\r\n\r\n", CHUNKED, f"Content-Length: {len(HELLO)}"), 400, -32700, "Transfer-Encoding"),
+    ("chunk size garbage", post(b"zz\r\nabc\r\n0\r\n\r\n", CHUNKED), 400, -32700, "chunk size"),
+    ("chunks cut short", post(b"40\r\n" + HELLO[:20], CHUNKED), 200, -32700, "did not arrive in time"),
+    ("a header line over 8 KiB", post(HELLO, "X-Big: " + "a" * 9000), 400, -32700, "bad HTTP request"),
+    ("not HTTP at all", b"GARBAGE\r\n\r\n", 400, -32700, "bad HTTP request"),
+    ("a header without a colon", b"POST / HTTP/1.1\r\nHost d\r\n\r\n", 400, -32700, "bad HTTP request"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code", "words"),
+    [pytest.param(d, st, c, w, id=what) for what, d, st, c, w in MALFORMED_BODIES],
+)
+async def test_malformed_bodies_get_json_rpc_errors_over_a_real_socket(
+    quick_sock: Path,
+    data: bytes,
+    status: int,
+    code: int,
+    words: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Never aiohttp's HTTP 500 or 400 text/plain: a JSON-RPC error document naming the
+    problem, no traceback in the log, and the server goes on serving."""
+    reply = await asyncio.to_thread(raw, quick_sock, data)
+    assert reply.status == status, reply
+    assert reply.headers["content-type"].startswith("application/json"), reply
+    doc = reply.json()
+    assert list(doc) == ["jsonrpc", "error", "id"], doc
+    assert doc["error"]["code"] == code and words in doc["error"]["message"], doc
+    assert "\n" not in doc["error"]["message"]
+    await still_serving(quick_sock)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+async def test_malformed_seed_bodies_get_seed_errors(quick_sock: Path) -> None:
+    for data, words in [
+        (post(b"not gzip", "Content-Encoding: gzip", url="/rpc"), "cannot be decoded"),
+        (post(b"[" * 3000 + b"]" * 3000, url="/rpc"), "nested deeper than"),
+        (post(b'{"method":"x.y",', url="/rpc", length=40), "did not arrive in time"),
+    ]:
+        reply = await asyncio.to_thread(raw, quick_sock, data)
+        assert reply.status == 400 and reply.headers["content-type"].startswith("application/json")
+        doc = reply.json()
+        assert list(doc) == ["result", "error", "id"] and words in doc["error"], doc
+    await still_serving(quick_sock)
+
+
+async def test_a_body_at_the_depth_limit_is_served(quick_sock: Path) -> None:
+    reply = await asyncio.to_thread(raw, quick_sock, post(validate_nested(MAX_BODY_DEPTH - 2)))
+    assert reply.json()["result"] == {"Type": "", "OK": True}

@@ -32,17 +32,30 @@ def http(
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     if "content-type" not in {k.lower() for k in headers or {}}:
         extra += "Content-Type: application/json\r\n"
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(str(path))
-        s.sendall(
-            f"{method} {url} HTTP/1.1\r\nHost: d\r\n{extra}"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
-        )
-        data = b""
+    return raw(
+        path,
+        f"{method} {url} HTTP/1.1\r\nHost: d\r\n{extra}"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body,
+    )
+
+
+def raw(path: Path | tuple[str, int], data: bytes, timeout: float = 10) -> Reply:
+    """Send ``data`` as it is (any bytes, well-formed HTTP or not) on a fresh connection to a UNIX
+    socket or a TCP (host, port), read until the server closes it; the first reply, decoded."""
+    family = socket.AF_INET if isinstance(path, tuple) else socket.AF_UNIX
+    with socket.socket(family) as s:
+        s.settimeout(timeout)
+        s.connect(path if isinstance(path, tuple) else str(path))
+        s.sendall(data)
+        received = b""
         while chunk := s.recv(65536):
-            data += chunk
+            received += chunk
+    return parse_reply(received)
+
+
+def parse_reply(data: bytes) -> Reply:
+    """The first HTTP/1.x reply in ``data`` (de-chunked; the body up to its Content-Length)."""
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -56,6 +69,8 @@ def http(
                 break
             out, rest = out + rest[:size], rest[size + 2 :]
         rest = out
+    elif "content-length" in found:
+        rest = rest[: int(found["content-length"])]
     return Reply(status, found, rest)
 
 

@@ -2,8 +2,12 @@
 
 Plugin authors may write ``def`` or ``async def`` methods. :func:`ensure_async` turns either into
 an awaitable callable once, at registration time: coroutine functions are used as they are, plain
-functions run in the default thread pool so a slow provider SDK (boto3, docker-py) never blocks the
-event loop that serves every other request.
+functions run in worker threads so a slow provider SDK (boto3, docker-py) never blocks the event
+loop that serves every other request. Those threads are daemon threads (:class:`DaemonThreadPool`):
+a stopping process waits for no call that is still running - with the default thread pool, the
+event loop's executor shutdown and then the interpreter's exit joined every worker, and a hung SDK
+call kept a plugin whose socket was long gone alive until it returned. An abandoned call ends with
+the process, as on a crash, which every plugin must survive anyway.
 
 :class:`Broker` is an in-memory publish/subscribe hub keyed by slash topics. Each subscriber gets
 its own bounded queue; a subscriber that does not keep up loses its *oldest* items (events are
@@ -13,9 +17,14 @@ triggers, and the newest trigger is the one that matters), never blocks the publ
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import inspect
+import os
+import queue as _queue
+import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -24,7 +33,84 @@ from infrakit._utils.topics import topic_matches
 
 T = TypeVar("T")
 
-__all__ = ["Broker", "ensure_async", "is_async_callable"]
+__all__ = ["Broker", "DaemonThreadPool", "ensure_async", "is_async_callable"]
+
+_WorkItem = tuple[
+    concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]
+]
+
+
+class DaemonThreadPool(concurrent.futures.Executor):
+    """A thread pool whose workers are daemon threads nobody joins: neither the event loop's
+    shutdown nor the interpreter's exit waits for a call that does not return.
+
+    Like :class:`concurrent.futures.ThreadPoolExecutor` otherwise: at most ``max_workers``
+    threads, started on demand and reused when idle.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max_workers = max_workers
+        self._name = name
+        self._work: _queue.SimpleQueue[_WorkItem | None] = _queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self._name}: cannot run new calls after shutdown")
+            self._work.put((future, fn, args, kwargs))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+                worker = threading.Thread(
+                    target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                worker.start()
+                self._threads.append(worker)
+        return future
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, fn, args, kwargs = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # delivered to the awaiting caller, as the stdlib does
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, fn, args, kwargs
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        if cancel_futures:
+            with contextlib.suppress(_queue.Empty):
+                while (item := self._work.get_nowait()) is not None:
+                    item[0].cancel()
+        for _ in threads:
+            self._work.put(None)
+        if wait:
+            for worker in threads:
+                worker.join()
+
+
+_plugin_threads: DaemonThreadPool | None = None
+
+
+def plugin_threads() -> DaemonThreadPool:
+    """The process's pool for sync plugin methods (as many threads as asyncio's default pool)."""
+    global _plugin_threads
+    if _plugin_threads is None:
+        _plugin_threads = DaemonThreadPool(min(32, (os.cpu_count() or 1) + 4), "plugin-call")
+    return _plugin_threads
 
 
 async def cancel_and_wait(*tasks: asyncio.Future[Any], retry_every: float = 0.5) -> None:
@@ -54,13 +140,15 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
 
 
 def ensure_async(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """Return an async callable for ``fn``; sync callables run in a worker thread."""
+    """Return an async callable for ``fn``; sync callables run on :func:`plugin_threads`."""
     if is_async_callable(fn):
         return fn
 
     @functools.wraps(fn)
     async def call_in_thread(*args: Any, **kwargs: Any) -> Any:
-        result = await asyncio.to_thread(fn, *args, **kwargs)
+        context = contextvars.copy_context()  # as asyncio.to_thread does
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        result = await asyncio.get_running_loop().run_in_executor(plugin_threads(), call)
         if inspect.isawaitable(result):  # a def that returns a coroutine
             return await result
         return result

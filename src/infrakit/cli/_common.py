@@ -9,14 +9,17 @@ names the thing, what was expected and what to do, and the exit status is 1.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from infrakit import discovery, errors
+from infrakit._utils.nesting import MAX_DEPTH, deeper_than, may_be_deeper_than
 from infrakit.rpc.client import SyncClient
+from infrakit.rpc.envelope import MAX_BODY_BYTES
 
 __all__ = [
     "CliError",
@@ -66,6 +69,13 @@ class NamedGroup(click.Group):
         return super().parse_args(ctx, moved + rest)
 
 
+MIB = 1024 * 1024
+_OVER_CAP = (
+    f"over the {MAX_BODY_BYTES // MIB} MiB a plugin accepts in one request; shrink it "
+    "(large data belongs in files the plugin reads)"
+)
+
+
 def fail(message: str) -> NoReturn:
     raise CliError(message)
 
@@ -74,21 +84,18 @@ def read_json_file(path: str, what: str = "spec file") -> Any:
     """Parse a UTF-8 JSON file (``-`` = stdin) or fail with a one-line message.
 
     The one reader of every file a command takes (``up``, ``group commit``, ``instance`` and
-    ``flavor`` commands). A UTF-8 byte order mark is allowed.
+    ``flavor`` commands). A UTF-8 byte order mark is allowed. Only a regular file is read (a FIFO,
+    ``/dev/zero`` or a directory is refused at once, before any read), and at most the 16 MiB a
+    plugin accepts in one request; JSON nested deeper than :data:`MAX_DEPTH` levels is refused.
     """
     if path == "-":
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_BODY_BYTES + 1)
         label = "standard input"
     else:
         label = path
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            fail(f"{what} {path} does not exist; check the path")
-        except IsADirectoryError:
-            fail(f"{what} {path} is a directory; expected a JSON file")
-        except OSError as exc:
-            fail(f"{what} {path}: cannot read it ({exc.strerror or exc}); check the path")
+        data = _read_regular_file(path, what)
+    if len(data) > MAX_BODY_BYTES:
+        fail(f"{what} {label}: {_OVER_CAP}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -97,10 +104,63 @@ def read_json_file(path: str, what: str = "spec file") -> Any:
             f"{what} {label}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}{utf16}); save it as UTF-8 JSON and try again"
         )
+    too_deep = (
+        f"{what} {label}: JSON nested deeper than {MAX_DEPTH} levels (the limit for specs); "
+        "flatten it"
+    )
     try:
-        return json.loads(text)
+        doc = json.loads(text)
+    except RecursionError:
+        fail(too_deep)
     except ValueError as exc:
         fail(f"{what} {label}: not valid JSON ({exc}); fix the file and try again")
+    if may_be_deeper_than(text) and deeper_than(doc):
+        fail(too_deep)
+    return doc
+
+
+#: What ``stat`` calls the file types a spec file must not be.
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_regular_file(path: str, what: str) -> bytes:
+    """The bytes of the regular file ``path`` (at most the cap + 1), or fail with one line.
+
+    Opened non-blocking (a FIFO does not wait for a writer) and checked with ``fstat`` before the
+    first read, so a device or a pipe is refused at once and a huge file is never read whole.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        fail(f"{what} {path} does not exist; check the path")
+    except OSError as exc:
+        fail(f"{what} {path}: cannot read it ({exc.strerror or exc}); check the path")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "not a file")
+            fail(f"{what} {path} is {kind}; expected a JSON file (or - for standard input)")
+        if info.st_size > MAX_BODY_BYTES:
+            fail(f"{what} {path} is {info.st_size / MIB:.1f} MiB: {_OVER_CAP}")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_BODY_BYTES:  # a file still growing is cut at the cap + 1 byte
+            chunk = os.read(fd, min(1 << 20, MAX_BODY_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        fail(f"{what} {path}: cannot read it ({exc.strerror or exc}); check the path")
+    finally:
+        os.close(fd)
 
 
 #: The plugins ``infrakit up`` runs, by socket name, and the kind ``plugin start`` runs each as

@@ -324,9 +324,12 @@ def stop(names: tuple[str, ...], stop_all: bool, timeout: float) -> None:
     for name in targets:
         entry = by_name[name]
         if not discovery.probe(entry):
-            if not entry.is_tcp:
-                entry.path.unlink(missing_ok=True)
-            click.echo(f"Removed stale socket of {name}")
+            try:
+                removed = discovery.remove_stale(name, entry.path.parent)
+            except OSError as exc:
+                failed.append(f"{name}: cannot remove its stale files ({exc.strerror or exc})")
+                continue
+            click.echo(f"Removed stale {' and '.join(removed) or 'entry'} of {name}")
             continue
         why = _stop_one(entry, timeout)
         if why is None:

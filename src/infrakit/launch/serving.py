@@ -10,6 +10,7 @@ methods both work (sync ones run in a worker thread).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -53,13 +54,23 @@ async def serve_async(plugin: object, name: str, *, plugin_dir: Path | None = No
 
 
 def run(main: object) -> None:
-    """Run a coroutine on uvloop when installed, else on asyncio's loop."""
+    """Run a coroutine on uvloop when installed, else on asyncio's loop.
+
+    Once it has ended (every plugin stopped, its socket removed), every object still alive is
+    moved out of the garbage collector's sight (``gc.freeze``): the interpreter's exit would
+    otherwise walk them all - tens of thousands, more with boto3 loaded - which kept a stopped
+    plugin's process alive 0.2-1.1 s after its last log line (0.05 s with the freeze), while
+    systemd and scripts wait on the PID.
+    """
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)  # type: ignore[arg-type]
-    else:
-        uvloop.run(main)  # type: ignore[arg-type]
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(main)  # type: ignore[arg-type]
+        else:
+            uvloop.run(main)  # type: ignore[arg-type]
+    finally:
+        gc.freeze()
 
 
 def serve(plugin: object, name: str, *, plugin_dir: str | Path | None = None) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infrakit import errors
+from infrakit._utils.nesting import MAX_DEPTH
 from infrakit.spi.types import Era
 
 __all__ = [
@@ -55,6 +56,10 @@ SERVER_ERROR = -32000
 
 #: Largest request body a server reads (bigger ones get a JSON-RPC error, not a dropped connection).
 MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Levels the envelope adds around a spec at most: SEED's ``{"params": [{"Spec": ...}]}``.
+ENVELOPE_DEPTH = 3
+#: Deepest nesting a request body may have: a spec at the spec limit, inside its envelope.
+MAX_BODY_DEPTH = MAX_DEPTH + ENVELOPE_DEPTH
 
 _rng = random.SystemRandom()
 

@@ -13,8 +13,12 @@ A :class:`Service` is one interface's dispatch table (built by ``rpc.instance``,
 ``rpc.group``); a :class:`PluginServer` serves one or more services under one plugin name.
 
 Robustness rules: a request can never crash the server. Bodies that are not JSON, envelopes of the
-wrong shape, unknown methods, wrong parameter types, bodies over 16 MiB and exceptions raised by the
-plugin all become JSON-RPC errors with a message naming the method and what was expected.
+wrong shape, unknown methods, wrong parameter types, bodies over 16 MiB, bodies nested deeper than
+:data:`~infrakit.rpc.envelope.MAX_BODY_DEPTH` levels, bodies that cannot be decoded (broken gzip or
+deflate, chunked garbage, cut short, never finished) and exceptions raised by the plugin all become
+JSON-RPC errors with a message naming the method and what was expected; so do requests HTTP itself
+cannot parse. Connections that send no admitted request in time, sit idle too long, or exceed a
+listener's cap of waiting connections are closed (:mod:`infrakit.rpc.connections`).
 
 Any other HTTP method on an RPC path gets HTTP 405 with a JSON-RPC error (Go's text,
 ``rpc: POST method required, received GET``), in the era of the path.
@@ -59,8 +63,9 @@ from typing import Any
 from aiohttp import web
 
 from infrakit import errors
+from infrakit._utils.nesting import deeper_than, may_be_deeper_than
 from infrakit._utils.private import bind_private_unix, private_dir, write_private
-from infrakit.rpc import codec, envelope
+from infrakit.rpc import codec, connections, envelope
 from infrakit.rpc.auth import AUTH_PATH, SCHEME, ServerAuth, format_address
 from infrakit.spi import event as spi_event
 from infrakit.spi.types import Era, InterfaceSpec
@@ -113,8 +118,11 @@ class PluginServer:
         events: spi_event.Source | None = None,
         vendor: dict[str, Any] | None = None,
         on_stop_request: Callable[[], None] | None = None,
+        limits: connections.ConnectionLimits | None = None,
     ) -> None:
         self.name = name
+        #: Timeouts and the cap of waiting connections, per listener.
+        self.limits = limits or connections.ConnectionLimits()
         self.services = services
         self.events = events
         self.vendor = vendor
@@ -184,7 +192,10 @@ class PluginServer:
             )
         prepare_socket_path(self.name, socket_path)
         app = web.Application(
-            client_max_size=envelope.MAX_BODY_BYTES * 4, middlewares=[self._check_token]
+            client_max_size=envelope.MAX_BODY_BYTES * 4,
+            # admission runs only for requests that passed the token check: it ends the
+            # connection's admission deadline (infrakit.rpc.connections).
+            middlewares=[self._check_token, connections.admission(open_paths=(AUTH_PATH,))],
         )
         app.router.add_post("/", self._post_head)
         app.router.add_get("/info/api.json", self._get_api_info)
@@ -198,10 +209,17 @@ class PluginServer:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
+        loop = asyncio.get_running_loop()
         # TCP (and its .listen file) first: once the UNIX socket accepts, the plugin is whole.
         if tcp is not None:
+            host, port = tcp
             try:
-                await web.TCPSite(runner, tcp[0], tcp[1], ssl_context=ssl).start()
+                await connections.GuardedSite(
+                    runner,
+                    f"plugin {self.name}",
+                    self.limits,
+                    lambda factory: loop.create_server(factory, host, port, ssl=ssl, backlog=128),
+                ).start()
             except OSError as exc:
                 await self.stop()  # no half-started plugin
                 raise errors.ConflictError(
@@ -230,7 +248,12 @@ class PluginServer:
             write_private(self.listen_file, f"{scheme}://{host}:{port}".encode())
         try:
             sock = bind_private_unix(socket_path)
-            await web.SockSite(runner, sock).start()
+            await connections.GuardedSite(
+                runner,
+                f"plugin {self.name}",
+                self.limits,
+                lambda factory: loop.create_unix_server(factory, sock=sock, backlog=128),
+            ).start()
         except BaseException:
             await self.stop()
             raise
@@ -312,16 +335,13 @@ class PluginServer:
         return await self._rpc(request, Era.SEED)
 
     async def _rpc(self, request: web.Request, era: Era) -> web.StreamResponse:
-        body = await _read_capped(request)
-        if body is None:
-            status, doc = envelope.error_reply(
-                None,
-                envelope.INVALID_REQUEST,
-                f"request body too large: over {envelope.MAX_BODY_BYTES} bytes "
-                f"(16 MiB); send smaller Properties",
-                era,
-            )
-            return _json_response(status, doc)
+        body = await connections.read_body(request, self.limits, request.get(_BODY))
+        if isinstance(body, connections.BodyError):
+            status, doc = envelope.error_reply(None, body.code, body.message, era)
+            response = _json_response(status, doc)
+            if body.close:
+                await connections.send_and_close(request, response)
+            return response
         status, doc = await self.dispatch_bytes(body, era)
         if doc is None:
             return web.Response(status=200, body=b"")
@@ -329,12 +349,25 @@ class PluginServer:
 
     async def dispatch_bytes(self, body: bytes, era: Era) -> tuple[int, Any]:
         """Decode, dispatch and encode-ready reply for one request body (used by tests too)."""
+        too_deep = envelope.error_reply(
+            None,
+            envelope.INVALID_REQUEST,
+            f"invalid request: JSON nested deeper than {envelope.MAX_BODY_DEPTH} levels (a spec "
+            f"may nest at most {envelope.MAX_BODY_DEPTH - envelope.ENVELOPE_DEPTH}); flatten it",
+            era,
+        )
         try:
             doc = codec.loads(body)
+        except RecursionError:
+            return too_deep
         except ValueError as exc:
             return envelope.error_reply(
                 None, envelope.PARSE_ERROR, f"parse error: body is not valid JSON ({exc})", era
             )
+        if may_be_deeper_than(body, envelope.MAX_BODY_DEPTH) and deeper_than(
+            doc, envelope.MAX_BODY_DEPTH
+        ):
+            return too_deep
         try:
             call = envelope.parse_request(doc, era)
         except envelope.RequestError as exc:
@@ -523,28 +556,6 @@ class PluginServer:
             return _json_response(403, {"error": "stop is only accepted on the UNIX socket"})
         asyncio.get_running_loop().call_soon(self.on_stop_request)
         return _json_response(200, {"stopping": self.name})
-
-
-async def _read_capped(request: web.Request) -> bytes | None:
-    """Read the body; ``None`` if it exceeds the cap (the rest is drained so the reply arrives)."""
-    limit = envelope.MAX_BODY_BYTES
-    if _BODY in request:  # read already, to check its signature
-        body: bytes = request[_BODY]
-        return body if len(body) <= limit else None
-    if request.content_length is not None and request.content_length <= limit:
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-    if size > limit:
-        return None
-    return b"".join(chunks)
 
 
 #: Request key of a body the token check has read already (a typed key where aiohttp has them).

@@ -13,6 +13,7 @@ waits, then SIGKILL - and always reaps the child, because PID 1 here does not.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Daemon", "bin_path", "isolated_env", "run_cli"]
+__all__ = ["Daemon", "bin_path", "isolated_env", "log_line_time", "run_cli", "session_members"]
 
 
 def bin_path(name: str) -> str:
@@ -145,6 +146,26 @@ class Daemon:
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
 
+    def wait_gone(self, timeout: float = 10.0) -> float:
+        """Wait until the process has exited (and reap it); the wall-clock time it was seen gone.
+
+        Polls every 5 ms, so the time is within a few ms of the real exit. Raises
+        ``subprocess.TimeoutExpired`` if it is still running after ``timeout`` seconds.
+        """
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.argv, timeout)
+            time.sleep(0.005)
+        return time.time()
+
+    def last_log_time(self) -> float | None:
+        """Wall-clock time of the last log line the daemon wrote (its ``asctime`` prefix)."""
+        stamps = [log_line_time(line) for line in self.output().splitlines()]
+        found = [t for t in stamps if t is not None]
+        return found[-1] if found else None
+
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait, SIGKILL if needed; always reap. Returns the exit status."""
         if self.proc is None:
@@ -169,6 +190,32 @@ class Daemon:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def log_line_time(line: str) -> float | None:
+    """The time of a log line that starts with logging's ``asctime`` (``2026-12-02 05:02:13,053``,
+    local time), as a timestamp; None for any other line."""
+    try:
+        return dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    except ValueError:
+        return None
+
+
+def session_members(session: int) -> list[int]:
+    """PIDs of the processes still in ``session`` (a :class:`Daemon` leads its own): what a
+    stopped daemon left running - its plugins' children included, even once re-parented."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After "pid (comm)": state ppid pgrp session ...
+        if len(fields) > 3 and int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 def free_port() -> int:

@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from infrakit._utils.duration import format_duration, parse_duration
+from infrakit._utils.nesting import MAX_DEPTH, deeper_than
 from infrakit.controller.group.hash import ConfigHash, config_hash
 from infrakit.errors import SpecError
 from infrakit.spi import flavor
@@ -332,6 +333,13 @@ def parse_spec(spec: spi_group.Spec) -> GroupSettings:
         raise SpecError(
             f"Invalid properties: Properties must be a JSON object, got {type(raw).__name__}; "
             "see docs/group-spec.md"
+        )
+    # The spec document {"ID", "Properties": raw} is one level more than raw: the same limit as
+    # the CLI's for a spec file.
+    if deeper_than(raw, MAX_DEPTH - 1):
+        raise SpecError(
+            f"Invalid properties: the spec is nested deeper than {MAX_DEPTH} levels (the limit "
+            "for specs); flatten it"
         )
     try:
         props = GroupProperties.model_validate(_canonical_keys(GroupProperties, raw))

@@ -11,6 +11,12 @@ index is kept current by:
 
 A change the watcher sees is compared with the index by stamp, so our own writes never come back
 as "external" changes. Every change, ours or a user's, is published on ``instance/change``.
+
+Only the plugin's own files are ever touched: names matching :data:`INSTANCE_ID`
+(``instance-<int63>``, what Provision creates and Go's plugin wrote) that are regular files, never
+through a symbolic link. Any other ID given to Destroy or Label - a README, ``../x``, a NUL, 5000
+characters - is ``NotFoundError``. Temporary files (``.instance-<int63>.tmp``) that a killed
+process left behind are removed at start.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import logging
 import os
 import random
+import re
 import stat
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -46,6 +53,14 @@ DIR_OPTION = Option(
     default=None,
     env="INFRAKIT_INSTANCE_FILE_DIR",
 )
+
+#: The name of every instance file (= its ID): ``instance-`` and a non-negative 63-bit integer.
+INSTANCE_ID = re.compile(r"instance-[0-9]{1,19}")
+#: The temporary file an instance is written to before it is renamed into place: ours
+#: (``.instance-N.tmp``) or one with the writer's pid and a random suffix (``.instance-N.PID.HEX.tmp``).
+TEMP_FILE = re.compile(r"\.instance-[0-9]{1,19}(?:\.[0-9]+\.[0-9a-f]+)?\.tmp")
+#: How much of a malformed ID an error message quotes.
+ID_QUOTE_CHARS = 80
 
 #: Stamp of a file as last read: (mtime in ns, size). Equal stamps mean "not changed".
 Stamp = tuple[int, int]
@@ -103,6 +118,7 @@ class FileInstancePlugin:
     async def start(self) -> None:
         """Create the directory if needed, index it, and start watching it."""
         self._ensure_directory()
+        self._remove_stale_temp_files()
         self.rescan(publish=False)
         log.info("instance files in %s (%d found)", self.directory, len(self._records))
         self._watcher = asyncio.create_task(self._watch(), name=f"watch {self.directory}")
@@ -128,6 +144,23 @@ class FileInstancePlugin:
                 f"instance directory {self.directory}: cannot create it ({exc.strerror}); "
                 "pass another --dir"
             ) from None
+
+    def _remove_stale_temp_files(self) -> None:
+        """Remove the ``.instance-*.tmp`` files a killed process left (no write is running yet)."""
+        removed = 0
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.directory):
+                if TEMP_FILE.fullmatch(entry.name) and not entry.is_dir(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed += 1
+        if removed:
+            log.info(
+                "removed %d stale temporary file(s) .instance-*.tmp from %s (left by an "
+                "interrupted write)",
+                removed,
+                self.directory,
+            )
 
     # --- the Instance SPI -----------------------------------------------------------------------
 
@@ -165,13 +198,13 @@ class FileInstancePlugin:
     async def destroy(self, instance_id: str, context: Context | None = None) -> None:
         path = self._path(instance_id)
         try:
+            # Only a regular file is an instance: a symlink or directory of that name is not ours.
+            if not stat.S_ISREG(path.lstat().st_mode):
+                raise FileNotFoundError(path)
             path.unlink()
         except FileNotFoundError:
             self._drop(instance_id)
-            raise NotFoundError(
-                f"instance {instance_id} not found in {self.directory}; "
-                f"list instances with: infrakit instance describe"
-            ) from None
+            raise self._not_found(instance_id) from None
         self._drop(instance_id)
         reason = f" ({context.reason})" if context is not None and context.reason else ""
         log.info("destroyed %s%s", instance_id, reason)
@@ -220,12 +253,23 @@ class FileInstancePlugin:
     # --- files ----------------------------------------------------------------------------------
 
     def _path(self, instance_id: str) -> Path:
-        if not instance_id or "/" in instance_id or instance_id.startswith("."):
+        """The file of ``instance_id``; ``NotFoundError`` for anything that is not one of our IDs."""
+        if not isinstance(instance_id, str) or not INSTANCE_ID.fullmatch(instance_id):
+            quoted = repr(instance_id)
+            if len(quoted) > ID_QUOTE_CHARS:
+                quoted = f"{quoted[:ID_QUOTE_CHARS]}... ({len(instance_id)} characters)"
             raise NotFoundError(
-                f"instance {instance_id!r} not found: not a file plugin instance ID "
-                f"(expected e.g. instance-6619451697473120006)"
+                f"instance {quoted} not found: not a file plugin instance ID "
+                f"(expected instance-<number>, e.g. instance-6619451697473120006); "
+                f"list instances with: infrakit instance describe"
             )
         return self.directory / instance_id
+
+    def _not_found(self, instance_id: str) -> NotFoundError:
+        return NotFoundError(
+            f"instance {instance_id} not found in {self.directory}; "
+            f"list instances with: infrakit instance describe"
+        )
 
     def _get(self, instance_id: str) -> _Record:
         if not self._watching:
@@ -233,10 +277,7 @@ class FileInstancePlugin:
         record = self._records.get(instance_id)
         if record is None:
             self._path(instance_id)  # a malformed ID gets the more precise message
-            raise NotFoundError(
-                f"instance {instance_id} not found in {self.directory}; "
-                f"list instances with: infrakit instance describe"
-            )
+            raise self._not_found(instance_id)
         return record
 
     def _write(self, instance_id: str, logical_id: str | None, tags: Tags, wire_spec: JSON) -> None:
@@ -322,9 +363,19 @@ class FileInstancePlugin:
 
     def _read(self, name: str, stamp: Stamp) -> _Record | None:
         path = self.directory / name
+        if not INSTANCE_ID.fullmatch(name):
+            log.warning(
+                "%s is not an instance file (its name is not instance-<number>); ignoring it", path
+            )
+            return None
         try:
-            document = json.loads(path.read_bytes())
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                document = json.loads(handle.read())
         except FileNotFoundError:
+            return None
+        except RecursionError:
+            log.warning("%s is not an instance file (JSON nested too deeply); ignoring it", path)
             return None
         except (OSError, ValueError) as exc:
             log.warning("%s is not an instance file (%s); ignoring it", path, exc)
