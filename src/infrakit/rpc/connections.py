@@ -312,6 +312,11 @@ async def read_body(
             f"{limits.body_timeout:g}s); send the whole body with a correct Content-Length",
             close=True,
         )
+    except ConnectionError:
+        # The client went away mid-body (a half-close, a reset): nobody waits for an answer.
+        return BodyError(
+            envelope.PARSE_ERROR, "parse error: the client closed mid-body", close=True
+        )
     except (web.RequestPayloadError, HttpProcessingError) as exc:
         cause = exc.__cause__ if isinstance(exc, web.RequestPayloadError) else None
         encoding = request.headers.get("Content-Encoding")
@@ -339,6 +344,9 @@ async def send_and_close(request: web.Request, response: web.StreamResponse) -> 
     """Send ``response`` now and close the connection, without waiting for (or inflating) the rest
     of a body that will not come or cannot be decoded."""
     response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client is gone already (it hung up mid-body): nobody to tell
     request.protocol.force_close()  # flushes the reply, then closes; no lingering read
