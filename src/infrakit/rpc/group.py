@@ -73,7 +73,7 @@ def _group_id(view: dict[str, Any], method: str) -> str:
     return gid
 
 
-def service(objects: dict[str, Any]) -> Service:
+def service(objects: dict[str, Any]) -> Service:  # noqa: C901 (see [tool.infrakit.house-rules])
     """Serve group objects (implementing :class:`infrakit.spi.group.Plugin`) keyed by name."""
 
     def target(view: dict[str, Any]) -> tuple[str, Any]:

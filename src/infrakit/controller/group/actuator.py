@@ -320,26 +320,8 @@ class Actuator:
         """One Prepare + Provision, tracked as in flight. True when it succeeded."""
         gid, state, settings = group.id, group.state, group.settings
         prov = settings.properties.provisioning
-        self._create_tokens += 1
-        token = self._create_tokens
-        pending = InFlightCreate(
-            token=token,
-            logical_id=logical_id,
-            started_at=self.clock.now(),
-            config=settings.hash.head,
-            tag=f"{self._run_id}-{token}",
-            probe=state.breaker.probing,
-        )
-        state.creating[token] = pending
-        state.sequence += 1
-        tags = {
-            GROUP_TAG: gid,
-            CONFIG_HASH_TAG: settings.hash.head,
-            CREATED_TAG: format_timestamp(self.clock.wall()),
-            CREATE_TOKEN_TAG: pending.tag,
-        }
-        if logical_id is not None:
-            tags[LOGICAL_ID_TAG] = logical_id
+        pending, tags = self._register_create(group, logical_id)
+        token = pending.token
         spec = spi_instance.Spec(
             properties=settings.properties.instance.properties,
             tags=dict(tags),
@@ -385,6 +367,34 @@ class Actuator:
         message = f"created {instance_id}" + (f" ({logical_id})" if logical_id else "")
         self._publish(gid, Notice("instance-created", message, instance_id=instance_id or ""))
         return True
+
+    def _register_create(
+        self, group: Group, logical_id: str | None
+    ) -> tuple[InFlightCreate, dict[str, str]]:
+        """Count a create as in flight - before anything awaits, so no pass can create it again -
+        and the tags that make its instance ours: group, config, creation time, create token."""
+        settings, state = group.settings, group.state
+        self._create_tokens += 1
+        token = self._create_tokens
+        pending = InFlightCreate(
+            token=token,
+            logical_id=logical_id,
+            started_at=self.clock.now(),
+            config=settings.hash.head,
+            tag=f"{self._run_id}-{token}",
+            probe=state.breaker.probing,
+        )
+        state.creating[token] = pending
+        state.sequence += 1
+        tags = {
+            GROUP_TAG: group.id,
+            CONFIG_HASH_TAG: settings.hash.head,
+            CREATED_TAG: format_timestamp(self.clock.wall()),
+            CREATE_TOKEN_TAG: pending.tag,
+        }
+        if logical_id is not None:
+            tags[LOGICAL_ID_TAG] = logical_id
+        return pending, tags
 
     async def _prepare_and_provision(
         self,

@@ -98,7 +98,6 @@ def structured_plan(
     state = state if state is not None else GroupState()
     desired = [m for m in members if new.hash.matches(m.tags)]
     undesired = [m for m in members if not new.hash.matches(m.tags)]
-    u = new.properties.updating
     plan: dict[str, Any] = {
         "Group": new.id,
         "Sentence": plan_sentence(old, new, members),
@@ -111,28 +110,51 @@ def structured_plan(
         "Target": {"Size": new.size},
     }
     if new.is_quorum:
-        ids = list(new.properties.allocation.logical_ids or [])
-        present = {logical_id_of(m) for m in members}
-        create = [{"LogicalID": i} for i in ids if i not in present]
-        destroy = [
-            {"ID": m.id, "LogicalID": logical_id_of(m), "Reason": "removed_from_quorum"}
-            for m in members
-            if logical_id_of(m) not in set(ids) and logical_id_of(m) is not None
-        ]
-        rolling = [m for m in undesired if logical_id_of(m) in set(ids)]
-        batches = [
-            {
-                "Batch": i + 1,
-                "Replace": [{"ID": m.id, "LogicalID": logical_id_of(m)}],
-                "Order": "destroy-then-create",
-            }
-            for i, m in enumerate(sorted(rolling, key=lambda m: ids.index(logical_id_of(m) or "")))
-        ]
-        plan["Create"] = create
-        plan["Destroy"] = destroy
-        plan["Replacements"] = batches
-        plan["Gates"] = _gates(new, pets=True)
-        return plan
+        plan.update(_pets_plan(new, members, undesired))
+    else:
+        plan.update(_cattle_plan(new, members, undesired, state, now))
+    return plan
+
+
+def _pets_plan(
+    new: GroupSettings, members: list[Description], undesired: list[Description]
+) -> dict[str, Any]:
+    """Missing logical IDs are created, removed ones destroyed, the rest rolled one at a time."""
+    ids = list(new.properties.allocation.logical_ids or [])
+    present = {logical_id_of(m) for m in members}
+    create = [{"LogicalID": i} for i in ids if i not in present]
+    destroy = [
+        {"ID": m.id, "LogicalID": logical_id_of(m), "Reason": "removed_from_quorum"}
+        for m in members
+        if logical_id_of(m) not in set(ids) and logical_id_of(m) is not None
+    ]
+    rolling = [m for m in undesired if logical_id_of(m) in set(ids)]
+    batches = [
+        {
+            "Batch": i + 1,
+            "Replace": [{"ID": m.id, "LogicalID": logical_id_of(m)}],
+            "Order": "destroy-then-create",
+        }
+        for i, m in enumerate(sorted(rolling, key=lambda m: ids.index(logical_id_of(m) or "")))
+    ]
+    return {
+        "Create": create,
+        "Destroy": destroy,
+        "Replacements": batches,
+        "Gates": _gates(new, pets=True),
+    }
+
+
+def _cattle_plan(
+    new: GroupSettings,
+    members: list[Description],
+    undesired: list[Description],
+    state: GroupState,
+    now: float,
+) -> dict[str, Any]:
+    """Scale-in victims, creates for the size, and the rolling update's batches."""
+    u = new.properties.updating
+    plan: dict[str, Any] = {}
     n = new.size
     scale_in = max(0, len(members) - n)
     # A fixed seed: pretending twice gives the same answer (only DeletePolicy Random uses it).
@@ -148,7 +170,7 @@ def structured_plan(
     step = max(1, surge + unavailable)
     creates_for_size = max(0, n - (len(members) - len(victims)))
     order = replacement_order(remaining_old, new, state, now)
-    batches = []
+    batches: list[dict[str, Any]] = []
     for i in range(0, len(order), step):
         chunk = order[i : i + step]
         batches.append(

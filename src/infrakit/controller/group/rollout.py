@@ -94,15 +94,24 @@ def advance(
         step.persist = True
         step.notices.append(Notice("update-done", f"rolling update of {gid} complete"))
         return step
-    if upd.paused or upd.failed:
-        return step
+    if not (upd.paused or upd.failed):
+        _judge(settings, state, upd, wall, step)
+    return step
+
+
+def _judge(
+    settings: GroupSettings, state: GroupState, upd: UpdateProgress, wall: float, step: RolloutStep
+) -> None:
+    """Stop an update that cannot go on: pause it, or (AutoRollback) roll it back."""
+    gid = settings.id
+    u = settings.properties.updating
     if state.breaker.open:
         cause = detail = f"creates at the new config keep failing ({state.breaker.reason})"
     elif u.progress_deadline and wall - upd.last_progress_at > u.progress_deadline:
         cause = f"no progress for {format_duration(u.progress_deadline)}"
         detail = cause + " (Updating.ProgressDeadline)"
     else:
-        return step
+        return
     step.persist = True
     if u.auto_rollback and upd.previous is not None:
         upd.failed = True
@@ -116,7 +125,6 @@ def advance(
             f"`infrakit group resume {gid}` or `infrakit group rollback {gid}`"
         )
         step.notices.append(Notice("update-paused", f"{gid}: {upd.reason}"))
-    return step
 
 
 # --- the user's controls (infrakit group pause / resume / promote) ---------------------------

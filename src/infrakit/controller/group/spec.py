@@ -319,13 +319,7 @@ MAX_GROUP_SIZE = 100_000
 
 def parse_spec(spec: spi_group.Spec) -> GroupSettings:
     """Validate a committed group spec; raise :class:`SpecError` with InfraKit's message first."""
-    if not spec.id:
-        raise SpecError('Group ID must not be blank (set "ID" at the top of the spec)')
-    if not _GROUP_ID.fullmatch(spec.id):
-        raise SpecError(
-            f"Group ID {spec.id!r}: expected 1-128 letters, digits, '.', '_' or '-', starting "
-            "with a letter or digit (it names store keys and event topics); rename the group"
-        )
+    _check_id(spec.id)
     raw = spec.properties
     if raw is None:
         raw = {}
@@ -347,51 +341,8 @@ def parse_spec(spec: spi_group.Spec) -> GroupSettings:
         raise SpecError(
             f"Invalid properties: {_first_error(exc)}; fix the spec and commit again"
         ) from None
-    alloc = props.allocation
-    if alloc.size == 0 and not alloc.logical_ids:
-        raise SpecError(
-            "Allocation must not be blank (Properties.Allocation: set Size > 0 for cattle "
-            "or LogicalIDs for pets)"
-        )
-    if alloc.size > MAX_GROUP_SIZE or len(alloc.logical_ids or []) > MAX_GROUP_SIZE:
-        count = alloc.size or len(alloc.logical_ids or [])
-        raise SpecError(
-            f"Invalid properties: Properties.Allocation: {count} instances is more than one group "
-            f"may have (at most {MAX_GROUP_SIZE}); check the number, or split it into groups"
-        )
-    if alloc.size > 0 and alloc.logical_ids:
-        raise SpecError(
-            "Only one Allocation method may be used (Properties.Allocation: give Size or "
-            "LogicalIDs, not both)"
-        )
-    if alloc.logical_ids:
-        seen: set[str] = set()
-        for lid in alloc.logical_ids:
-            if not lid:
-                raise SpecError("Invalid properties: Properties.Allocation.LogicalIDs: empty ID")
-            if lid in seen:
-                raise SpecError(
-                    f"Invalid properties: Properties.Allocation.LogicalIDs: {lid!r} appears twice; "
-                    "logical IDs must be unique"
-                )
-            seen.add(lid)
-    u = props.updating
-    if u.count > 0 and u.duration > 0:
-        raise SpecError(
-            "Only one Updating method may be used (Properties.Updating: give Count or "
-            "Duration, not both)"
-        )
-    if u.max_surge in (0, "0%") and u.max_unavailable in (0, "0%"):
-        raise SpecError(
-            "Invalid properties: Properties.Updating: MaxSurge and MaxUnavailable cannot both "
-            "be 0, or an update could never replace anything; set MaxSurge to 1"
-        )
-    size = len(alloc.logical_ids) if alloc.logical_ids else alloc.size
-    if u.canary > size:
-        raise SpecError(
-            f"Invalid properties: Properties.Updating.Canary: {u.canary} is more than the "
-            f"group size {size}; use at most {size}"
-        )
+    _check_allocation(props.allocation)
+    _check_updating(props)
     p = props.provisioning
     if p.backoff_max < p.backoff_initial:
         raise SpecError(
@@ -411,3 +362,65 @@ def parse_spec(spec: spi_group.Spec) -> GroupSettings:
         props.flavor.properties,
     )
     return GroupSettings(id=spec.id, properties=props, raw=raw, hash=digest)
+
+
+def _check_id(gid: str) -> None:
+    if not gid:
+        raise SpecError('Group ID must not be blank (set "ID" at the top of the spec)')
+    if not _GROUP_ID.fullmatch(gid):
+        raise SpecError(
+            f"Group ID {gid!r}: expected 1-128 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit (it names store keys and event topics); rename the group"
+        )
+
+
+def _check_allocation(alloc: AllocationSection) -> None:
+    """Exactly one of Size (> 0) or LogicalIDs (unique, non-empty), within MAX_GROUP_SIZE."""
+    if alloc.size == 0 and not alloc.logical_ids:
+        raise SpecError(
+            "Allocation must not be blank (Properties.Allocation: set Size > 0 for cattle "
+            "or LogicalIDs for pets)"
+        )
+    if alloc.size > MAX_GROUP_SIZE or len(alloc.logical_ids or []) > MAX_GROUP_SIZE:
+        count = alloc.size or len(alloc.logical_ids or [])
+        raise SpecError(
+            f"Invalid properties: Properties.Allocation: {count} instances is more than one group "
+            f"may have (at most {MAX_GROUP_SIZE}); check the number, or split it into groups"
+        )
+    if alloc.size > 0 and alloc.logical_ids:
+        raise SpecError(
+            "Only one Allocation method may be used (Properties.Allocation: give Size or "
+            "LogicalIDs, not both)"
+        )
+    seen: set[str] = set()
+    for lid in alloc.logical_ids or []:
+        if not lid:
+            raise SpecError("Invalid properties: Properties.Allocation.LogicalIDs: empty ID")
+        if lid in seen:
+            raise SpecError(
+                f"Invalid properties: Properties.Allocation.LogicalIDs: {lid!r} appears twice; "
+                "logical IDs must be unique"
+            )
+        seen.add(lid)
+
+
+def _check_updating(props: GroupProperties) -> None:
+    """One Updating method; an update that can make progress; a canary within the group."""
+    u = props.updating
+    alloc = props.allocation
+    if u.count > 0 and u.duration > 0:
+        raise SpecError(
+            "Only one Updating method may be used (Properties.Updating: give Count or "
+            "Duration, not both)"
+        )
+    if u.max_surge in (0, "0%") and u.max_unavailable in (0, "0%"):
+        raise SpecError(
+            "Invalid properties: Properties.Updating: MaxSurge and MaxUnavailable cannot both "
+            "be 0, or an update could never replace anything; set MaxSurge to 1"
+        )
+    size = len(alloc.logical_ids) if alloc.logical_ids else alloc.size
+    if u.canary > size:
+        raise SpecError(
+            f"Invalid properties: Properties.Updating.Canary: {u.canary} is more than the "
+            f"group size {size}; use at most {size}"
+        )
