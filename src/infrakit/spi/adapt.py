@@ -44,9 +44,11 @@ def _accepted_positional(fn: Callable[..., Any]) -> int:
 
 
 def wrap_method(
-    plugin: object, method: str, *, required: bool, label: str
+    plugin: object, method: str, *, required: bool, label: str, inline: bool = False
 ) -> Callable[..., Awaitable[Any]] | None:
-    """Async wrapper of ``plugin.<method>`` taking positional args, truncated to what it accepts."""
+    """Async wrapper of ``plugin.<method>`` taking positional args, truncated to what it accepts.
+    ``inline`` runs a sync method on the event loop itself instead of a worker thread (the test
+    kit does, so a fake clock fully drives a plugin author's plain ``def`` methods)."""
     fn = getattr(plugin, method, None)
     if fn is None or not callable(fn):
         if required:
@@ -55,7 +57,7 @@ def wrap_method(
                 f"implement it (see docs/writing-a-plugin.md)"
             )
         return None
-    call = ensure_async(fn)
+    call = _inline_async(fn) if inline else ensure_async(fn)
     accepted = _accepted_positional(fn)
 
     async def invoke(*args: Any) -> Any:
@@ -65,18 +67,35 @@ def wrap_method(
     return invoke
 
 
+def _inline_async(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    async def call_inline(*args: Any) -> Any:
+        result = fn(*args)
+        return await result if inspect.isawaitable(result) else result
+
+    return call_inline
+
+
 class AsyncInstance:
     """An instance plugin seen through the async :class:`infrakit.spi.instance.Plugin` protocol."""
 
-    def __init__(self, plugin: object, name: str = "instance plugin") -> None:
+    def __init__(
+        self, plugin: object, name: str = "instance plugin", *, inline: bool = False
+    ) -> None:
         self.plugin = plugin
         self.name = name
         label = "instance plugin"
-        self._validate = wrap_method(plugin, "validate", required=True, label=label)
-        self._provision = wrap_method(plugin, "provision", required=True, label=label)
-        self._destroy = wrap_method(plugin, "destroy", required=True, label=label)
-        self._describe = wrap_method(plugin, "describe_instances", required=True, label=label)
-        self._label = wrap_method(plugin, "label", required=False, label=label)
+        self._validate = wrap_method(plugin, "validate", required=True, label=label, inline=inline)
+        self._provision = wrap_method(
+            plugin, "provision", required=True, label=label, inline=inline
+        )
+        self._destroy = wrap_method(plugin, "destroy", required=True, label=label, inline=inline)
+        self._describe = wrap_method(
+            plugin, "describe_instances", required=True, label=label, inline=inline
+        )
+        self._label = wrap_method(plugin, "label", required=False, label=label, inline=inline)
 
     @property
     def supports_label(self) -> bool:
@@ -124,14 +143,16 @@ class AsyncInstance:
 class AsyncFlavor:
     """A flavor plugin seen through the async :class:`infrakit.spi.flavor.Plugin` protocol."""
 
-    def __init__(self, plugin: object, name: str = "flavor plugin") -> None:
+    def __init__(
+        self, plugin: object, name: str = "flavor plugin", *, inline: bool = False
+    ) -> None:
         self.plugin = plugin
         self.name = name
         label = "flavor plugin"
-        self._validate = wrap_method(plugin, "validate", required=True, label=label)
-        self._prepare = wrap_method(plugin, "prepare", required=True, label=label)
-        self._healthy = wrap_method(plugin, "healthy", required=False, label=label)
-        self._drain = wrap_method(plugin, "drain", required=False, label=label)
+        self._validate = wrap_method(plugin, "validate", required=True, label=label, inline=inline)
+        self._prepare = wrap_method(plugin, "prepare", required=True, label=label, inline=inline)
+        self._healthy = wrap_method(plugin, "healthy", required=False, label=label, inline=inline)
+        self._drain = wrap_method(plugin, "drain", required=False, label=label, inline=inline)
 
     async def validate(self, properties: JSON, allocation: flavor.AllocationMethod) -> None:
         assert self._validate is not None

@@ -1,9 +1,29 @@
 """The public test kit: in-memory fakes, a fake clock and a socket harness.
 
 This is the only fake style in infrakit; our own tests use exactly these. See docs/testing.md.
+Install what a plugin author's tests need with ``pip install 'infrakit[test]'``.
 """
 
 from infrakit.testing.clock import FakeClock
+from infrakit.testing.fakes import (
+    FakeElection,
+    FakeElector,
+    FakeFlavorPlugin,
+    FakeInstancePlugin,
+    lookup,
+    wait_until,
+)
 from infrakit.testing.harness import Harness, serve_plugin, short_tempdir
 
-__all__ = ["FakeClock", "Harness", "serve_plugin", "short_tempdir"]
+__all__ = [
+    "FakeClock",
+    "FakeElection",
+    "FakeElector",
+    "FakeFlavorPlugin",
+    "FakeInstancePlugin",
+    "Harness",
+    "lookup",
+    "serve_plugin",
+    "short_tempdir",
+    "wait_until",
+]

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from infrakit import errors
 from infrakit._utils.aio import Broker
 from infrakit._utils.clock import Clock, SystemClock
 from infrakit.spi import event, flavor, instance
+from infrakit.spi.adapt import AsyncFlavor, AsyncInstance
 from infrakit.spi.types import Health, Tags
 
 __all__ = [
@@ -279,22 +281,49 @@ class FakeFlavorPlugin:
 
 
 def lookup(plugins: dict[str, Any]) -> Callable[[str], Any]:
-    """A lookup function over named fakes; unknown names raise PluginNotFoundError."""
+    """A lookup function over named plugins; unknown names raise PluginNotFoundError.
+
+    The plugins may be the fakes here, or a plugin author's own class with plain ``def`` (or
+    ``async def``) methods, exactly as ``infrakit plugin start`` would serve it: objects whose SPI
+    methods are not all ``async def`` are seen through the same adapter (``spi.adapt``) the RPC
+    service uses, so a test calls them as the group controller would."""
+    found = {name: _as_async(name, obj) for name, obj in plugins.items()}
 
     def find(name: str) -> Any:
         try:
-            return plugins[name]
+            return found[name]
         except KeyError:
             raise errors.PluginNotFoundError(f"plugin not found: {name}") from None
 
     return find
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` on the real event loop (for tests using real time)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
+_INSTANCE_METHODS = ("validate", "provision", "destroy", "describe_instances")
+_FLAVOR_METHODS = ("validate", "prepare", "healthy", "drain")
+
+
+def _as_async(name: str, obj: Any) -> Any:
+    for methods, adapter in ((_INSTANCE_METHODS, AsyncInstance), (_FLAVOR_METHODS, AsyncFlavor)):
+        if all(hasattr(obj, m) for m in methods):
+            if all(inspect.iscoroutinefunction(getattr(obj, m)) for m in methods):
+                return obj  # already async: kept as is, so a test may still patch its methods
+            # Plain methods run inline (not in threads): the fake clock drives them fully.
+            return adapter(obj, name, inline=True)
+    return obj
+
+
+async def wait_until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` - a plain or an ``async`` function - on the real event loop until it is
+    true (for tests using real time); TimeoutError after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if loop.time() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(0.005)
 
