@@ -36,6 +36,9 @@ Handler = Callable[[str], Awaitable[float | None]]
 
 @dataclass
 class _KeyState:
+    """The queue's bookkeeping for one key: waiting, running, asked for again while running
+    (dirty), its retry streak, and its one pending timer."""
+
     queued: bool = False
     running: bool = False
     dirty: bool = False
@@ -45,6 +48,9 @@ class _KeyState:
 
 
 class WorkQueue:
+    """Keyed work queue with ``workers`` concurrent handlers (see the module docstring for
+    the contract). The group controller's keys are group IDs."""
+
     def __init__(
         self,
         handler: Handler,
@@ -54,6 +60,8 @@ class WorkQueue:
         retry_base: float = 0.05,
         retry_max: float = 30.0,
     ) -> None:
+        """``handler(key)`` reconciles one key and returns when to run it again; a raising
+        handler is retried after ``retry_base * 2**n`` seconds, at most ``retry_max``."""
         self._handler = handler
         self._clock = clock
         self._workers_wanted = workers
@@ -67,10 +75,12 @@ class WorkQueue:
         self.runs = 0
 
     def start(self) -> None:
+        """Start the workers (call once, from the event loop that will run them)."""
         for i in range(self._workers_wanted):
             self._workers.append(asyncio.create_task(self._work(), name=f"workqueue-{i}"))
 
     async def stop(self) -> None:
+        """Stop accepting keys, cancel the timers, and wait for the workers to end."""
         self._closed = True
         for state in self._keys.values():
             if state.timer is not None:
@@ -114,10 +124,12 @@ class WorkQueue:
             state.timer.cancel()
 
     def pending_deadline(self, key: str) -> float | None:
+        """When ``key`` is next due by timer (clock time), or None."""
         state = self._keys.get(key)
         return None if state is None else state.deadline
 
     async def _fire(self, key: str, delay: float, deadline: float) -> None:
+        """A timer: after ``delay`` add ``key`` - unless a newer timer replaced this one."""
         try:
             await self._clock.sleep(delay)
         except asyncio.CancelledError:
@@ -130,6 +142,9 @@ class WorkQueue:
         self.add(key)
 
     async def _work(self) -> None:
+        """One worker: take a ready key, run its handler (one worker per key at a time), then
+        requeue it when it was asked for again meanwhile, and schedule what the handler (or a
+        failure's backoff) asked for."""
         while True:
             key = await self._ready.get()
             state = self._keys.get(key)

@@ -59,6 +59,8 @@ class InstanceEvents:
         creating: Creating,
         enqueue: Callable[[str], None],
     ) -> None:
+        """``lookup`` finds the plugins to follow; ``users``, ``creating`` and ``enqueue`` are the
+        controller's view of its groups (see the module docstring for how they route events)."""
         self._lookup = lookup
         self._clock = clock
         self._users = users
@@ -121,10 +123,12 @@ class InstanceEvents:
     # --- subscriptions ---------------------------------------------------------------------
 
     async def stop(self) -> None:
+        """Stop following every plugin."""
         await cancel_and_wait(*self._watches.values())
         self._watches.clear()
 
     def _catch_up(self, plugin: str) -> None:
+        """Queue every group of ``plugin`` once: events may have been missed."""
         for key in list(self._users(plugin)):
             self._enqueue(key)
 

@@ -105,6 +105,11 @@ class Actuator:
         rng: random.Random,
         run_id: str,
     ) -> None:
+        """``publish`` carries notices out, ``requeue`` asks for a group's next pass, ``current``
+        tells whether a group object is still the managed one (it may have been freed or replaced
+        while a create ran), ``persist_update`` writes a rolling update's record, and
+        ``on_provisioned`` learns each new instance ID (event routing). ``run_id`` prefixes the
+        create tokens of this run."""
         self.instance_lookup = instance_lookup
         self.flavor_lookup = flavor_lookup
         self.clock = clock
@@ -182,6 +187,7 @@ class Actuator:
         return found
 
     def _warn_duplicates(self, plugin: str, iid: str) -> None:
+        """Warn once per plugin that it lists an ID twice (a plugin bug; each ID counts once)."""
         if plugin in self._warned_duplicates:
             return
         self._warned_duplicates.add(plugin)
@@ -222,6 +228,9 @@ class Actuator:
         await asyncio.gather(*(one(m) for m in due))
 
     def _record_health(self, group: Group, iid: str, status: Health, note: str) -> None:
+        """Record one Flavor.Healthy answer: a change of status starts a new ``since`` (timeouts
+        are measured from it), HEALTHY answers count a streak (``Updating.Count``), and a member
+        turning UNHEALTHY is published."""
         now = self.clock.now()
         h = group.state.health.get(iid)
         if h is None:
@@ -263,6 +272,8 @@ class Actuator:
         await self._named(plugin.validate(p.instance.properties), "Instance", p.instance.plugin)
 
     async def _named(self, awaitable: Awaitable[None], kind: str, name: str) -> None:
+        """Await a plugin's Validate within VALIDATE_TIMEOUT and make sure any error names the
+        plugin (a Go plugin's bare message would not say whose it is)."""
         try:
             await self.clock.wait_for(awaitable, VALIDATE_TIMEOUT)
         except errors.SpecError:
@@ -403,6 +414,8 @@ class Actuator:
         tags: dict[str, str],
         index: spi_flavor.Index,
     ) -> str | None:
+        """Flavor.Prepare then Instance.Provision of one instance. The flavor may add tags, Init
+        or attachments, but never take away the ones that make the instance ours."""
         flavor = self.flavor_lookup(settings.properties.flavor.plugin)
         plugin = self.instance_lookup(settings.properties.instance.plugin)
         prepared = await flavor.prepare(

@@ -111,6 +111,7 @@ class Breaker:
 
     @property
     def open(self) -> bool:
+        """The breaker is open (a trial may be due: ``half_open``)."""
         return self.opened_at is not None
 
     @property
@@ -220,10 +221,13 @@ class Breaker:
             self.last_failure = ""
 
     def take_notices(self) -> list[Notice]:
+        """Hand over the notices of the transitions so far (the caller publishes them)."""
         notices, self.pending = self.pending, []
         return notices
 
     def _open(self, gid: str, prov: ProvisioningSection, now: float, why: str) -> None:
+        """Open (or re-open after a failed trial) with a reason that says when the next trial
+        comes and how to skip the wait."""
         wait = trial_wait(prov, self.failed_trials)
         self.opened_at = now
         self.half_open = False

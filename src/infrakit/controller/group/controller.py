@@ -96,6 +96,9 @@ class GroupController(GroupExtensions):
         workers: int = 4,
         events: Broker[spi_event.Event] | None = None,
     ) -> None:
+        """Wire the controller: its queue (one worker per group at a time), the actuator that
+        calls the plugins, and the instance-event source that queues the groups events concern.
+        ``workers`` bounds how many groups reconcile at once; ``events`` is where it publishes."""
         self.store = store
         self.records = GroupRecords(store)
         self.clock: Clock = clock or SystemClock()
@@ -163,6 +166,11 @@ class GroupController(GroupExtensions):
     # --- the Group SPI -------------------------------------------------------------------------
 
     async def commit_group(self, spec: spi_group.Spec, pretend: bool) -> str:
+        """Adopt ``spec``: validate it (and let both plugins validate their Properties), persist it,
+        then reconcile. Returns InfraKit's plan sentence (``Managing 5 instances``, ``Performing a
+        rolling update on 5 instances``...). ``pretend`` computes the sentence and changes nothing.
+        A commit of a new config hash starts a new rolling update; committing again resets the
+        breaker ("try again")."""
         settings = parse_spec(spec)
         await self.actuator.validate(settings)
         gid = settings.id
@@ -197,6 +205,7 @@ class GroupController(GroupExtensions):
         return details
 
     async def free_group(self, id: str) -> None:
+        """Stop managing the group; its instances are left alone (a new commit adopts them)."""
         group = self._get(id)
         async with self._lock(id):
             # The store first: if it refuses (not the leader, etcd down), nothing changed and the
@@ -218,6 +227,8 @@ class GroupController(GroupExtensions):
         )
 
     async def destroy_group(self, id: str) -> None:
+        """Stop managing the group, then drain and destroy every member. The store forgets it
+        first, so a failure midway leaves no half-managed group; undestroyed instances are named."""
         group = self._get(id)
         async with self._lock(id):
             await self.records.delete_group(id)  # first, as in free_group
@@ -232,12 +243,16 @@ class GroupController(GroupExtensions):
         self._publish(id, Notice("destroyed", f"destroyed {len(members)} instance(s) of {id}"))
 
     async def inspect_groups(self) -> list[spi_group.Spec]:
+        """The committed specs, normalized as InfraKit prints them (defaults filled in)."""
         return [
             spi_group.Spec(id=gid, properties=g.settings.normalized())
             for gid, g in sorted(self.groups.items())
         ]
 
     async def destroy_instances(self, id: str, instances: list[str]) -> None:
+        """Destroy these members now (drained first). A cattle group shrinks by as many (InfraKit
+        HEAD's semantics), persisted before anything is destroyed; a pet group keeps its logical
+        IDs, so the destroyed pets are recreated. Unknown IDs refuse the whole call."""
         group = self._get(id)
         async with self._lock(id):
             members = await self.actuator.describe(group.settings)
@@ -267,9 +282,11 @@ class GroupController(GroupExtensions):
             self.queue.add(id)
 
     async def size(self, id: str) -> int:
+        """The group's target size (the number of logical IDs for pets)."""
         return self._get(id).settings.size
 
     async def set_size(self, id: str, size: int) -> None:
+        """Scale a cattle group: a commit of the same spec with ``Allocation.Size`` replaced."""
         group = self._get(id)
         if size < 0:
             raise errors.SpecError("size cannot be negative")
@@ -288,12 +305,15 @@ class GroupController(GroupExtensions):
     # --- event source --------------------------------------------------------------------------
 
     def group_ids(self) -> list[str]:
+        """The IDs of the managed groups, sorted."""
         return sorted(self.groups)
 
     def topics(self) -> list[str]:
+        """Event topics: ``group/<id>`` per managed group."""
         return sorted(f"group/{gid}" for gid in self.groups)
 
     def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
+        """Follow the controller's events on ``topic`` (a prefix matches every group)."""
         return self.events.subscribe(topic)
 
     # --- the pass ------------------------------------------------------------------------------
@@ -366,6 +386,7 @@ class GroupController(GroupExtensions):
         return self.groups.get(group.id) is not group or group.settings is not settings
 
     def _publish_all(self, gid: str, notices: list[Notice]) -> None:
+        """Publish notices in order."""
         for notice in notices:
             self._publish(gid, notice)
 
@@ -381,6 +402,7 @@ class GroupController(GroupExtensions):
                 await self.records.put_stable(group.id, settings.raw)
 
     async def _auto_rollback(self, gid: str, previous: Any) -> None:
+        """AutoRollback: commit the last spec that fully converged, saying how it went."""
         try:
             details = await self.commit_group(spi_group.Spec(gid, previous), False)
         except errors.InfrakitError as exc:
@@ -399,6 +421,7 @@ class GroupController(GroupExtensions):
     # --- helpers -------------------------------------------------------------------------------
 
     def _get(self, gid: str) -> Group:
+        """The managed group ``gid``, or InfraKit's "is not being watched" error."""
         group = self.groups.get(gid)
         if group is None:
             known = ", ".join(sorted(self.groups)) or "none"
@@ -409,6 +432,7 @@ class GroupController(GroupExtensions):
         return group
 
     def _lock(self, gid: str) -> asyncio.Lock:
+        """The lock serializing API calls that change group ``gid`` (commit, free, destroy)."""
         lock = self._locks.get(gid)
         if lock is None:
             lock = self._locks[gid] = asyncio.Lock()
@@ -423,6 +447,8 @@ class GroupController(GroupExtensions):
         self.sources.release(group.settings.properties.instance.plugin)
 
     def _publish(self, gid: str, notice: Notice) -> None:
+        """An event on ``group/<id>``, logged on the way (quiet types at debug, warnings as
+        such)."""
         level = logging.DEBUG if notice.type in _QUIET_EVENTS else logging.INFO
         if notice.warning:
             level = logging.WARNING
@@ -439,6 +465,7 @@ class GroupController(GroupExtensions):
         )
 
     async def _persist_update(self, group: Group) -> None:
+        """Write (or delete) the group's rolling-update record, before anything acts on it."""
         await self.records.put_update(group.id, group.state.update)
 
 
@@ -449,5 +476,6 @@ def _visibility_due(group: Group, now: float) -> float | None:
 
 
 def _min_delay(*delays: float | None) -> float | None:
+    """The smallest of the delays given (None: no deadline at all)."""
     values = [d for d in delays if d is not None]
     return min(values) if values else None

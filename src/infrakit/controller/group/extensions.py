@@ -106,11 +106,13 @@ class GroupExtensions:
         }
 
     async def pause(self: _Host, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``infrakit group pause``: freeze the rolling update."""
         group = self._get(id)
         await self._update_control(group, rollout.pause(group.state, id))
         return {"Paused": True}
 
     async def resume(self: _Host, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``infrakit group resume``: go on (after a pause or a failure: try again)."""
         group = self._get(id)
         await self._update_control(group, rollout.resume(group.state, id, self.clock.wall()))
         return {"Paused": False}
@@ -118,6 +120,7 @@ class GroupExtensions:
     async def promote(
         self: _Host, id: str, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        """``infrakit group promote``: the canary looks good; replace the rest."""
         group = self._get(id)
         notice = rollout.promote(group.settings, group.state, self.clock.wall())
         await self._update_control(group, notice)
@@ -126,6 +129,7 @@ class GroupExtensions:
     async def rollback(
         self: _Host, id: str, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        """``infrakit group rollback``: commit the last spec that fully converged."""
         group = self._get(id)
         if group.stable is None:
             raise errors.ConflictError(
@@ -139,6 +143,7 @@ class GroupExtensions:
         return {"Details": details}
 
     async def reset(self: _Host, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``infrakit group reset``: close the circuit breaker and create again now."""
         group = self._get(id)
         group.state.breaker.reset()
         self._publish(id, Notice("reset", f"{id}: circuit breaker reset; creating again"))

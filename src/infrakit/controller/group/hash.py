@@ -37,6 +37,7 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _go_string(text: str) -> str:
+    """A string as Go's encoding/json writes it (HTML-safe escapes, as Go does by default)."""
     out = ['"']
     for ch in text:
         code = ord(ch)
@@ -117,6 +118,8 @@ class ConfigHash:
 def config_hash(
     instance_plugin: str, instance_properties: Any, flavor_plugin: str, flavor_properties: Any
 ) -> ConfigHash:
+    """The config hash of a group's Instance and Flavor sections, byte for byte as Go
+    InfraKit computes it (both eras; docs/group-spec.md#the-config-hash has the test vectors)."""
     digest = hashlib.sha1(usedforsecurity=False)
     for plugin, properties in (
         (instance_plugin, instance_properties),

@@ -258,6 +258,8 @@ def _fail(
     *,
     event_type: str,
 ) -> None:
+    """A failed create found by observing (an early death, an instance that never appeared):
+    the breaker's transition, the group's history, and the notices in order."""
     state.breaker.failed(
         settings.id,
         message,

@@ -37,6 +37,9 @@ __all__ = ["plan_sentence", "structured_plan"]
 
 
 def plan_sentence(old: GroupSettings | None, new: GroupSettings, members: list[Description]) -> str:
+    """InfraKit HEAD's sentence for committing ``new`` over ``old`` (None: a new group), given
+    the current ``members`` (module docstring's table). Word for word, because scripts and Go
+    InfraKit's tutorial tests compare it."""
     if old is None:
         return f"Managing {new.size} instances"
     undesired = [m for m in members if not new.hash.matches(m.tags)]
@@ -195,6 +198,7 @@ def _cattle_plan(
 
 
 def _gates(new: GroupSettings, *, pets: bool) -> list[str]:
+    """What must hold between replacement batches, in words, for the plan's ``Gates``."""
     u = new.properties.updating
     gates = ["each new instance reports HEALTHY from Flavor.Healthy"]
     ready = max(u.min_ready_seconds, u.duration)

@@ -103,21 +103,28 @@ class Decision:
     backlog: int = 0
 
     def soon(self, delay: float) -> None:
+        """Ask for the next pass in ``delay`` seconds at the latest (the earliest request wins)."""
         delay = max(0.0, delay)
         if self.requeue_after is None or delay < self.requeue_after:
             self.requeue_after = delay
 
 
 def logical_id_of(desc: Description) -> str | None:
+    """A pet's logical ID: the description's, else the ``infrakit.logical_id`` tag (HEAD)."""
     return desc.logical_id or desc.tags.get(LOGICAL_ID_TAG) or None
 
 
 def _ready_time(settings: GroupSettings) -> float:
+    """How long a new instance must stay healthy to be ready: the longer of
+    ``Updating.MinReadySeconds`` and InfraKit's ``Updating.Duration``."""
     u = settings.properties.updating
     return max(u.min_ready_seconds, u.duration)
 
 
 def is_ready(h: InstanceHealth | None, settings: GroupSettings, now: float) -> bool:
+    """A member is *ready* (module docstring): HEALTHY for the ready time and for
+    ``Updating.Count`` consecutive checks. Without a Health section, and outside an update,
+    nothing is ever asked, so nothing is ready: readiness only gates rolling updates."""
     if h is None or h.status is not Health.HEALTHY:
         return False
     if now - h.since < _ready_time(settings):
@@ -141,6 +148,7 @@ def bad_since(h: InstanceHealth | None, settings: GroupSettings) -> float | None
 
 
 def _is_bad(h: InstanceHealth | None, settings: GroupSettings, now: float) -> bool:
+    """The member is bad now (see :func:`bad_since`)."""
     since = bad_since(h, settings)
     return since is not None and now >= since
 
@@ -398,6 +406,8 @@ def _decide_cattle(
 def _cattle_view(
     settings: GroupSettings, members: list[Description], state: GroupState, d: Decision
 ) -> _Cattle:
+    """Split the members by config, and work out the update's budget for this pass: whether it
+    rolls now (old members left, not paused or failed, canary allowing) and its surge."""
     n = settings.size
     u = settings.properties.updating
     desired = [m for m in members if settings.hash.matches(m.tags)]
@@ -519,6 +529,7 @@ def _cattle_roll(
 def _soon_for_ready(
     waiting: list[Description], settings: GroupSettings, state: GroupState, now: float, d: Decision
 ) -> None:
+    """Look again when a waiting healthy member will have been healthy long enough."""
     for m in waiting:
         h = state.health.get(m.id)
         if h is not None and h.status is Health.HEALTHY:

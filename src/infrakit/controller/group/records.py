@@ -34,9 +34,11 @@ class GroupRecords:
     """The controller's view of its store (see the module docstring)."""
 
     def __init__(self, store: Store | None) -> None:
+        """Over ``store``; None keeps nothing."""
         self.store = store
 
     def describe(self) -> str:
+        """The store, for logs and status (``file:...``, ``etcd://...``)."""
         return self.store.describe() if self.store is not None else "no store"
 
     async def specs(self) -> dict[str, Any]:
@@ -70,15 +72,19 @@ class GroupRecords:
         return groups
 
     async def put_spec(self, settings: GroupSettings) -> None:
+        """Persist a committed spec - before it takes effect."""
         await self._put(f"groups/{settings.id}", {"ID": settings.id, "Properties": settings.raw})
 
     async def stable(self, gid: str) -> Any:
+        """The last spec that fully converged (the rollback target), or None."""
         return await self._get(f"stable/{gid}")
 
     async def put_stable(self, gid: str, properties: Any) -> None:
+        """Remember the spec that just converged as the rollback target."""
         await self._put(f"stable/{gid}", properties)
 
     async def update(self, gid: str) -> UpdateProgress | None:
+        """The rolling update's stored progress, or None."""
         return UpdateProgress.from_json(await self._get(f"updates/{gid}"))
 
     async def put_update(self, gid: str, update: UpdateProgress | None) -> None:

@@ -163,6 +163,7 @@ def promote(settings: GroupSettings, state: GroupState, wall: float) -> Notice:
 
 
 def _running(state: GroupState, gid: str, verb: str) -> UpdateProgress:
+    """The group's rolling update, or a ConflictError saying there is none to ``verb``."""
     if state.update is None:
         raise errors.ConflictError(f"group {gid} has no rolling update to {verb}")
     return state.update

@@ -49,6 +49,7 @@ class Group:
 
     @property
     def id(self) -> str:
+        """The group's ID."""
         return self.settings.id
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:

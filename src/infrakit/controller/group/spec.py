@@ -49,6 +49,7 @@ __all__ = ["GroupSettings", "Percent", "parse_spec"]
 
 
 def _duration(value: Any) -> float:
+    """A Go duration string or a number of seconds, as seconds (negative refused)."""
     try:
         return parse_duration(value)
     except (ValueError, TypeError) as exc:
@@ -56,6 +57,8 @@ def _duration(value: Any) -> float:
 
 
 def _percent_or_count(value: Any) -> int | str:
+    """A non-negative count or a ``"0%"``..``"100%"`` string (MaxSurge, MaxUnavailable,
+    MaxUnhealthy)."""
     if isinstance(value, bool):
         raise ValueError(
             f"expected a non-negative integer or a percentage like '25%', got {value!r}"
@@ -100,16 +103,22 @@ def rollout_budget(updating: UpdatingSection, size: int) -> tuple[int, int]:
 
 
 class _Model(BaseModel):
+    """Base of the spec sections: strict types, keys by their InfraKit (alias) names."""
+
     model_config = ConfigDict(strict=True, populate_by_name=False, frozen=True)
 
 
 class AllocationSection(_Model):
+    """``Allocation``: how many instances - ``Size`` (cattle) or ``LogicalIDs`` (pets)."""
+
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
     size: int = Field(0, alias="Size", ge=0)
     logical_ids: list[str] | None = Field(None, alias="LogicalIDs")
 
 
 class PluginSection(_Model):
+    """``Instance`` or ``Flavor``: the plugin's name and its opaque ``Properties``."""
+
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
     plugin: str = Field("", alias="Plugin")
     properties: Any = Field(None, alias="Properties")
@@ -117,6 +126,8 @@ class PluginSection(_Model):
 
 
 class UpdatingSection(_Model):
+    """``Updating``: how a rolling update proceeds (docs/group-spec.md#updating)."""
+
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     #: InfraKit: new instances must stay healthy this many consecutive checks before the next step.
     count: int = Field(0, alias="Count", ge=0)
@@ -141,6 +152,8 @@ class UpdatingSection(_Model):
 
 
 class HealthSection(_Model):
+    """``Health``: checking members and replacing unhealthy ones (docs/group-spec.md#health)."""
+
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     #: Seconds between Flavor.Healthy sweeps over all members. Default 10.
     check_interval: Duration = Field(10.0, alias="CheckInterval")
@@ -153,6 +166,9 @@ class HealthSection(_Model):
 
 
 class ProvisioningSection(_Model):
+    """``Provisioning``: parallelism, scale-in order, backoff and the circuit breaker
+    (docs/group-spec.md#provisioning)."""
+
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     #: Creates (Prepare + Provision) in flight at once, per group. Default 100.
     max_parallel: int = Field(100, alias="MaxParallel", ge=1)
@@ -176,6 +192,9 @@ class ProvisioningSection(_Model):
 
 
 class GroupProperties(_Model):
+    """A group spec's ``Properties``: every section parsed, unknown top-level keys ignored as
+    Go ignores them."""
+
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
     allocation: AllocationSection = Field(default_factory=AllocationSection, alias="Allocation")
     instance: PluginSection = Field(default_factory=PluginSection, alias="Instance")
@@ -214,6 +233,7 @@ def _canonical_keys(model: type[BaseModel], data: Any) -> Any:
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model class of a field annotation, when the field is a section."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
@@ -234,6 +254,7 @@ class GroupSettings:
 
     @property
     def is_quorum(self) -> bool:
+        """True for pets (``Allocation.LogicalIDs``)."""
         return bool(self.properties.allocation.logical_ids)
 
     @property
@@ -244,10 +265,12 @@ class GroupSettings:
 
     @property
     def allocation(self) -> flavor.AllocationMethod:
+        """The allocation as the flavor SPI carries it (Validate, Prepare)."""
         alloc = self.properties.allocation
         return flavor.AllocationMethod(size=alloc.size, logical_ids=alloc.logical_ids)
 
     def spec(self) -> spi_group.Spec:
+        """The group spec as committed."""
         return spi_group.Spec(id=self.id, properties=self.raw)
 
     def resized(self, size: int) -> GroupSettings:
@@ -299,6 +322,7 @@ class GroupSettings:
 
 
 def _first_error(exc: ValidationError) -> str:
+    """Pydantic's first error as one line: where, what was wrong, what was expected."""
     err = exc.errors(include_url=False)[0]
     path = ".".join(str(p) for p in ("Properties", *err["loc"]))
     message = err["msg"].removeprefix("Value error, ")
@@ -365,6 +389,7 @@ def parse_spec(spec: spi_group.Spec) -> GroupSettings:
 
 
 def _check_id(gid: str) -> None:
+    """Group IDs name store keys and event topics: a safe, bounded alphabet."""
     if not gid:
         raise SpecError('Group ID must not be blank (set "ID" at the top of the spec)')
     if not _GROUP_ID.fullmatch(gid):

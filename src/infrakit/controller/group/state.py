@@ -105,10 +105,13 @@ class UpdateProgress:
     destroyed: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The record as the store keeps it."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, doc: Any) -> UpdateProgress | None:
+        """A stored record, or None for anything that is not one (an older or damaged value is
+        never trusted: the next pass starts a fresh record)."""
         if not isinstance(doc, dict) or not isinstance(doc.get("target"), str):
             return None
         known = {f for f in cls.__dataclass_fields__}
@@ -156,9 +159,11 @@ class GroupState:
     decisions: list[str] = field(default_factory=list)
 
     def note(self, text: str, keep: int = 20) -> None:
+        """Remember a decision's reason (the last ``keep``), shown by describe and Status."""
         self.decisions.append(text)
         del self.decisions[:-keep]
 
     @property
     def pending_visible(self) -> list[InFlightCreate]:
+        """Every create in flight, visible or not yet."""
         return list(self.creating.values())

@@ -77,6 +77,8 @@ def status_report(
 def _instance_row(
     m: Description, settings: GroupSettings, state: GroupState, now: float
 ) -> dict[str, Any]:
+    """One instance as Status shows it: its config (desired or old), health and since when,
+    whether it is being destroyed, and why its health is what it is."""
     h = state.health.get(m.id)
     return {
         "ID": m.id,
@@ -90,6 +92,7 @@ def _instance_row(
 
 
 def _updating(settings: GroupSettings, state: GroupState) -> dict[str, Any] | None:
+    """The rolling update's progress, gates and canary state (None: no update)."""
     upd = state.update
     if upd is None:
         return None
