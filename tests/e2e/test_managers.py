@@ -323,6 +323,7 @@ def test_bad_tls_files_stop_up_with_one_line(e2e: E2E, options: list[str], expec
     assert expected in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert not (e2e.home / "store.json").exists()
+    assert not (e2e.home / "store.json.journal").exists()
 
 
 # --- the leader record ---------------------------------------------------------------------------

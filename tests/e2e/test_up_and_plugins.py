@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from infrakit.store.file import FileStore
 from infrakit.testing.etcd import EtcdServer
 from infrakit.testing.processes import Daemon, free_port
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
@@ -56,8 +57,7 @@ def test_up_again_resumes_groups_from_the_store(e2e: E2E) -> None:
     e2e.start("infrakit", "up", sockets=UP_SOCKETS)  # no specs given: the store has cattle
     wait_for(lambda: len(instances(e2e)) == 5, what="healed after restart")
     assert e2e.run("group", "ls", "-q").stdout == "cattle\n"
-    store = json.loads((e2e.home / "store.json").read_text())
-    assert store["schema"] == 1 and "groups/cattle" in store["entries"]
+    assert "groups/cattle" in FileStore(e2e.home / "store.json").load()
 
 
 def test_up_with_a_bad_spec_starts_nothing(e2e: E2E) -> None:
@@ -77,7 +77,7 @@ def test_up_with_an_invalid_group_stops_and_exits_1(e2e: E2E) -> None:
     assert f"spec file {spec}: Failed to find Instance plugin 'no-such-plugin'" in err
     assert "fix Properties.Instance.Plugin" in err
     assert not e2e.plugins.exists() or list(e2e.plugins.iterdir()) == []
-    assert not (e2e.home / "store.json").exists()
+    assert not (e2e.home / "store.json").exists() and not (e2e.home / "store.json.journal").exists()
 
 
 def write_spec(e2e: E2E, name: str, **changes: Any) -> str:
@@ -96,7 +96,7 @@ def write_spec(e2e: E2E, name: str, **changes: Any) -> str:
 
 def nothing_started_or_committed(e2e: E2E) -> None:
     assert instances(e2e) == []
-    assert not (e2e.home / "store.json").exists()
+    assert not (e2e.home / "store.json").exists() and not (e2e.home / "store.json.journal").exists()
     assert not e2e.plugins.exists() or list(e2e.plugins.iterdir()) == []
 
 
@@ -146,8 +146,7 @@ def test_up_dry_runs_every_spec_through_the_plugins_before_committing_any(e2e: E
     assert "Committed" not in daemon.output()
     assert instances(e2e) == []
     assert [p for p in e2e.plugins.iterdir() if not p.name.endswith(".log")] == []
-    store = e2e.home / "store.json"
-    assert not store.exists() or json.loads(store.read_text())["entries"] == {}
+    assert FileStore(e2e.home / "store.json").load() == {}
 
 
 def test_up_listen_without_a_token_fails_before_any_plugin_starts(e2e: E2E) -> None:
@@ -172,8 +171,9 @@ def test_up_creates_the_default_store_and_its_home(e2e: E2E) -> None:
     e2e.start(
         "infrakit", "up", str(EXAMPLES / "cattle.json"), sockets=UP_SOCKETS, INFRAKIT_HOME=str(home)
     )
-    wait_for((home / "store.json").exists, what="the default store")
-    assert "groups/cattle" in json.loads((home / "store.json").read_text())["entries"]
+    wait_for(
+        lambda: "groups/cattle" in FileStore(home / "store.json").load(), what="the default store"
+    )
 
 
 @pytest.mark.parametrize("problem", ["invalid-json", "directory"])

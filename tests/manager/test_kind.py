@@ -35,6 +35,7 @@ async def test_listen_without_a_token_is_refused_at_build(tmp_path: Path) -> Non
     with pytest.raises(errors.SpecError, match="needs a shared token"):  # not loopback
         await kind.build(context(tmp_path, listen="10.1.2.3:24864", insecure="true"))
     assert not (tmp_path / "store.json").exists()
+    assert not (tmp_path / "store.json.journal").exists()
 
 
 async def test_a_store_in_a_missing_directory_is_refused(tmp_path: Path) -> None:

@@ -34,7 +34,8 @@ async def test_the_default_store_creates_its_directory(tmp_path: Path) -> None:
     home = tmp_path / "fresh-home"
     store = open_store(None, home)
     await store.put("groups/a", {"ID": "a"})
-    assert (home / "store.json").is_file()
+    assert (home / "store.json.journal").is_file()
+    assert FileStore(home / "store.json").load() == {"groups/a": {"ID": "a"}}
 
 
 async def test_an_explicit_store_never_recreates_a_removed_directory(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ subscribed again with backoff (and every group using it is queued once it is bac
 one that publishes no events (Go InfraKit plugins) is left to the resync timer.
 
 Routing: an event names an instance ID; the group that owns it (as of its last observation, or
-since its Provision returned the ID) is the one queued. An ID no group owns yet - a new instance,
+since its Provision returned the ID) is the one queued. An event may also name its group
+(``spi.event.instance_change`` puts the group tag in ``Data``): then only that group is queued,
+or none when it is not one of ours. An ID no group owns yet, in an event that names no group - a new instance,
 one of ours whose Provision reply has not arrived, or one created out of band - concerns every
 group of the plugin, except that a ``created`` event skips the groups with creates of their own in
 flight: it is almost certainly the echo of such a create, whose end triggers a pass anyway, and
@@ -112,10 +114,14 @@ class InstanceEvents:
 
     def route(self, plugin: str, ev: spi_event.Event) -> list[str]:
         """The group keys an instance event of ``plugin`` concerns (see the module docstring)."""
-        owner = self._owner.get(ev.id)
         users = list(self._users(plugin))
+        owner = self._owner.get(ev.id)
         if owner is not None and owner in users:
             return [owner]
+        tagged = spi_event.group_of(ev)
+        if tagged is not None:
+            # The event names its group: that one, or none if it is not ours.
+            users = [tagged] if tagged in users else []
         if ev.type == "created":
             return [key for key in users if not self._creating(key)]
         return users

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from infrakit._utils.topics import topic_matches
-from infrakit.spi.types import JSON, InterfaceSpec, ci_get, ci_view, format_timestamp, want_str
+from infrakit.spi.types import (
+    GROUP_TAG,
+    JSON,
+    InterfaceSpec,
+    ci_get,
+    ci_view,
+    format_timestamp,
+    want_str,
+)
 
 __all__ = [
     "INTERFACE",
@@ -29,6 +37,8 @@ __all__ = [
     "Subscribable",
     "event_from_wire",
     "event_to_wire",
+    "group_of",
+    "instance_change",
     "topic_matches",
 ]
 
@@ -75,6 +85,33 @@ class Subscribable(Protocol):
 
     def subscribe(self, topic: str) -> AsyncIterator[Event]:
         """Yield events matching ``topic`` until the consumer stops iterating."""
+
+
+def instance_change(
+    change: str, instance_id: str, tags: dict[str, str] | None = None, message: str = ""
+) -> Event:
+    """An instance plugin's ``instance/change`` event (``created``, ``changed``, ``deleted``).
+
+    When the instance's tags are known, its group travels in ``Data`` as
+    ``{"Tags": {"infrakit.group": <id>}}`` - only that tag, so events stay small - which lets a
+    group controller queue that group alone instead of every group of the plugin."""
+    group = (tags or {}).get(GROUP_TAG)
+    data: JSON = {"Tags": {GROUP_TAG: group}} if group else None
+    return Event(
+        topic=TOPIC_INSTANCE_CHANGE, type=change, id=instance_id, message=message, data=data
+    )
+
+
+def group_of(event: Event) -> str | None:
+    """The group an instance event names in ``Data.Tags`` (see :func:`instance_change`)."""
+    data = event.data
+    if isinstance(data, dict):
+        tags = data.get("Tags")
+        if isinstance(tags, dict):
+            group = tags.get(GROUP_TAG)
+            if isinstance(group, str) and group:
+                return group
+    return None
 
 
 def event_to_wire(event: Event) -> dict[str, Any]:

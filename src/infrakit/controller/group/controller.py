@@ -325,6 +325,7 @@ class GroupController(GroupExtensions):
         group = self.groups.get(gid)
         if group is None:
             return None
+        group.passes += 1
         settings, state = group.settings, group.state
         # 1. observe: no answer means no action (retry later), never "zero instances".
         found = await self.actuator.observe(group)

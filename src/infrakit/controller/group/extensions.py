@@ -75,7 +75,7 @@ class GroupExtensions:
         await self._fresh_observation(group)
         now = self.clock.now()
         obs = group.observation
-        return status_report(
+        report = status_report(
             group.settings,
             group.state,
             obs.visible if obs is not None else None,
@@ -85,6 +85,8 @@ class GroupExtensions:
             events=self.watch_mode.get(group.settings.properties.instance.plugin, "polling"),
             now=now,
         )
+        report["Passes"] = group.passes
+        return report
 
     async def plan(self: _Host, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """The structured plan for committing ``options["spec"]`` (nothing changes)."""

@@ -36,6 +36,8 @@ class Group:
     converged: bool = False
     #: Consecutive failed observations (their retry delay doubles).
     observe_failures: int = 0
+    #: Reconcile passes run for this group (Status shows it; the scale benches count it).
+    passes: int = 0
     #: Creates and destroys running in the background.
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     #: The last successful observation (what Status and DescribeGroup report).

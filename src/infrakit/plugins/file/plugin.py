@@ -37,7 +37,7 @@ from typing import Any
 from infrakit._utils.aio import Broker
 from infrakit._utils.private import private_dir, write_private
 from infrakit.errors import NotFoundError, SpecError
-from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
+from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event, instance_change
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
 from infrakit.spi.plugin import Context as BuildContext
 from infrakit.spi.plugin import Option, Served
@@ -185,7 +185,7 @@ class FileInstancePlugin:
             self._write(instance_id, spec.logical_id, tags, wire_spec)
         # Per-instance lines are debug: the group controller logs each batch at info.
         log.debug("provisioned %s (%s)", instance_id, tags.get("infrakit.group", "no group"))
-        self._publish("created", instance_id)
+        self._publish("created", instance_id, self._records.get(instance_id))
         return instance_id
 
     async def label(self, instance_id: str, labels: Tags) -> None:
@@ -193,7 +193,7 @@ class FileInstancePlugin:
         tags = {**record.tags, **labels}
         self._write(instance_id, record.logical_id, tags, record.spec)
         log.debug("labelled %s with %s", instance_id, labels)
-        self._publish("changed", instance_id)
+        self._publish("changed", instance_id, self._records.get(instance_id))
 
     async def destroy(self, instance_id: str, context: Context | None = None) -> None:
         path = self._path(instance_id)
@@ -205,10 +205,10 @@ class FileInstancePlugin:
         except FileNotFoundError:
             self._drop(instance_id)
             raise self._not_found(instance_id) from None
-        self._drop(instance_id)
+        record = self._drop(instance_id)
         reason = f" ({context.reason})" if context is not None and context.reason else ""
         log.info("destroyed %s%s", instance_id, reason)
-        self._publish("deleted", instance_id)
+        self._publish("deleted", instance_id, record)
 
     async def describe_instances(self, tags: Tags, properties: bool = False) -> list[Description]:
         if not self._watching:
@@ -244,11 +244,10 @@ class FileInstancePlugin:
     def subscribe(self, topic: str) -> AsyncIterator[Event]:
         return self._broker.subscribe(topic)
 
-    def _publish(self, change: str, instance_id: str) -> None:
-        self._broker.publish(
-            TOPIC_INSTANCE_CHANGE,
-            Event(topic=TOPIC_INSTANCE_CHANGE, type=change, id=instance_id),
-        )
+    def _publish(self, change: str, instance_id: str, record: _Record | None = None) -> None:
+        """An ``instance/change`` event; with the instance's record, it names the group."""
+        tags = record.tags if record is not None else None
+        self._broker.publish(TOPIC_INSTANCE_CHANGE, instance_change(change, instance_id, tags))
 
     # --- files ----------------------------------------------------------------------------------
 
@@ -312,9 +311,9 @@ class FileInstancePlugin:
             seen.add(entry.name)
             self._load(entry.name, (st.st_mtime_ns, st.st_size), publish=publish)
         for gone in [name for name in self._records if name not in seen]:
-            self._drop(gone)
+            record = self._drop(gone)
             if publish:
-                self._publish("deleted", gone)
+                self._publish("deleted", gone, record)
         for gone in [name for name in self._skipped if name not in seen]:
             del self._skipped[gone]
 
@@ -326,9 +325,10 @@ class FileInstancePlugin:
             st = os.lstat(self.directory / name)
         except FileNotFoundError:
             self._skipped.pop(name, None)
-            if self._drop(name) is not None:
+            record = self._drop(name)
+            if record is not None:
                 log.info("instance %s disappeared", name)
-                self._publish("deleted", name)
+                self._publish("deleted", name, record)
             return
         if stat.S_ISREG(st.st_mode):
             self._load(name, (st.st_mtime_ns, st.st_size), publish=True)
@@ -345,7 +345,7 @@ class FileInstancePlugin:
             if known is not None:
                 self._drop(name)
                 if publish:
-                    self._publish("deleted", name)
+                    self._publish("deleted", name, known)
             return
         self._skipped.pop(name, None)
         self._set(name, record)
@@ -353,13 +353,13 @@ class FileInstancePlugin:
             return
         if known is None:
             log.info("instance %s appeared", name)
-            self._publish("created", name)
+            self._publish("created", name, record)
         elif (known.tags, known.logical_id, known.spec) != (
             record.tags,
             record.logical_id,
             record.spec,
         ):
-            self._publish("changed", name)
+            self._publish("changed", name, record)
 
     def _read(self, name: str, stamp: Stamp) -> _Record | None:
         path = self.directory / name
