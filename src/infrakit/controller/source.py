@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from infrakit import errors
 from infrakit._utils.aio import cancel_and_wait
@@ -37,8 +37,6 @@ __all__ = ["InstanceEvents"]
 
 log = logging.getLogger(__name__)
 
-#: ``users(plugin_name)`` -> every group key using the plugin (queued to catch up).
-Users = Callable[[str], Iterable[str]]
 #: ``creating(group_key)`` -> the group has creates of its own in flight.
 Creating = Callable[[str], bool]
 
@@ -57,35 +55,39 @@ class InstanceEvents:
         lookup: InstanceLookup,
         clock: Clock,
         *,
-        users: Users,
         creating: Creating,
         enqueue: Callable[[str], None],
     ) -> None:
-        """``lookup`` finds the plugins to follow; ``users``, ``creating`` and ``enqueue`` are the
+        """``lookup`` finds the plugins to follow; ``creating`` and ``enqueue`` are the
         controller's view of its groups (see the module docstring for how they route events)."""
         self._lookup = lookup
         self._clock = clock
-        self._users = users
         self._creating = creating
         self._enqueue = enqueue
         #: Instance ID -> the group key that owns it.
         self._owner: dict[str, str] = {}
         #: Group key -> the instance IDs it owns.
         self._owned: dict[str, set[str]] = {}
+        #: Plugin name -> the group keys whose instances it provides.
+        self._users: dict[str, set[str]] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
         #: Plugin name -> "events" | "polling" | "reconnecting".
         self.mode: dict[str, str] = {}
 
-    def follow(self, plugin: str) -> None:
-        """Make sure ``plugin``'s events are followed (idempotent)."""
+    def follow(self, plugin: str, key: str) -> None:
+        """Group ``key`` uses ``plugin``: make sure its events are followed (idempotent)."""
+        self._users.setdefault(plugin, set()).add(key)
         task = self._watches.get(plugin)
         if task is None or task.done():
             self._watches[plugin] = asyncio.create_task(self._watch(plugin))
 
-    def release(self, plugin: str) -> None:
-        """No group uses ``plugin`` any more: stop following it."""
-        if any(True for _ in self._users(plugin)):
+    def release(self, plugin: str, key: str) -> None:
+        """Group ``key`` no longer uses ``plugin``; once no group does, stop following it."""
+        users = self._users.get(plugin, set())
+        users.discard(key)
+        if users:
             return
+        self._users.pop(plugin, None)
         task = self._watches.pop(plugin, None)
         if task is not None:
             task.cancel()
@@ -114,17 +116,17 @@ class InstanceEvents:
 
     def route(self, plugin: str, ev: spi_event.Event) -> list[str]:
         """The group keys an instance event of ``plugin`` concerns (see the module docstring)."""
-        users = list(self._users(plugin))
+        users = self._users.get(plugin, set())
         owner = self._owner.get(ev.id)
         if owner is not None and owner in users:
             return [owner]
         tagged = spi_event.group_of(ev)
         if tagged is not None:
             # The event names its group: that one, or none if it is not ours.
-            users = [tagged] if tagged in users else []
+            users = {tagged} if tagged in users else set()
         if ev.type == "created":
             return [key for key in users if not self._creating(key)]
-        return users
+        return list(users)
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class InstanceEvents:
 
     def _catch_up(self, plugin: str) -> None:
         """Queue every group of ``plugin`` once: events may have been missed."""
-        for key in list(self._users(plugin)):
+        for key in list(self._users.get(plugin, ())):
             self._enqueue(key)
 
     async def _watch(self, plugin_name: str) -> None:

@@ -45,7 +45,7 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from infrakit import errors
@@ -112,7 +112,6 @@ class GroupController(GroupExtensions):
         self.sources = InstanceEvents(
             instance_lookup,
             self.clock,
-            users=self._users,
             creating=lambda gid: bool(self.groups[gid].state.creating),
             enqueue=self.queue.add,
         )
@@ -147,7 +146,7 @@ class GroupController(GroupExtensions):
         self.queue.start()
         for group in await self.records.load(self.clock.now()):
             self.groups[group.id] = group
-            self.sources.follow(group.settings.properties.instance.plugin)
+            self.sources.follow(group.settings.properties.instance.plugin, group.id)
             self._publish(
                 group.id, Notice("resumed", f"resumed managing {group.id} from the store")
             )
@@ -198,9 +197,9 @@ class GroupController(GroupExtensions):
                 group.state.breaker.reset()  # committing again means "try again"
                 self._publish(gid, Notice("committed", f"{gid}: {details}"))
                 if previous_plugin != settings.properties.instance.plugin:
-                    self.sources.release(previous_plugin)
+                    self.sources.release(previous_plugin, gid)
             group.converged = False
-            self.sources.follow(settings.properties.instance.plugin)
+            self.sources.follow(settings.properties.instance.plugin, gid)
         self.queue.add(gid)
         return details
 
@@ -413,14 +412,6 @@ class GroupController(GroupExtensions):
             return
         self._publish(gid, Notice("rolled-back", f"{gid} rolled back automatically: {details}"))
 
-    def _users(self, plugin: str) -> Iterator[str]:
-        """The groups whose instances ``plugin`` provides."""
-        for gid, group in self.groups.items():
-            if group.settings.properties.instance.plugin == plugin:
-                yield gid
-
-    # --- helpers -------------------------------------------------------------------------------
-
     def _get(self, gid: str) -> Group:
         """The managed group ``gid``, or InfraKit's "is not being watched" error."""
         group = self.groups.get(gid)
@@ -445,7 +436,7 @@ class GroupController(GroupExtensions):
         self.queue.forget(gid)
         self.sources.own(gid, set())
         await cancel_and_wait(*group.tasks)
-        self.sources.release(group.settings.properties.instance.plugin)
+        self.sources.release(group.settings.properties.instance.plugin, gid)
 
     def _publish(self, gid: str, notice: Notice) -> None:
         """An event on ``group/<id>``, logged on the way (quiet types at debug, warnings as
