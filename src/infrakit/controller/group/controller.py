@@ -57,7 +57,7 @@ from infrakit.controller.group.breaker import Notice
 from infrakit.controller.group.extensions import GroupExtensions
 from infrakit.controller.group.observe import observe
 from infrakit.controller.group.plan import plan_sentence
-from infrakit.controller.group.reconcile import Decision, decide, health_checks_due
+from infrakit.controller.group.reconcile import Decision, by_config, decide, health_checks_due
 from infrakit.controller.group.records import GroupRecords
 from infrakit.controller.group.runtime import Group
 from infrakit.controller.group.spec import GroupSettings, parse_spec
@@ -336,22 +336,24 @@ class GroupController(GroupExtensions):
         obs = group.observation = observe(settings, state, found, now, self.clock.wall(), self._rng)
         self.sources.own(gid, {d.id for d in obs.visible})
         self._publish_all(gid, obs.notices)
+        split = by_config(settings, obs.members)  # once: every step below needs it
         # 2. health: only the members whose answer the rules need now.
-        due = health_checks_due(settings, obs.members, state, now)
+        due = health_checks_due(settings, obs.members, state, now, split)
         if due:
             await self.actuator.check_health(group, due)
             if self._changed(group, settings):
                 return 0.0
             now = self.clock.now()
         # 3. rollout: the update's record moves on (persisted before anything acts on it).
-        step = rollout.advance(settings, state, obs.members, group.stable, now, self.clock.wall())
+        wall = self.clock.wall()
+        step = rollout.advance(settings, state, obs.members, group.stable, now, wall, split)
         self._publish_all(gid, step.notices)
         if step.persist:
             await self._persist_update(group)
         if step.rollback_to is not None:
             group.spawn(self._auto_rollback(gid, step.rollback_to))
         # 4. decide, 5. act.
-        decision = decide(settings, obs.members, state, now, self._rng)
+        decision = decide(settings, obs.members, state, now, self._rng, split)
         self._act(group, decision, now)
         await self._note_convergence(group, decision.converged)
         group.wake_observers()

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from infrakit._utils.duration import format_duration
 from infrakit.controller.group.breaker import probe_time
@@ -63,7 +64,9 @@ from infrakit.spi.instance import (
 from infrakit.spi.types import LOGICAL_ID_TAG, Health
 
 __all__ = [
+    "ByConfig",
     "Decision",
+    "by_config",
     "decide",
     "health_checks_due",
     "is_ready",
@@ -107,6 +110,24 @@ class Decision:
         delay = max(0.0, delay)
         if self.requeue_after is None or delay < self.requeue_after:
             self.requeue_after = delay
+
+
+class ByConfig(NamedTuple):
+    """A pass's members split by the spec's config hash (computed once per pass: a pass over
+    10 000 members would otherwise compare each one's tags five times)."""
+
+    desired: list[Description]
+    undesired: list[Description]
+
+
+def by_config(settings: GroupSettings, members: list[Description]) -> ByConfig:
+    """Members at the spec's config (either era's tag) and members at another."""
+    desired: list[Description] = []
+    undesired: list[Description] = []
+    matches = settings.hash.matches
+    for m in members:
+        (desired if matches(m.tags) else undesired).append(m)
+    return ByConfig(desired, undesired)
 
 
 def logical_id_of(desc: Description) -> str | None:
@@ -158,14 +179,18 @@ def health_checks_due(
     members: list[Description],
     state: GroupState,
     now: float,
+    split: ByConfig | None = None,
 ) -> list[Description]:
-    """Members to ask ``Flavor.Healthy`` about before deciding.
+    """Members to ask ``Flavor.Healthy`` about before deciding (``split``: the pass's
+    :func:`by_config`, computed here when not given).
 
     With a Health section: every member, every ``Health.CheckInterval``. Without one (InfraKit's
     behaviour): only desired members that are not ready yet while an update waits for them.
     """
     health = settings.properties.health
+    split = split or by_config(settings, members)
     if health is not None:
+        desired_ids = {m.id for m in split.desired}
         due = []
         for m in members:
             h = state.health.get(m.id)
@@ -175,19 +200,16 @@ def health_checks_due(
                 or now - h.last_check >= health.check_interval
                 or (
                     not is_ready(h, settings, now)
-                    and settings.hash.matches(m.tags)
+                    and m.id in desired_ids
                     and now - h.last_check >= min(READY_RECHECK, health.check_interval)
                 )
             ):
                 due.append(m)
         return due
-    undesired = any(not settings.hash.matches(m.tags) for m in members)
-    if not undesired and not (state.update and not state.update.failed):
+    if not split.undesired and not (state.update and not state.update.failed):
         return []
     due = []
-    for m in members:
-        if not settings.hash.matches(m.tags):
-            continue
+    for m in split.desired:
         h = state.health.get(m.id)
         if is_ready(h, settings, now):
             continue
@@ -343,16 +365,25 @@ def decide(
     state: GroupState,
     now: float,
     rng: random.Random | None = None,
+    split: ByConfig | None = None,
 ) -> Decision:
-    """Decide creates and destroys for one group (see module docstring for the rules)."""
+    """Decide creates and destroys for one group (see module docstring for the rules).
+    ``split`` is the pass's :func:`by_config` of ``members`` (computed here when not given)."""
     rng = rng or random.Random(0)
     d = Decision()
+    split = split or by_config(settings, members)
     remediated = _remediate(settings, members, state, now, d)
-    live = [m for m in members if m.id not in remediated]
+    if remediated:
+        members = [m for m in members if m.id not in remediated]
+        split = ByConfig(
+            [m for m in split.desired if m.id not in remediated],
+            [m for m in split.undesired if m.id not in remediated],
+        )
+    live = members
     if settings.is_quorum:
         _decide_quorum(settings, live, state, now, d)
     else:
-        _decide_cattle(settings, live, state, now, d, rng)
+        _decide_cattle(settings, live, state, now, d, rng, split)
     pending = len(state.creating)
     if not d.creates and not d.destroys and pending == 0 and not state.destroying:
         if settings.is_quorum:
@@ -364,9 +395,7 @@ def decide(
                 and len(members) == len(ids)
             )
         else:
-            d.converged = len(members) == settings.size and all(
-                settings.hash.matches(m.tags) for m in members
-            )
+            d.converged = len(members) == settings.size and not split.undesired
     return d
 
 
@@ -394,9 +423,10 @@ def _decide_cattle(
     now: float,
     d: Decision,
     rng: random.Random,
+    split: ByConfig,
 ) -> None:
     """Cattle, in three steps (module docstring): scale in, create, roll."""
-    c = _cattle_view(settings, members, state, d)
+    c = _cattle_view(settings, members, split, state, d)
     _cattle_scale_in(settings, c, state, now, d, rng)
     _cattle_creates(settings, c, state, now, d)
     if c.rolling and c.undesired:
@@ -404,14 +434,17 @@ def _decide_cattle(
 
 
 def _cattle_view(
-    settings: GroupSettings, members: list[Description], state: GroupState, d: Decision
+    settings: GroupSettings,
+    members: list[Description],
+    split: ByConfig,
+    state: GroupState,
+    d: Decision,
 ) -> _Cattle:
     """Split the members by config, and work out the update's budget for this pass: whether it
     rolls now (old members left, not paused or failed, canary allowing) and its surge."""
     n = settings.size
     u = settings.properties.updating
-    desired = [m for m in members if settings.hash.matches(m.tags)]
-    undesired = [m for m in members if not settings.hash.matches(m.tags)]
+    desired, undesired = split
     upd = state.update
     rolling = bool(undesired) and not (upd is not None and (upd.paused or upd.failed))
     d.updating = bool(undesired)

@@ -27,7 +27,7 @@ from typing import Any
 from infrakit import errors
 from infrakit._utils.duration import format_duration
 from infrakit.controller.group.breaker import Notice
-from infrakit.controller.group.reconcile import is_ready
+from infrakit.controller.group.reconcile import ByConfig, by_config, is_ready
 from infrakit.controller.group.spec import GroupSettings
 from infrakit.controller.group.state import GroupState, UpdateProgress
 from infrakit.spi.instance import Description
@@ -54,6 +54,7 @@ def advance(
     stable: Any,
     now: float,
     wall: float,
+    split: ByConfig | None = None,
 ) -> RolloutStep:
     """Start, advance, time out or finish the group's rolling-update record (module docstring).
 
@@ -61,7 +62,7 @@ def advance(
     clock, ``wall`` the wall clock (the record's times survive a restart)."""
     gid = settings.id
     step = RolloutStep()
-    undesired = [m for m in members if not settings.hash.matches(m.tags)]
+    desired, undesired = split or by_config(settings, members)
     upd = state.update
     u = settings.properties.updating
     if undesired and (upd is None or upd.target != settings.hash.head):
@@ -84,7 +85,6 @@ def advance(
         return step
     if upd is None:
         return step
-    desired = [m for m in members if settings.hash.matches(m.tags)]
     ready = sum(1 for m in desired if is_ready(state.health.get(m.id), settings, now))
     if ready > state.ready_count:
         upd.last_progress_at = wall
