@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +67,22 @@ CREATE_TOKEN_TAG = "infrakit.create_token"
 
 
 def format_timestamp(seconds: float, timespec: str = "milliseconds") -> str:
-    """Epoch ``seconds`` as RFC 3339 in UTC with a ``Z``: ``2026-12-01T14:03:05.123Z``."""
-    moment = _dt.datetime.fromtimestamp(seconds, _dt.UTC)
-    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+    """Epoch ``seconds`` as RFC 3339 in UTC with a ``Z``: ``2026-12-01T14:03:05.123Z``.
+    (``timespec``: ``milliseconds`` or ``microseconds``.) Every event and every created instance
+    is stamped, so the date part is formatted once per second and reused."""
+    whole = math.floor(seconds)
+    global _last_second
+    if _last_second[0] != whole:
+        moment = _dt.datetime.fromtimestamp(whole, _dt.UTC)
+        _last_second = (whole, moment.strftime("%Y-%m-%dT%H:%M:%S"))
+    micros = min(999_999, round((seconds - whole) * 1_000_000))
+    if timespec == "microseconds":
+        return f"{_last_second[1]}.{micros:06d}Z"
+    return f"{_last_second[1]}.{micros // 1000:03d}Z"
+
+
+#: (epoch second, its ``YYYY-MM-DDTHH:MM:SS``) of the last stamp (see format_timestamp).
+_last_second: tuple[int, str] = (-1, "")
 
 
 def parse_timestamp(text: str) -> float | None:

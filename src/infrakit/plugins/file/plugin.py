@@ -34,8 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from infrakit._utils.aio import Broker
-from infrakit._utils.private import private_dir, write_private
+from infrakit._utils.private import private_dir
 from infrakit.errors import NotFoundError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event, instance_change
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
@@ -59,6 +61,8 @@ INSTANCE_ID = re.compile(r"instance-[0-9]{1,19}")
 #: The temporary file an instance is written to before it is renamed into place: ours
 #: (``.instance-N.tmp``) or one with the writer's pid and a random suffix (``.instance-N.PID.HEX.tmp``).
 TEMP_FILE = re.compile(r"\.instance-[0-9]{1,19}(?:\.[0-9]+\.[0-9a-f]+)?\.tmp")
+#: Temporary files of our own writes: created or truncated, never through a symlink.
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
 #: How much of a malformed ID an error message quotes.
 ID_QUOTE_CHARS = 80
 
@@ -90,6 +94,7 @@ class FileInstancePlugin:
 
     def __init__(self, directory: Path | str, *, poll_interval: float = 1.0) -> None:
         self.directory = Path(directory)
+        self._directory = str(self.directory)
         self.poll_interval = poll_interval
         self._records: dict[str, _Record] = {}
         #: Files that are not instance records, by the stamp we warned about (warn once each).
@@ -290,11 +295,23 @@ class FileInstancePlugin:
         No fsync: these instances are simulated, and a crash can at worst lose the newest file,
         which the group controller then re-creates.
         """
+        if not INSTANCE_ID.fullmatch(instance_id):  # only our own instance-<n> names, ever
+            self._path(instance_id)
         document = {"ID": instance_id, "LogicalID": logical_id, "Tags": tags, "Spec": wire_spec}
-        data = json.dumps(document).encode()  # compact: the C encoder, ~10x faster than indent
-        final = self._path(instance_id)
-        write_private(final, data)
-        st = os.stat(final)
+        data = msgspec.json.encode(document)  # compact, ~5x faster than json.dumps
+        # Plain string paths and one fstat: at 10 000 creates, Path objects alone cost 0.85 s.
+        directory = self._directory
+        temp = f"{directory}/.{instance_id}.tmp"
+        fd = os.open(temp, _TEMP_FLAGS, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, f"{directory}/{instance_id}")
         self._set(instance_id, _Record(logical_id, tags, wire_spec, (st.st_mtime_ns, st.st_size)))
 
     def rescan(self, *, publish: bool = True) -> None:
@@ -430,19 +447,27 @@ class FileInstancePlugin:
             | Mask.MOVE_SELF
             | Mask.ONLYDIR
         )
+        # Plain ints: enum.Flag operations per event cost more than the rest of handling it
+        # (0.48 s for the 30 000 events of a 10 000-instance scale-up).
+        gone = int(Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED)
+        overflow = int(Mask.Q_OVERFLOW)
         with Inotify() as inotify:
             inotify.add_watch(self.directory, mask)
             self._watching = True
             self.rescan()  # whatever changed between the first scan and the watch
             async for event in inotify:
-                if event.mask & (Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED):
+                name = event.name
+                if name is not None:
+                    text = str(name)
+                    if not text.startswith("."):  # our own temporary files: nothing to see
+                        self._refresh(text)
+                    continue
+                bits = int(event.mask)
+                if bits & gone:
                     log.warning("instance directory %s was removed or moved", self.directory)
                     return
-                if event.mask & Mask.Q_OVERFLOW:
+                if bits & overflow:
                     self.rescan()
-                    continue
-                if event.name is not None:
-                    self._refresh(str(event.name))
 
 
 def _record_problem(document: Any, name: str) -> str:

@@ -93,15 +93,29 @@ def read_init_script(url: str) -> str:
 class VanillaFlavor:
     """InfraKit's vanilla flavor."""
 
-    async def validate(self, properties: JSON, allocation: AllocationMethod) -> None:
+    def __init__(self) -> None:
+        #: The last Properties object parsed, and what it parsed to: in-process, the group
+        #: controller hands the very same object for every instance of a group, so a
+        #: 10 000-instance scale-up parses it once instead of 10 000 times.
+        self._last: tuple[JSON, VanillaProperties] | None = None
+
+    def _parsed(self, properties: JSON) -> VanillaProperties:
+        last = self._last
+        if last is not None and last[0] is properties:
+            return last[1]
         parsed = parse_properties(properties)
+        self._last = (properties, parsed)
+        return parsed
+
+    async def validate(self, properties: JSON, allocation: AllocationMethod) -> None:
+        parsed = parse_properties(properties)  # always afresh: a commit may have changed it
         if parsed.init_script_url:
             read_init_script(parsed.init_script_url)
 
     async def prepare(
         self, properties: JSON, spec: Spec, allocation: AllocationMethod, index: Index
     ) -> Spec:
-        parsed = parse_properties(properties)
+        parsed = self._parsed(properties)
         lines = [spec.init] if spec.init else []
         if parsed.init_script_url:
             lines.append(read_init_script(parsed.init_script_url))

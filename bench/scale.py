@@ -1,0 +1,187 @@
+"""One group from 1 000 to 100 000 instances (``infrakit up``, file plugin): is everything linear?
+
+For each size, on disk (the stack's INFRAKIT_HOME) and on tmpfs (``/dev/shm``), a fresh stack
+commits the tutorial's cattle spec and the clock stops at the group's ``converged`` event (the
+file plugin then lists exactly Size instances at the spec's hash). Beside each trial the bench
+times writing as many files with no infrakit at all (the *file-writing floor*), and reports the
+ratio. At the largest size it then measures the stack's idle CPU (events live, nothing changing)
+and its RSS; and, in this process, the CPU of one reconcile pass per instance at 10 000. The
+growth fit is the exponent ``k`` of ``time ~ size**k`` between the smallest and largest size
+(1.0 is linear). Run::
+
+    .venv/bin/python -m bench.scale [--trials 1] [--sizes 1000,10000,100000] [--where disk,tmpfs]
+        [--idle 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import rig
+from bench.converge import file_floor
+from bench.report import Metric, bench_main, load_now
+from bench.rig import commit_and_wait, group_spec, running
+
+PASS_SIZE = 10_000
+
+
+def _where(place: str) -> Path | None:
+    if place == "disk":
+        return None
+    if place == "tmpfs":
+        return Path("/dev/shm")
+    raise SystemExit(f"--where {place}: expected disk or tmpfs")
+
+
+def measure_sizes(
+    sizes: Sequence[int], places: Sequence[str], trials: int, idle_seconds: float
+) -> list[Metric]:
+    metrics: list[Metric] = []
+    for place in places:
+        rig.INSTANCE_BASE = _where(place)
+        medians: dict[int, float] = {}
+        for size in sizes:
+            metric = Metric(
+                key=f"scale_{place}_{size}",
+                label=f"commit -> converged, {size} instances ({place})",
+                unit="s",
+                target=20.0 if (place == "tmpfs" and size == 100_000) else None,
+                load=load_now(),
+            )
+            ratio = Metric(
+                key=f"scale_{place}_{size}_floor_ratio",
+                label="  ratio to writing the files alone",
+                unit="x",
+                target=3.0,
+            )
+            for trial in range(trials):
+                floor = file_floor(size)
+                with running("up") as stack:
+                    took = commit_and_wait(
+                        stack, group_spec("cattle", size), timeout=max(120.0, size / 200)
+                    )
+                    if size == max(sizes) and trial == 0:
+                        metrics += _idle_and_rss(stack, place, size, idle_seconds)
+                metric.samples.append(took)
+                ratio.samples.append(took / floor if floor > 0 else math.inf)
+                print(
+                    f"  {size:>7} ({place}), trial {trial + 1}: {took:.2f} s; files alone "
+                    f"{floor:.2f} s ({took / floor:.1f}x)",
+                    flush=True,
+                )
+                rig.remove_deferred()  # before the next size: keep its disk fresh
+            metric.load += load_now()
+            medians[size] = metric.value or 0.0
+            metrics += [metric, ratio]
+        low, high = min(sizes), max(sizes)
+        if high > low and medians.get(low) and medians.get(high):
+            k = math.log(medians[high] / medians[low]) / math.log(high / low)
+            fit = Metric(
+                key=f"scale_{place}_growth",
+                label=f"  growth fit time ~ size^k, {low}..{high} ({place})",
+                unit="",
+                target=1.1,
+            )
+            fit.samples.append(k)
+            metrics.append(fit)
+    rig.INSTANCE_BASE = None
+    return metrics
+
+
+def _idle_and_rss(stack: rig.Stack, place: str, size: int, seconds: float) -> list[Metric]:
+    time.sleep(2.0)  # let the converge's last writes and events drain
+    rss = stack.rss_bytes()
+    before = stack.cpu_seconds()
+    time.sleep(seconds)
+    idle = (stack.cpu_seconds() - before) * 60.0 / seconds
+    per_instance = Metric(
+        key=f"rss_{place}_{size}",
+        label=f"  RSS of `infrakit up` at {size} instances",
+        unit="MB",
+        target=50 + 1.5 * size / 1024,
+    )
+    per_instance.samples.append(rss / 1e6)
+    cpu = Metric(
+        key=f"idle_{place}_{size}",
+        label=f"  idle CPU per 60 s at {size} instances",
+        unit="s",
+        target=1.0 if size >= 100_000 else None,
+        note=f"measured over {seconds:g} s, scaled to 60",
+    )
+    cpu.samples.append(idle)
+    print(f"  idle at {size}: {idle:.2f} CPU-s per 60 s, RSS {rss / 1e6:.1f} MB", flush=True)
+    return [per_instance, cpu]
+
+
+def pass_cpu_per_instance(size: int = PASS_SIZE, trials: int = 5) -> Metric:
+    """CPU of one reconcile pass per instance, in this process: the real controller over the
+    real file plugin (on tmpfs) and the vanilla flavor, through the in-process adapters."""
+    from infrakit.controller.group.controller import GroupController
+    from infrakit.plugins.file.plugin import FileInstancePlugin
+    from infrakit.plugins.vanilla.plugin import VanillaFlavor
+    from infrakit.spi import group
+    from infrakit.spi.adapt import AsyncFlavor, AsyncInstance
+
+    async def run() -> list[float]:
+        directory = Path(tempfile.mkdtemp(prefix="ikp", dir="/dev/shm"))
+        rig.remove_later(directory)
+        files = FileInstancePlugin(directory)
+        await files.start()
+        inst = AsyncInstance(files, "instance-file")
+        flav = AsyncFlavor(VanillaFlavor(), "flavor-vanilla")
+        controller = GroupController(lambda n: inst, lambda n: flav, poll_interval=3600)
+        await controller.start()
+        try:
+            doc = group_spec("cattle", size)
+            await controller.commit_group(group.Spec("cattle", doc["Properties"]), False)
+            g = controller.groups["cattle"]
+            while not (g.converged and not g.state.creating):
+                await asyncio.sleep(0.05)
+            samples = []
+            for _ in range(trials):
+                started = time.process_time()
+                await controller._reconcile("cattle")
+                samples.append((time.process_time() - started) / size * 1e6)
+            return samples
+        finally:
+            await controller.stop()
+            await files.stop()
+
+    metric = Metric(
+        key=f"pass_cpu_{size}",
+        label=f"one reconcile pass, CPU per instance at {size}",
+        unit="us",
+        target=5.0,
+        load=load_now(),
+    )
+    metric.samples = asyncio.run(run())
+    metric.load += load_now()
+    return metric
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated sizes")
+    parser.add_argument("--where", default="disk,tmpfs", help="disk, tmpfs or both")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds to measure idle CPU")
+
+
+def run(args: argparse.Namespace) -> list[Metric]:
+    sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
+    places = [p.strip() for p in args.where.split(",") if p.strip()]
+    metrics = [pass_cpu_per_instance()]
+    return metrics + measure_sizes(sizes, places, args.trials, args.idle)
+
+
+def main(argv: Sequence[str] | None = None) -> list[Metric]:
+    return bench_main("scale", __doc__ or "", run, add_arguments=_arguments, argv=argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
