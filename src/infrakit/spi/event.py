@@ -56,14 +56,23 @@ def _now() -> str:
 
 @dataclass(slots=True)
 class Event:
-    """One event. ``data`` is any JSON; ``timestamp`` is RFC 3339."""
+    """One event. ``data`` is any JSON; ``timestamp`` is RFC 3339 - given, or formatted from
+    ``at`` (when it was made) the first time someone asks for it: most events never leave the
+    process, and a 10 000-instance scale-up makes 20 000 of them."""
 
     topic: str
     type: str
     id: str = ""
     message: str = ""
     data: JSON = None
-    timestamp: str = field(default_factory=_now)
+    stamp: str = ""
+    at: float = field(default_factory=time.time)
+
+    @property
+    def timestamp(self) -> str:
+        if not self.stamp:
+            self.stamp = format_timestamp(self.at, "microseconds")
+        return self.stamp
 
 
 @runtime_checkable
@@ -133,5 +142,5 @@ def event_from_wire(obj: Any) -> Event:
         id=want_str(ci_get(view, "ID"), "Event.ID"),
         message=want_str(ci_get(view, "Message"), "Event.Message"),
         data=ci_get(view, "Data"),
-        timestamp=want_str(ci_get(view, "Timestamp"), "Event.Timestamp") or _now(),
+        stamp=want_str(ci_get(view, "Timestamp"), "Event.Timestamp") or _now(),
     )
