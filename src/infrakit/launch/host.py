@@ -250,13 +250,15 @@ class PluginHost:
     ) -> Served:
         """Build ``kind`` as ``name`` without serving it: where its options are checked.
 
-        Hosts that run several plugins build them all first, so a bad option of the last one
-        stops the process before any socket exists.
+        Its options are resolved and parsed first (an unknown name or a bad value is one line),
+        so ``build`` reads parsed values. Hosts that run several plugins build them all first,
+        so a bad option of the last one stops the process before any socket exists.
         """
         if name in self.running:
             raise errors.ConflictError(f"plugin {name} is already running in this process")
+        resolved = kind.resolve_options(options or {})
         try:
-            built = kind.build(self.context(name, options))
+            built = kind.build(self.context(name, resolved))
             return await built if inspect.isawaitable(built) else built
         except OSError as exc:
             raise _cannot_start(name, kind, exc) from exc
