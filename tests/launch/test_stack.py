@@ -20,6 +20,7 @@ from infrakit.launch import stack
 from infrakit.launch.host import PluginHost
 from infrakit.spi import group as spi_group
 from tests.certificates import self_signed
+from tests.e2e.conftest import wait_for
 from tests.threaded_host import ThreadedHost
 
 pytestmark = pytest.mark.timeout(60)
@@ -249,6 +250,10 @@ async def test_a_plugin_that_fails_to_build_leaves_no_socket(
 # --- stopping -----------------------------------------------------------------------------------
 
 
+def entry(plugin_dir: Path, name: str) -> discovery.Entry:
+    return discovery.Entry(name, str(plugin_dir / name), plugin_dir / name)
+
+
 def test_stop_plugins_stops_live_ones_over_their_socket(
     plugin_dir: Path, infrakit_home: Path
 ) -> None:
@@ -257,9 +262,12 @@ def test_stop_plugins_stops_live_ones_over_their_socket(
         threaded.start_kind("combo", "flavor-combo")
         outcomes = list(stack.stop_plugins(["flavor-combo"], timeout=10))
         assert outcomes == [stack.Stopped("flavor-combo")]
-        assert [e.name for e in discovery.list_plugins(plugin_dir)] == ["flavor-vanilla"]
+        assert not discovery.probe(entry(plugin_dir, "flavor-combo"))  # it no longer listens
+        assert discovery.probe(entry(plugin_dir, "flavor-vanilla"))
+        # The stopped plugin removes its socket file itself, right after it stops listening.
+        wait_for(lambda: not (plugin_dir / "flavor-combo").exists(), what="its socket removed")
         assert list(stack.stop_plugins(None, timeout=10)) == [stack.Stopped("flavor-vanilla")]
-        assert discovery.list_plugins(plugin_dir) == []
+        wait_for(lambda: discovery.list_plugins(plugin_dir) == [], what="every socket removed")
 
 
 def test_stop_plugins_refuses_unknown_names_before_stopping_any(

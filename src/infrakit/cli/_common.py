@@ -168,16 +168,21 @@ def start_hint(lookup: str) -> str | None:
 
 
 def client_for(name: str) -> SyncClient:
-    """A client for the plugin named ``name`` (``lookup[/sub]``) in the plugin directory."""
+    """A client for the plugin named ``name`` (``lookup[/sub]``) in the plugin directory, closed
+    when the running command ends."""
     from infrakit import discovery
     from infrakit.rpc.client import SyncClient
 
     lookup = discovery.split_name(name)[0]
     try:
         entry = discovery.find(name, start_hint=start_hint(lookup))
-        return SyncClient(lookup, entry.address)
+        client = SyncClient(lookup, entry.address)
     except errors.InfrakitError as exc:
         fail(str(exc))
+    context = click.get_current_context(silent=True)
+    if context is not None:  # closed with the command (one process may run many: tests, shells)
+        context.call_on_close(client.close)
+    return client
 
 
 def call(client: SyncClient, method: str, params: dict[str, Any], interface: Any = None) -> Any:
