@@ -8,9 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
-import select
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from infrakit.testing.etcd import EtcdServer, EtcdUnavailable
-from infrakit.testing.processes import Daemon, bin_path, isolated_env, run_cli
+from infrakit.testing.processes import Daemon, isolated_env, run_cli
 from infrakit.testing.processes import free_port as _free_port
 from tests.certificates import self_signed
-from tests.e2e.conftest import E2E, EXAMPLES, wait_for
+from tests.e2e.conftest import E2E, EXAMPLES, event_tail, read_line, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -77,39 +75,6 @@ class Member:
 
     def status(self) -> dict[str, object]:
         return json.loads(self.cli("manager", "status", "-o", "json"))  # type: ignore[no-any-return]
-
-
-class EventTail:
-    """``infrakit event tail`` as a process, subscribed before the caller acts."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-
-    def next_line(self, timeout: float = 15.0) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        assert ready, f"no event within {timeout}s"
-        return self.proc.stdout.readline()
-
-
-@contextlib.contextmanager
-def following_events(member: Member, topic: str) -> Iterator[EventTail]:
-    """Follow ``topic`` of ``member``'s file plugin; yields once the subscription stands."""
-    proc = subprocess.Popen(
-        [bin_path("infrakit"), "event", "tail", topic, "--name", "instance-file"],
-        env=member.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        ready, _, _ = select.select([proc.stderr], [], [], 15)
-        assert ready and proc.stderr.readline().startswith("Following events"), "not subscribed"
-        yield EventTail(proc)
-    finally:
-        proc.kill()
-        proc.communicate(timeout=10)
 
 
 def instance_files(directory: Path) -> list[str]:
@@ -282,9 +247,10 @@ def test_etcd_down_means_no_leader_then_up_resumes_and_a_graceful_stop_hands_ove
             assert err.startswith("Error: no leader") and len(err.strip().splitlines()) == 1, err
         # A loss while nobody leads is not healed... The file plugins see it (an event on
         # instance/change, which a leading controller would act on at once), yet nobody creates.
-        with following_events(members[0], "instance/") as events:
+        with event_tail(members[0].env, "instance/", "--name", "instance-file") as tail:
             (instances / before[0]).unlink()
-            assert before[0] in events.next_line()
+            assert tail.stdout is not None
+            assert before[0] in read_line(tail.stdout, what="the deletion's event")
         assert len(instance_files(instances)) == 4
         restarted = time.time()
 
