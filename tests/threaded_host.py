@@ -11,6 +11,7 @@ plugins over real sockets in the test's plugin directory without starting a proc
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
@@ -25,6 +26,8 @@ T = TypeVar("T")
 
 #: Seconds any one step on the host's loop may take before the test fails.
 STEP_TIMEOUT = 30.0
+#: Loop iterations given to connections still closing when the host stops.
+SETTLE_ITERATIONS = 10
 
 
 class ThreadedHost:
@@ -50,13 +53,28 @@ class ThreadedHost:
     def serve(self, name: str, served: Served) -> Running:
         return self.call(self.host.serve(name, served))
 
+    async def _shutdown(self) -> None:
+        """What ``asyncio.run`` does at the end: stop the plugins, then cancel and await whatever
+        still runs, so every connection's transport is closed before the loop is."""
+        await self.host.stop_all()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        # A connection accepted as its listener closed (a probe, a last request) still sees its
+        # EOF and closes its transport: a few loop iterations, no wall-clock wait.
+        for _ in range(SETTLE_ITERATIONS):
+            await asyncio.sleep(0)
+        await self.loop.shutdown_asyncgens()
+
     def close(self) -> None:
         try:
-            self.call(self.host.stop_all())
+            self.call(self._shutdown())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(STEP_TIMEOUT)
             self.loop.close()
+            gc.collect()  # anything left unclosed warns now, in the test that used this host
 
     def __enter__(self) -> ThreadedHost:
         return self

@@ -19,6 +19,7 @@ from infrakit import discovery, errors
 from infrakit.launch import stack
 from infrakit.launch.host import PluginHost
 from infrakit.spi import group as spi_group
+from infrakit.testing.processes import Daemon, isolated_env
 from tests.certificates import self_signed
 from tests.e2e.conftest import wait_for
 from tests.threaded_host import ThreadedHost
@@ -254,20 +255,21 @@ def entry(plugin_dir: Path, name: str) -> discovery.Entry:
     return discovery.Entry(name, str(plugin_dir / name), plugin_dir / name)
 
 
-def test_stop_plugins_stops_live_ones_over_their_socket(
-    plugin_dir: Path, infrakit_home: Path
-) -> None:
-    with ThreadedHost(plugin_dir, infrakit_home) as threaded:
-        threaded.start_kind("vanilla", "flavor-vanilla")
-        threaded.start_kind("combo", "flavor-combo")
+def test_stop_plugins_stops_live_ones_over_their_socket(infrakit_home: Path) -> None:
+    """As `infrakit plugin stop` does: the plugins run in another process (`plugin start`)."""
+    plugin_dir = infrakit_home / "plugins"
+    argv = ["infrakit", "plugin", "start", "vanilla", "combo"]
+    sockets = ["flavor-vanilla", "flavor-combo"]
+    with Daemon(argv, isolated_env(infrakit_home), sockets=sockets) as daemon:
         outcomes = list(stack.stop_plugins(["flavor-combo"], timeout=10))
         assert outcomes == [stack.Stopped("flavor-combo")]
         assert not discovery.probe(entry(plugin_dir, "flavor-combo"))  # it no longer listens
-        assert discovery.probe(entry(plugin_dir, "flavor-vanilla"))
+        assert discovery.probe(entry(plugin_dir, "flavor-vanilla"))  # the other one still does
         # The stopped plugin removes its socket file itself, right after it stops listening.
         wait_for(lambda: not (plugin_dir / "flavor-combo").exists(), what="its socket removed")
         assert list(stack.stop_plugins(None, timeout=10)) == [stack.Stopped("flavor-vanilla")]
-        wait_for(lambda: discovery.list_plugins(plugin_dir) == [], what="every socket removed")
+        assert daemon.wait(timeout=10) == 0  # every plugin stopped: the process ends
+    assert discovery.list_plugins(plugin_dir) == []
 
 
 def test_stop_plugins_refuses_unknown_names_before_stopping_any(
