@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from infrakit import errors
 from infrakit._utils.aio import Broker
 from infrakit.controller.group.controller import GroupController
-from infrakit.leader import LeaderInfo, open_elector
+from infrakit.leader import Elector, LeaderInfo, open_elector
 from infrakit.manager.kind import KIND
 from infrakit.manager.manager import Manager, RemoteGroup
 from infrakit.rpc.auth import resolve_token
@@ -108,22 +108,9 @@ async def build(ctx: Context) -> Served:
     poll_interval = ctx.option(KIND, "poll-interval")
     location = ""
     if listen is not None:
-        scheme = "https" if server_tls else "tcp"
-        location = f"{scheme}://{listen[0]}:{listen[1]}"
-
-    endpoint, prefix = _etcd_endpoint(store_url, str(ctx.option(KIND, "etcd")))
-    elector = open_elector(
-        leader_kind,
-        home=ctx.home,
-        id=member,
-        location=location,
-        endpoint=endpoint,
-        prefix=prefix,
-        ttl=ctx.option(KIND, "ttl"),
-        lock_path=_lock_path(store_url, ctx.home),
-    )
-    fence = elector if leader_kind == "etcd" else None
-    store = open_store(store_url, ctx.home, fence=fence)
+        location = f"{'https' if server_tls else 'tcp'}://{listen[0]}:{listen[1]}"
+    elector = _open_elector(ctx, leader_kind, member, location, store_url)
+    store = open_store(store_url, ctx.home, fence=elector if leader_kind == "etcd" else None)
     await _preflight(elector, store)
 
     def make_controller(fenced: Store, events: Broker[Event]) -> GroupController:
@@ -136,28 +123,12 @@ async def build(ctx: Context) -> Served:
             events=events,
         )
 
-    clients: dict[str, GroupClient] = {}
-
-    def connect_leader(info: LeaderInfo) -> RemoteGroup:
-        client = clients.get(info.location)
-        if client is None:
-            raw = Client(
-                f"manager {info.id}",
-                info.location,
-                token=token,
-                ssl=client_tls if info.location.startswith("https://") else None,
-                tls_hint=f"give manager {member} --tls-ca with the CA that signed the "
-                f"certificate of {info.id}",
-            )
-            client = clients[info.location] = GroupClient(raw)
-        return client
-
-    manager = Manager(elector, store, make_controller, connect_leader)
+    leaders = _LeaderClients(member, token, client_tls)
+    manager = Manager(elector, store, make_controller, leaders.connect)
 
     async def stop() -> None:
         await manager.stop()
-        for client in clients.values():
-            await client.close()
+        await leaders.close()
 
     return Served(
         group={".": manager},
@@ -170,6 +141,51 @@ async def build(ctx: Context) -> Served:
         tcp_ssl=server_tls,
         vendor=vendor_info("infrakit-manager"),
     )
+
+
+def _open_elector(
+    ctx: Context, leader_kind: str, member: str, location: str, store_url: str | None
+) -> Elector:
+    """The election backend, advertising ``location`` (where followers forward) for ``member``."""
+    endpoint, prefix = _etcd_endpoint(store_url, str(ctx.option(KIND, "etcd")))
+    return open_elector(
+        leader_kind,
+        home=ctx.home,
+        id=member,
+        location=location,
+        endpoint=endpoint,
+        prefix=prefix,
+        ttl=ctx.option(KIND, "ttl"),
+        lock_path=_lock_path(store_url, ctx.home),
+    )
+
+
+class _LeaderClients:
+    """How a follower reaches the leader: one RPC client per leader location, kept."""
+
+    def __init__(self, member: str, token: str | None, tls: ssl.SSLContext | None) -> None:
+        self.member = member
+        self.token = token
+        self.tls = tls
+        self.clients: dict[str, GroupClient] = {}
+
+    def connect(self, info: LeaderInfo) -> RemoteGroup:
+        client = self.clients.get(info.location)
+        if client is None:
+            raw = Client(
+                f"manager {info.id}",
+                info.location,
+                token=self.token,
+                ssl=self.tls if info.location.startswith("https://") else None,
+                tls_hint=f"give manager {self.member} --tls-ca with the CA that signed the "
+                f"certificate of {info.id}",
+            )
+            client = self.clients[info.location] = GroupClient(raw)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
 
 
 async def _preflight(elector: Any, store: Any) -> None:
