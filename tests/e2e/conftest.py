@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
-from infrakit.testing.processes import Daemon, isolated_env, run_cli
+from infrakit.testing.processes import Daemon, bin_path, isolated_env, run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -29,6 +31,38 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def read_line(stream: IO[str], timeout: float = 15.0, what: str = "a line") -> str:
+    """The next line of a child's pipe, waiting at most ``timeout``."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, f"timed out after {timeout}s waiting for {what}"
+    return stream.readline()
+
+
+@contextlib.contextmanager
+def event_tail(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``infrakit event tail ARGS`` as a process, yielded once its subscription is live (it says
+    so on stderr); killed if still running, and reaped, afterwards."""
+    proc = subprocess.Popen(
+        [bin_path("infrakit"), "event", "tail", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        announced = read_line(proc.stderr, what="the subscription")
+        assert announced.startswith("Following events on "), announced
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 class E2E:

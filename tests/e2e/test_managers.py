@@ -20,7 +20,7 @@ from infrakit.testing.etcd import EtcdServer, EtcdUnavailable
 from infrakit.testing.processes import Daemon, isolated_env, run_cli
 from infrakit.testing.processes import free_port as _free_port
 from tests.certificates import self_signed
-from tests.e2e.conftest import E2E, EXAMPLES, wait_for
+from tests.e2e.conftest import E2E, EXAMPLES, event_tail, read_line, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -245,9 +245,14 @@ def test_etcd_down_means_no_leader_then_up_resumes_and_a_graceful_stop_hands_ove
         for m in members:
             err = m.cli("group", "ls", check=False)
             assert err.startswith("Error: no leader") and len(err.strip().splitlines()) == 1, err
-        (instances / before[0]).unlink()  # a loss while nobody leads is not healed...
-        time.sleep(0.5)  # a deliberate window in which nothing may happen (no condition to await)
+        # A loss while nobody leads is not healed... The file plugins see it (an event on
+        # instance/change, which a leading controller would act on at once), yet nobody creates.
+        with event_tail(members[0].env, "instance/", "--name", "instance-file") as tail:
+            (instances / before[0]).unlink()
+            assert tail.stdout is not None
+            assert before[0] in read_line(tail.stdout, what="the deletion's event")
         assert len(instance_files(instances)) == 4
+        restarted = time.time()
 
         etcd.start()  # ...until etcd is back and a leader resumes the group from the store
         wait_for(
@@ -257,6 +262,10 @@ def test_etcd_down_means_no_leader_then_up_resumes_and_a_graceful_stop_hands_ove
         )
         wait_for(lambda: len(instance_files(instances)) == 5, what="healed after etcd is back")
         assert members[1].cli("group", "ls", "-q") == "cattle\n"
+        [replacement] = set(instance_files(instances)) - set(before)
+        # Created by the new leader, not during the outage (file times lag the clock by at most
+        # a scheduler tick; etcd's start alone takes far longer).
+        assert (instances / replacement).stat().st_mtime >= restarted
 
         # A graceful stop revokes the lease: another member leads at once and acts.
         leader = next(m for m in members if m.status()["Leading"])

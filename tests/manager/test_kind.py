@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from infrakit import errors
-from infrakit.manager import kind
+from infrakit.manager import kind, wiring
 from infrakit.spi.plugin import Context
 from infrakit.testing.processes import free_port
 
@@ -49,7 +49,7 @@ async def test_an_unreachable_etcd_store_fails_the_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An etcd store implies the etcd election, which finds etcd unreachable first."""
-    monkeypatch.setattr(kind, "START_TIMEOUT", 1.0)
+    monkeypatch.setattr(wiring, "START_TIMEOUT", 1.0)
     port = free_port()
     with pytest.raises(errors.NotLeaderError, match=f"no answer from etcd at 127.0.0.1:{port}"):
         await kind.build(context(tmp_path, store=f"etcd://127.0.0.1:{port}"))
@@ -65,7 +65,7 @@ async def test_an_etcd_store_with_the_file_lock_is_refused(tmp_path: Path) -> No
 async def test_an_unreachable_etcd_election_fails_the_build_in_bounded_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kind, "START_TIMEOUT", 1.0)
+    monkeypatch.setattr(wiring, "START_TIMEOUT", 1.0)
     port = free_port()
     # Bounded: it gives up after START_TIMEOUT (the message names it) instead of campaigning
     # forever; a hang fails on the per-test timeout. How fast is not asserted here.

@@ -19,12 +19,8 @@ import pytest
 
 from infrakit import errors
 from infrakit.plugins.docker import DockerInstancePlugin
-from infrakit.plugins.docker.plugin import (
-    PLUGIN_LABEL,
-    build,
-    command_with_init,
-    parse_properties,
-)
+from infrakit.plugins.docker.kind import build
+from infrakit.plugins.docker.plugin import PLUGIN_LABEL, command_with_init, parse_properties
 from infrakit.rpc.client import SyncClient
 from infrakit.spi.event import Event
 from infrakit.spi.instance import Context, Spec

@@ -422,7 +422,10 @@ def test_kind_options_choose_directory_and_grace(infrakit_home: Path, monkeypatc
 
 
 def test_bad_kind_options_are_refused(infrakit_home: Path) -> None:
-    with pytest.raises(errors.SpecError, match=r"process option grace: .*-o process.grace=10s"):
+    with pytest.raises(
+        errors.SpecError,
+        match=r"process option grace: got 'soon', expected a Go duration.*, e.g. 10s",
+    ):
         KIND.build(_build_context(infrakit_home, grace="soon"))
     taken = infrakit_home / "taken"
     taken.write_text("")

@@ -459,8 +459,8 @@ async def test_kind_serves_instance_and_flavor_with_options(tmp_path: Path) -> N
     [
         ({"faults": "{nope"}, "simulator option faults: not JSON"),
         ({"faults": '{"Lag": 1}'}, "simulator option faults.Lag: unknown fault"),
-        ({"seed": "x"}, "simulator option seed: expected an integer, got 'x'"),
-        ({"control-poll": "0s"}, "control-poll: must be more than 0"),
+        ({"seed": "x"}, "simulator option seed: got 'x', expected an integer, e.g. 1"),
+        ({"control-poll": "0s"}, "control-poll: got '0s', expected a Go duration above 0"),
     ],
 )
 def test_kind_refuses_bad_options(tmp_path: Path, options: dict[str, str], message: str) -> None:

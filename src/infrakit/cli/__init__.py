@@ -20,7 +20,7 @@ __all__ = ["cli", "main"]
 
 #: command name -> (module, attribute)
 _LAZY = {
-    "up": ("infrakit.cli.plugin", "up"),
+    "up": ("infrakit.cli.up", "up"),
     "plugin": ("infrakit.cli.plugin", "plugin_cli"),
     "group": ("infrakit.cli.group", "group_cli"),
     "instance": ("infrakit.cli.instance", "instance_cli"),

@@ -9,26 +9,30 @@ names the thing, what was expected and what to do, and the exit status is 1.
 from __future__ import annotations
 
 import json
-import os
-import stat
-import sys
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from infrakit import discovery, errors
-from infrakit._utils.nesting import MAX_DEPTH, deeper_than, may_be_deeper_than
-from infrakit.rpc.client import SyncClient
-from infrakit.rpc.envelope import MAX_BODY_BYTES
+from infrakit import errors
+from infrakit._utils import jsonfile
+
+if TYPE_CHECKING:
+    from infrakit.rpc.client import SyncClient
+    from infrakit.spi.option import Option
+    from infrakit.spi.plugin import Kind
 
 __all__ = [
+    "LOG_LEVEL",
     "CliError",
     "NamedGroup",
     "client_for",
     "echo_json",
     "fail",
+    "flag_values",
     "format_tags",
     "instance_table",
+    "kind_flags",
     "read_json_file",
     "start_hint",
 ]
@@ -69,11 +73,65 @@ class NamedGroup(click.Group):
         return super().parse_args(ctx, moved + rest)
 
 
-MIB = 1024 * 1024
-_OVER_CAP = (
-    f"over the {MAX_BODY_BYTES // MIB} MiB a plugin accepts in one request; shrink it "
-    "(large data belongs in files the plugin reads)"
+#: ``--log-level`` of every command that serves plugins.
+LOG_LEVEL = click.option(
+    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _flag_dest(kind: Kind, option: Option) -> str:
+    return f"{kind.name}__{option.name}".replace("-", "_")
+
+
+def kind_flags(
+    kind: Kind, names: Sequence[str] | None = None, rename: Mapping[str, str] | None = None
+) -> Callable[[F], F]:
+    """Click options for ``kind``'s options (``names``: these, in this order; default all):
+    ``--NAME`` (or ``rename[NAME]``) with the option's help, default and variable.
+
+    A flag not given is None, so the kind resolves it as always (variable, then default) and its
+    parser checks what was given: the option is declared once, on the kind. Read the values back
+    with :func:`flag_values`.
+    """
+    by_name = {opt.name: opt for opt in kind.options}
+    chosen = [by_name[n] for n in names] if names is not None else list(kind.options)
+
+    def decorate(command: F) -> F:
+        for opt in reversed(chosen):
+            notes = []
+            if opt.default not in (None, False, ""):
+                notes.append(f"default: {opt.default}")
+            if opt.env:
+                notes.append(f"env var: {opt.env}")
+            text = opt.help + (f"  [{'; '.join(notes)}]" if notes else "")
+            flag = f"--{(rename or {}).get(opt.name, opt.name)}"
+            parser = opt.parse
+            if parser is not None and parser.is_flag:
+                decorator = click.option(
+                    flag, _flag_dest(kind, opt), is_flag=True, default=None, help=text
+                )
+            else:
+                metavar = parser.metavar if parser is not None else None
+                decorator = click.option(
+                    flag, _flag_dest(kind, opt), default=None, metavar=metavar, help=text
+                )
+            command = decorator(command)
+        return command
+
+    return decorate
+
+
+def flag_values(kind: Kind, values: Mapping[str, object]) -> dict[str, object]:
+    """The options of ``kind`` given as flags made by :func:`kind_flags` (``values``: the
+    command's keyword arguments); flags not given are left out."""
+    out: dict[str, object] = {}
+    for opt in kind.options:
+        value = values.get(_flag_dest(kind, opt))
+        if value is not None:
+            out[opt.name] = value
+    return out
 
 
 def fail(message: str) -> NoReturn:
@@ -81,86 +139,14 @@ def fail(message: str) -> NoReturn:
 
 
 def read_json_file(path: str, what: str = "spec file") -> Any:
-    """Parse a UTF-8 JSON file (``-`` = stdin) or fail with a one-line message.
+    """Parse a UTF-8 JSON file (``-`` = stdin) or fail with its one line (see
+    :mod:`infrakit._utils.jsonfile`): at most the 16 MiB a plugin accepts in one request."""
+    from infrakit.rpc.envelope import MAX_BODY_BYTES
 
-    The one reader of every file a command takes (``up``, ``group commit``, ``instance`` and
-    ``flavor`` commands). A UTF-8 byte order mark is allowed. Only a regular file is read (a FIFO,
-    ``/dev/zero`` or a directory is refused at once, before any read), and at most the 16 MiB a
-    plugin accepts in one request; JSON nested deeper than :data:`MAX_DEPTH` levels is refused.
-    """
-    if path == "-":
-        data = sys.stdin.buffer.read(MAX_BODY_BYTES + 1)
-        label = "standard input"
-    else:
-        label = path
-        data = _read_regular_file(path, what)
-    if len(data) > MAX_BODY_BYTES:
-        fail(f"{what} {label}: {_OVER_CAP}")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        utf16 = "; it looks like UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        fail(
-            f"{what} {label}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start}{utf16}); save it as UTF-8 JSON and try again"
-        )
-    too_deep = (
-        f"{what} {label}: JSON nested deeper than {MAX_DEPTH} levels (the limit for specs); "
-        "flatten it"
-    )
-    try:
-        doc = json.loads(text)
-    except RecursionError:
-        fail(too_deep)
-    except ValueError as exc:
-        fail(f"{what} {label}: not valid JSON ({exc}); fix the file and try again")
-    if may_be_deeper_than(text) and deeper_than(doc):
-        fail(too_deep)
-    return doc
-
-
-#: What ``stat`` calls the file types a spec file must not be.
-_NOT_REGULAR = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _read_regular_file(path: str, what: str) -> bytes:
-    """The bytes of the regular file ``path`` (at most the cap + 1), or fail with one line.
-
-    Opened non-blocking (a FIFO does not wait for a writer) and checked with ``fstat`` before the
-    first read, so a device or a pipe is refused at once and a huge file is never read whole.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        fail(f"{what} {path} does not exist; check the path")
-    except OSError as exc:
-        fail(f"{what} {path}: cannot read it ({exc.strerror or exc}); check the path")
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "not a file")
-            fail(f"{what} {path} is {kind}; expected a JSON file (or - for standard input)")
-        if info.st_size > MAX_BODY_BYTES:
-            fail(f"{what} {path} is {info.st_size / MIB:.1f} MiB: {_OVER_CAP}")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_BODY_BYTES:  # a file still growing is cut at the cap + 1 byte
-            chunk = os.read(fd, min(1 << 20, MAX_BODY_BYTES + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        fail(f"{what} {path}: cannot read it ({exc.strerror or exc}); check the path")
-    finally:
-        os.close(fd)
+        return jsonfile.read_json_file(path, what, MAX_BODY_BYTES)
+    except jsonfile.JsonFileError as exc:
+        fail(str(exc))
 
 
 #: The plugins ``infrakit up`` runs, by socket name, and the kind ``plugin start`` runs each as
@@ -182,13 +168,21 @@ def start_hint(lookup: str) -> str | None:
 
 
 def client_for(name: str) -> SyncClient:
-    """A client for the plugin named ``name`` (``lookup[/sub]``) in the plugin directory."""
+    """A client for the plugin named ``name`` (``lookup[/sub]``) in the plugin directory, closed
+    when the running command ends."""
+    from infrakit import discovery
+    from infrakit.rpc.client import SyncClient
+
     lookup = discovery.split_name(name)[0]
     try:
         entry = discovery.find(name, start_hint=start_hint(lookup))
-        return SyncClient(lookup, entry.address)
+        client = SyncClient(lookup, entry.address)
     except errors.InfrakitError as exc:
         fail(str(exc))
+    context = click.get_current_context(silent=True)
+    if context is not None:  # closed with the command (one process may run many: tests, shells)
+        context.call_on_close(client.close)
+    return client
 
 
 def call(client: SyncClient, method: str, params: dict[str, Any], interface: Any = None) -> Any:

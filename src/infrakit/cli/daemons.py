@@ -1,92 +1,73 @@
 """The SEED-era console scripts, for InfraKit's "test drive" walkthrough:
 
 * ``infrakit-instance-file [--name instance-file] [--dir DIR]``
-* ``infrakit-group-default [--name group] [--poll-interval 10s] [--store FILE]``
+* ``infrakit-group-default [--name group] [--poll-interval DURATION] [--store FILE]``
 * ``infrakit-flavor-vanilla [--name flavor-vanilla]``
 * ``infrakit-flavor-combo [--name flavor-combo]``
 
 Each serves one plugin in the foreground until Ctrl-C, exactly like ``infrakit plugin start``.
+Its flags are its kind's options (names, help, defaults, variables), generated from the kind: an
+option is declared once, on the kind, and checked by the kind's parser.
 """
 
 from __future__ import annotations
 
 import click
 
-from infrakit.cli._common import CliError
+from infrakit import errors
+from infrakit.cli._common import LOG_LEVEL, CliError, fail, flag_values, kind_flags
 from infrakit.cli.plugin import run_plugins
+from infrakit.spi.plugin import Kind
 
 __all__ = ["flavor_combo", "flavor_vanilla", "group_default", "instance_file"]
-
-LOG = click.option(
-    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
-)
-
 
 HELP = {"help_option_names": ["-h", "--help"]}
 
 
-@click.command("infrakit-instance-file", context_settings=HELP)
-@click.option("--name", default="instance-file", show_default=True, help="plugin (socket) name")
-@click.option(
-    "--dir", "directory", default=None, help="instance directory (default ~/.infrakit/instances)"
-)
-@LOG
-def _instance_file(name: str, directory: str | None, log_level: str) -> None:
-    """File instance plugin: one JSON file per instance."""
-    run_plugins([("file", name)], {"file": {"dir": directory}}, log_level=log_level)
+def daemon(script: str, kind: Kind, summary: str) -> click.Command:
+    """The console script ``script``: ``--name`` (default: the kind's default name), a flag per
+    option of ``kind`` and ``--log-level``; serves one plugin of ``kind``."""
 
-
-@click.command("infrakit-group-default", context_settings=HELP)
-@click.option("--name", default="group", show_default=True, help="plugin (socket) name")
-@click.option(
-    "--poll-interval", default=None, help="resync period, e.g. 10s or 500ms (default 10s)"
-)
-@click.option("--store", default=None, help="spec store file, or 'memory'")
-@LOG
-def _group_default(name: str, poll_interval: str | None, store: str | None, log_level: str) -> None:
-    """The default group controller."""
-    run_plugins(
-        [("group", name)],
-        {"group": {"poll-interval": poll_interval, "store": store}},
-        log_level=log_level,
+    @click.command(script, context_settings=HELP, help=summary)
+    @click.option(
+        "--name", default=kind.default_name, show_default=True, help="plugin (socket) name"
     )
+    @kind_flags(kind)
+    @LOG_LEVEL
+    def command(name: str, log_level: str, **flags: object) -> None:
+        from infrakit.launch import stack
+
+        try:
+            starts = stack.plan([f"{kind.name}:{name}"], {kind.name: flag_values(kind, flags)})
+        except errors.InfrakitError as exc:
+            fail(str(exc))
+        run_plugins(starts, log_level=log_level)
+
+    return command
 
 
-@click.command("infrakit-flavor-vanilla", context_settings=HELP)
-@click.option("--name", default="flavor-vanilla", show_default=True, help="plugin (socket) name")
-@LOG
-def _flavor_vanilla(name: str, log_level: str) -> None:
-    """Vanilla flavor: init lines, tags and attachments."""
-    run_plugins([("vanilla", name)], log_level=log_level)
+def _main(kind_name: str, script: str, summary: str) -> None:
+    from infrakit.launch import registry
 
-
-@click.command("infrakit-flavor-combo", context_settings=HELP)
-@click.option("--name", default="flavor-combo", show_default=True, help="plugin (socket) name")
-@LOG
-def _flavor_combo(name: str, log_level: str) -> None:
-    """Combo flavor: combines other flavors."""
-    run_plugins([("combo", name)], log_level=log_level)
-
-
-def _main(command: click.Command) -> None:
+    command = daemon(script, registry.get_kind(kind_name), summary)
     try:
-        command.main(standalone_mode=True)
+        command.main(prog_name=script, standalone_mode=True)
     except CliError as exc:  # pragma: no cover - standalone mode already handles it
         exc.show()
         raise SystemExit(1) from None
 
 
 def instance_file() -> None:
-    _main(_instance_file)
+    _main("file", "infrakit-instance-file", "File instance plugin: one JSON file per instance.")
 
 
 def group_default() -> None:
-    _main(_group_default)
+    _main("group", "infrakit-group-default", "The default group controller.")
 
 
 def flavor_vanilla() -> None:
-    _main(_flavor_vanilla)
+    _main("vanilla", "infrakit-flavor-vanilla", "Vanilla flavor: init lines, tags and attachments.")
 
 
 def flavor_combo() -> None:
-    _main(_flavor_combo)
+    _main("combo", "infrakit-flavor-combo", "Combo flavor: combines other flavors.")

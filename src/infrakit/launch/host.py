@@ -23,9 +23,10 @@ import logging
 import signal
 import ssl
 import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from infrakit import discovery, errors
 from infrakit.launch import registry
@@ -105,6 +106,48 @@ class Running:
     flavor: dict[str, AsyncFlavor] = field(default_factory=dict)
 
 
+P = TypeVar("P")
+
+
+def _typed(running: Running, name: str, objects: Mapping[str, P]) -> P | None:
+    """The instance or flavor object ``name`` addresses in ``running`` (None if it serves no
+    object of that interface); a type it does not have is NotFoundError (InfraKit's words)."""
+    sub = discovery.split_name(name)[1]
+    if sub in objects:
+        return objects[sub]
+    if objects:
+        raise errors.NotFoundError(f"no-plugin:{sub} (plugin {running.name} has no such type)")
+    return None
+
+
+def _local_instance(running: Running, name: str) -> instance.Plugin | None:
+    return _typed(running, name, running.instance)
+
+
+def _local_flavor(running: Running, name: str) -> flavor.Plugin | None:
+    return _typed(running, name, running.flavor)
+
+
+def _local_group(running: Running, name: str) -> group.Plugin | None:
+    if not running.served.group:
+        return None
+    found: object = rpc_group.resolve_name(running.served.group, name)
+    if not isinstance(found, group.Plugin):
+        raise errors.PluginError(
+            f"plugin {running.name}: its group object {type(found).__name__} does not implement "
+            "the Group interface (commit_group, describe_group ...)"
+        )
+    return found
+
+
+def _remote_instance(client: Client, name: str) -> instance.Plugin:
+    return rpc_instance.InstanceClient(client, discovery.split_name(name)[1])
+
+
+def _remote_flavor(client: Client, name: str) -> flavor.Plugin:
+    return rpc_flavor.FlavorClient(client, discovery.split_name(name)[1])
+
+
 class PluginHost:
     """Serves plugins in this process and resolves plugin names for them."""
 
@@ -136,7 +179,10 @@ class PluginHost:
         self.prefer_local = prefer_local
         self.running: dict[str, Running] = {}
         self._clients: dict[str, Client] = {}
-        self._remote: dict[tuple[str, str], Any] = {}
+        #: Remote plugin objects by the name they were looked up with, one cache per interface.
+        self._instances: dict[str, instance.Plugin] = {}
+        self._flavors: dict[str, flavor.Plugin] = {}
+        self._groups: dict[str, group.Plugin] = {}
         self._done = asyncio.Event()
         self._background: set[asyncio.Future[None]] = set()
 
@@ -151,49 +197,45 @@ class PluginHost:
             self._clients[lookup] = client
         return client
 
+    def _lookup(
+        self,
+        name: str,
+        cache: dict[str, P],
+        local: Callable[[Running, str], P | None],
+        remote: Callable[[Client, str], P],
+    ) -> P:
+        """The one lookup: ``name``'s plugin running in this process (``local`` picks the object
+        from it, None when it serves no such interface), else an RPC client, cached per name."""
+        lookup = discovery.split_name(name)[0]
+        running = self.running.get(lookup) if self.prefer_local else None
+        if running is not None:
+            found = local(running, name)
+            if found is not None:
+                return found
+        cached = cache.get(name)
+        if cached is None:
+            cached = cache[name] = remote(self._client(lookup), name)
+        return cached
+
     def instance_lookup(self, name: str) -> instance.Plugin:
-        lookup, sub = discovery.split_name(name)
-        local = self.running.get(lookup) if self.prefer_local else None
-        if local is not None and sub in local.instance:
-            return local.instance[sub]
-        if local is not None and local.instance:
-            raise errors.NotFoundError(f"no-plugin:{sub} (plugin {lookup} has no such type)")
-        key = ("instance", name)
-        if key not in self._remote:
-            self._remote[key] = rpc_instance.InstanceClient(self._client(lookup), sub)
-        return self._remote[key]  # type: ignore[no-any-return]
+        return self._lookup(name, self._instances, _local_instance, _remote_instance)
 
     def flavor_lookup(self, name: str) -> flavor.Plugin:
-        lookup, sub = discovery.split_name(name)
-        local = self.running.get(lookup) if self.prefer_local else None
-        if local is not None and sub in local.flavor:
-            return local.flavor[sub]
-        if local is not None and local.flavor:
-            raise errors.NotFoundError(f"no-plugin:{sub} (plugin {lookup} has no such type)")
-        key = ("flavor", name)
-        if key not in self._remote:
-            self._remote[key] = rpc_flavor.FlavorClient(self._client(lookup), sub)
-        return self._remote[key]  # type: ignore[no-any-return]
+        return self._lookup(name, self._flavors, _local_flavor, _remote_flavor)
 
     def group_lookup(self, name: str) -> group.Plugin:
-        lookup, _sub = discovery.split_name(name)
-        local = self.running.get(lookup) if self.prefer_local else None
-        if local is not None and local.served.group:
-            return rpc_group.resolve_name(local.served.group, name)  # type: ignore[no-any-return]
-        key = ("group", name)
-        if key not in self._remote:
-            self._remote[key] = rpc_group.GroupClient(self._client(lookup), name)
-        return self._remote[key]  # type: ignore[no-any-return]
+        return self._lookup(name, self._groups, _local_group, rpc_group.GroupClient)
 
     def forget_client(self, lookup: str) -> None:
         """Drop a cached client (the plugin restarted elsewhere)."""
         self._clients.pop(lookup, None)
-        for key in [k for k in self._remote if discovery.split_name(k[1])[0] == lookup]:
-            self._remote.pop(key, None)
+        for cache in (self._instances, self._flavors, self._groups):
+            for name in [n for n in cache if discovery.split_name(n)[0] == lookup]:
+                del cache[name]
 
     # --- serving --------------------------------------------------------------------------------
 
-    def context(self, name: str, options: dict[str, Any] | None = None) -> Context:
+    def context(self, name: str, options: Mapping[str, object] | None = None) -> Context:
         return Context(
             name=name,
             options=dict(options or {}),
@@ -204,23 +246,25 @@ class PluginHost:
         )
 
     async def build_kind(
-        self, kind: Kind, name: str, options: dict[str, Any] | None = None
+        self, kind: Kind, name: str, options: Mapping[str, object] | None = None
     ) -> Served:
         """Build ``kind`` as ``name`` without serving it: where its options are checked.
 
-        Hosts that run several plugins build them all first, so a bad option of the last one
-        stops the process before any socket exists.
+        Its options are resolved and parsed first (an unknown name or a bad value is one line),
+        so ``build`` reads parsed values. Hosts that run several plugins build them all first,
+        so a bad option of the last one stops the process before any socket exists.
         """
         if name in self.running:
             raise errors.ConflictError(f"plugin {name} is already running in this process")
+        resolved = kind.resolve_options(options or {})
         try:
-            built = kind.build(self.context(name, options))
+            built = kind.build(self.context(name, resolved))
             return await built if inspect.isawaitable(built) else built
         except OSError as exc:
             raise _cannot_start(name, kind, exc) from exc
 
     async def start_kind(
-        self, kind: Kind, name: str, options: dict[str, Any] | None = None
+        self, kind: Kind, name: str, options: Mapping[str, object] | None = None
     ) -> Running:
         """Build ``kind`` and serve it as ``name``."""
         served = await self.build_kind(kind, name, options)
@@ -315,7 +359,8 @@ class PluginHost:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
-        self._remote.clear()
+        for cache in (self._instances, self._flavors, self._groups):
+            cache.clear()
         self._done.set()
 
     async def run_until_stopped(self) -> None:

@@ -3,14 +3,14 @@
 ``infrakit plugin start file:instance-file`` looks up the kind ``file`` here. First-party kinds are
 registered in infrakit's own ``pyproject.toml`` like any third-party package would register its own,
 so there is exactly one mechanism. A kind that fails to load is reported with the entry point and
-the error, and the other kinds stay usable.
+the error, and the other kinds stay usable. Kind modules are light (options and ``build`` only), so
+listing every kind imports no plugin; starting one loads only its own entry point.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from infrakit import errors
 from infrakit.spi.plugin import Kind
@@ -18,7 +18,6 @@ from infrakit.spi.plugin import Kind
 __all__ = [
     "ENTRY_POINT_GROUP",
     "available",
-    "check_options",
     "get_kind",
     "parse_spec",
     "start_hint",
@@ -29,7 +28,33 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "infrakit.plugins"
 
 _cache: dict[str, Kind] | None = None
+#: Kinds loaded one by one (``plugin start KIND`` loads only the kinds it starts) or registered.
+_loaded: dict[str, Kind] = {}
 _broken: dict[str, str] = {}
+
+
+def _load(ep: EntryPoint) -> Kind | None:
+    """The kind behind one entry point, or None (the reason kept in ``_broken``)."""
+    if ep.name in _loaded:
+        return _loaded[ep.name]
+    try:
+        kind = ep.load()
+    except Exception as exc:
+        _broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+        log.warning("plugin kind %s (%s) failed to load: %s", ep.name, ep.value, exc)
+        return None
+    if not isinstance(kind, Kind):
+        _broken[ep.name] = f"{ep.value} is a {type(kind).__name__}, not infrakit Kind"
+        return None
+    if kind.name != ep.name:
+        _broken[ep.name] = (
+            f"{ep.value} is kind {kind.name!r} but registered as {ep.name!r}; "
+            f"make the entry-point name equal Kind.name"
+        )
+        log.warning("plugin kind %s: %s", ep.name, _broken[ep.name])
+        return None
+    _loaded[ep.name] = kind
+    return kind
 
 
 def available() -> dict[str, Kind]:
@@ -38,41 +63,34 @@ def available() -> dict[str, Kind]:
     if _cache is None:
         found: dict[str, Kind] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                kind = ep.load()
-            except Exception as exc:
-                _broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
-                log.warning("plugin kind %s (%s) failed to load: %s", ep.name, ep.value, exc)
-                continue
-            if not isinstance(kind, Kind):
-                _broken[ep.name] = f"{ep.value} is a {type(kind).__name__}, not infrakit Kind"
-                continue
-            if kind.name != ep.name:
-                _broken[ep.name] = (
-                    f"{ep.value} is kind {kind.name!r} but registered as {ep.name!r}; "
-                    f"make the entry-point name equal Kind.name"
-                )
-                log.warning("plugin kind %s: %s", ep.name, _broken[ep.name])
-                continue
-            found[ep.name] = kind
-        _cache = found
+            kind = _load(ep)
+            if kind is not None:
+                found[ep.name] = kind
+        _cache = {**found, **_loaded}
     return _cache
 
 
 def register(kind: Kind) -> None:
     """Register a kind at run time (tests and embedding; packages should use entry points)."""
-    available()[kind.name] = kind
+    _loaded[kind.name] = kind
+    if _cache is not None:
+        _cache[kind.name] = kind
 
 
 def get_kind(name: str) -> Kind:
-    kinds = available()
-    if name in kinds:
-        return kinds[name]
+    """The kind ``name``; only its own entry point is loaded (a broken third-party kind does not
+    stop another from starting)."""
+    if name in _loaded:
+        return _loaded[name]
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        kind = _load(ep)
+        if kind is not None:
+            return kind
     if name in _broken:
         raise errors.SpecError(
             f"plugin kind {name} is installed but failed to load: {_broken[name]}"
         )
-    known = ", ".join(sorted(kinds)) or "none"
+    known = ", ".join(sorted(available())) or "none"
     raise errors.NotFoundError(
         f"unknown plugin kind {name!r} (available: {known}); "
         "install the package that provides it or check the spelling"
@@ -95,18 +113,6 @@ def parse_spec(text: str) -> tuple[Kind, str]:
             f"plugin name {name!r}: expected a plain socket name like instance-file (no '/')"
         )
     return kind, name
-
-
-def check_options(kind: Kind, given: Mapping[str, object]) -> None:
-    """Refuse options ``kind`` does not take (``-o file.nosuchopt=1``), naming the ones it does."""
-    known = [opt.name for opt in kind.options]
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        takes = f"{kind.name} takes: {', '.join(known)}" if known else f"{kind.name} takes none"
-        raise errors.SpecError(
-            f"unknown option {', '.join(f'{kind.name}.{o}' for o in unknown)} ({takes}); "
-            "see `infrakit plugin kinds`"
-        )
 
 
 def start_hint(name: str) -> str | None:

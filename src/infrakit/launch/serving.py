@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 
 from infrakit import errors
@@ -53,7 +54,7 @@ async def serve_async(plugin: object, name: str, *, plugin_dir: Path | None = No
     await host.run_until_stopped()
 
 
-def run(main: object) -> None:
+def run(main: Coroutine[object, object, None]) -> None:
     """Run a coroutine on uvloop when installed, else on asyncio's loop.
 
     Once it has ended (every plugin stopped, its socket removed), every object still alive is
@@ -66,9 +67,9 @@ def run(main: object) -> None:
         try:
             import uvloop
         except ImportError:
-            asyncio.run(main)  # type: ignore[arg-type]
+            asyncio.run(main)
         else:
-            uvloop.run(main)  # type: ignore[arg-type]
+            uvloop.run(main)
     finally:
         gc.freeze()
 

@@ -11,6 +11,13 @@ keeps its state, and *lookups* for other plugins) and returns :class:`Served`: t
 on the socket, keyed by interface and by type/name, plus optional start/stop hooks. ``launch`` then
 serves them over RPC and makes them reachable in-process.
 
+Options (:mod:`infrakit.spi.option`) are declared once on the kind, with a parser; the value
+``build`` reads with ``ctx.option(KIND, name)`` is parsed (seconds for a duration ...).
+
+A kind's module should import only :mod:`infrakit.spi` (and its own light modules): ``infrakit
+plugin kinds`` loads every kind to list it. The plugin itself - and its SDK - is imported by
+``build``.
+
 Lookups are how plugins reach other plugins without knowing about sockets: the group controller
 asks ``ctx.instance_lookup("instance-file")`` and gets an object implementing the async
 :class:`infrakit.spi.instance.Plugin` protocol - an RPC client in production, a fake in tests.
@@ -20,13 +27,18 @@ Such objects may also offer ``subscribe(topic)`` (events) which raises
 
 from __future__ import annotations
 
-import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from infrakit.spi import event, flavor, group, instance
+from infrakit._version import __version__
+from infrakit.spi.option import Option, resolve_options
+
+if TYPE_CHECKING:  # names in annotations only: listing kinds imports no interface module
+    import ssl
+
+    from infrakit.spi import event, flavor, group, instance
 
 __all__ = [
     "Context",
@@ -36,35 +48,15 @@ __all__ = [
     "Kind",
     "Option",
     "Served",
+    "vendor_info",
 ]
 
 #: ``name`` (``"instance-file"`` or ``"aws/ec2-instance"``) -> async instance plugin.
-InstanceLookup = Callable[[str], instance.Plugin]
+InstanceLookup = Callable[[str], "instance.Plugin"]
 #: ``name`` -> async flavor plugin.
-FlavorLookup = Callable[[str], flavor.Plugin]
+FlavorLookup = Callable[[str], "flavor.Plugin"]
 #: ``name`` -> async group plugin.
-GroupLookup = Callable[[str], group.Plugin]
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option of a kind: ``--<name>`` on its console script, ``-o kind.name=value`` elsewhere.
-
-    ``env`` names an environment variable that sets the default (InfraKit HEAD style).
-    """
-
-    name: str
-    help: str
-    default: Any = None
-    env: str | None = None
-
-    def resolve(self, given: dict[str, Any]) -> Any:
-        """The value from ``given``, else the environment variable, else the default."""
-        if given.get(self.name) is not None:
-            return given[self.name]
-        if self.env and os.environ.get(self.env):
-            return os.environ[self.env]
-        return self.default
+GroupLookup = Callable[[str], "group.Plugin"]
 
 
 @dataclass
@@ -73,7 +65,8 @@ class Context:
 
     #: The plugin name to serve under (socket file name), e.g. ``instance-file``.
     name: str
-    #: Option values given by the user (missing ones: use ``Option.resolve``).
+    #: Option values by name: what the user gave (``-o``, flags), or - once the host has resolved
+    #: them - every option of the kind, parsed. Read them with :meth:`option`.
     options: dict[str, Any]
     #: infrakit's home directory (``$INFRAKIT_HOME`` or ``~/.infrakit``).
     home: Path
@@ -84,9 +77,11 @@ class Context:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def option(self, kind: Kind, name: str) -> Any:
+        """Option ``name`` of ``kind``: given, else its environment variable, else its default;
+        parsed by its parser (a refused value is a one-line :class:`~infrakit.errors.SpecError`)."""
         for opt in kind.options:
             if opt.name == name:
-                return opt.resolve(self.options)
+                return opt.value(self.options, kind.name)
         raise KeyError(f"kind {kind.name} has no option {name}")
 
 
@@ -114,7 +109,7 @@ class Served:
     tcp: tuple[str, int] | None = None
     tcp_token: str | None = None
     tcp_insecure: bool = False
-    tcp_ssl: Any = None
+    tcp_ssl: ssl.SSLContext | None = None
 
 
 @dataclass(frozen=True)
@@ -129,3 +124,12 @@ class Kind:
     summary: str
     build: Callable[[Context], Served | Awaitable[Served]]
     options: tuple[Option, ...] = ()
+
+    def resolve_options(self, given: Mapping[str, object]) -> dict[str, object]:
+        """Every option resolved and parsed; unknown names and bad values are refused (one line)."""
+        return resolve_options(self.name, self.options, given)
+
+
+def vendor_info(name: str) -> dict[str, str]:
+    """The ``Vendor`` block of ``/info/api.json`` for one of infrakit's own plugins."""
+    return {"Name": name, "Version": __version__, "Sub": "", "URL": ""}

@@ -51,10 +51,12 @@ from typing import Any
 from infrakit import errors
 from infrakit._utils.aio import Broker, cancel_and_wait
 from infrakit._utils.clock import Clock, SystemClock
+from infrakit._utils.duration import parse_duration
 from infrakit.controller.group import rollout
 from infrakit.controller.group.actuator import Actuator
 from infrakit.controller.group.breaker import Notice
 from infrakit.controller.group.extensions import GroupExtensions
+from infrakit.controller.group.kind import DEFAULT_POLL_INTERVAL
 from infrakit.controller.group.observe import observe
 from infrakit.controller.group.plan import plan_sentence
 from infrakit.controller.group.reconcile import Decision, by_config, decide, health_checks_due
@@ -94,7 +96,7 @@ class GroupController(GroupExtensions):
         *,
         store: Store | None = None,
         clock: Clock | None = None,
-        poll_interval: float = 10.0,
+        poll_interval: float = parse_duration(DEFAULT_POLL_INTERVAL),
         name: str = "group",
         rng: random.Random | None = None,
         workers: int = 4,

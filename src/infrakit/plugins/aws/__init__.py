@@ -17,20 +17,14 @@ terminated behind its back at its next poll (``-o group.poll-interval``).
 
 from __future__ import annotations
 
-from infrakit.plugins.aws.plugin import (
-    ENDPOINT_URL_OPTION,
-    REGION_OPTION,
-    EC2InstancePlugin,
-    build,
-)
-from infrakit.spi.plugin import Kind
+from typing import TYPE_CHECKING
+
+from infrakit._utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from infrakit.plugins.aws.kind import KIND
+    from infrakit.plugins.aws.plugin import EC2InstancePlugin
 
 __all__ = ["KIND", "EC2InstancePlugin"]
 
-KIND = Kind(
-    name="aws",
-    default_name="aws",
-    summary="EC2 instances via boto3 (InfraKit's aws/ec2-instance)",
-    build=build,
-    options=(REGION_OPTION, ENDPOINT_URL_OPTION),
-)
+__getattr__ = lazy_exports(__name__, {"KIND": ".kind", "EC2InstancePlugin": ".plugin"})

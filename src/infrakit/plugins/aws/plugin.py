@@ -47,32 +47,14 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from infrakit._version import __version__
 from infrakit.errors import InfrakitError, NotFoundError, PluginError, SpecError
 from infrakit.spi.instance import Context, Description, Spec
-from infrakit.spi.plugin import Context as BuildContext
-from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import JSON, LOGICAL_ID_TAG, Tags
 
-__all__ = [
-    "ENDPOINT_URL_OPTION",
-    "REGION_OPTION",
-    "EC2InstancePlugin",
-    "build",
-]
+__all__ = ["INSTANCE_TYPE_NAME", "EC2InstancePlugin"]
 
 log = logging.getLogger(__name__)
-
-REGION_OPTION = Option(
-    "region",
-    "AWS region (default: the standard chain, AWS_REGION / AWS_DEFAULT_REGION / ~/.aws/config)",
-    default=None,
-    env="INFRAKIT_AWS_REGION",
-)
-ENDPOINT_URL_OPTION = Option(
-    "endpoint-url",
-    "EC2 endpoint URL, e.g. a local moto_server (botocore also honours AWS_ENDPOINT_URL)",
-    default=None,
-)
 
 #: The instance type EC2 serves this plugin under (``aws/ec2-instance``), as InfraKit's did.
 INSTANCE_TYPE_NAME = "ec2-instance"
@@ -258,7 +240,7 @@ class EC2InstancePlugin:
             retries={"mode": "standard", "max_attempts": 5},
             connect_timeout=5,
             read_timeout=30,
-            user_agent_extra="infrakit-instance-aws/0.1.0",
+            user_agent_extra=f"infrakit-instance-aws/{__version__}",
         )
         session = boto3.session.Session()
         try:
@@ -541,21 +523,3 @@ class EC2InstancePlugin:
             *others,
             {"ResourceType": "instance", "Tags": _tag_list(merged)},
         ]
-
-
-def build(ctx: BuildContext) -> Served:
-    """Kind ``aws``: serve an :class:`EC2InstancePlugin` as ``<name>`` and ``<name>/ec2-instance``."""
-    plugin = EC2InstancePlugin.connect(
-        region=REGION_OPTION.resolve(ctx.options),
-        endpoint_url=ENDPOINT_URL_OPTION.resolve(ctx.options),
-    )
-    log.info("EC2 in %s at %s", plugin.client.meta.region_name, plugin.client.meta.endpoint_url)
-
-    async def stop() -> None:
-        plugin.close()
-
-    return Served(
-        instance={"": plugin, INSTANCE_TYPE_NAME: plugin},
-        stop=stop,
-        vendor={"Name": "infrakit-instance-aws", "Version": "0.1.0", "Sub": "", "URL": ""},
-    )

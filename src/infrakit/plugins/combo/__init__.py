@@ -20,14 +20,14 @@ array (InfraKit HEAD) or wrapped as ``{"Flavors": [...]}`` (InfraKit SEED); both
 
 from __future__ import annotations
 
-from infrakit.plugins.combo.plugin import ComboFlavor, build
-from infrakit.spi.plugin import Kind
+from typing import TYPE_CHECKING
+
+from infrakit._utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from infrakit.plugins.combo.kind import KIND
+    from infrakit.plugins.combo.plugin import ComboFlavor
 
 __all__ = ["KIND", "ComboFlavor"]
 
-KIND = Kind(
-    name="combo",
-    default_name="flavor-combo",
-    summary="combines several flavors into one",
-    build=build,
-)
+__getattr__ = lazy_exports(__name__, {"KIND": ".kind", "ComboFlavor": ".plugin"})

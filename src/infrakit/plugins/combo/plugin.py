@@ -11,10 +11,10 @@ from infrakit.errors import PluginError, SpecError
 from infrakit.spi import flavor
 from infrakit.spi.flavor import AllocationMethod, Index
 from infrakit.spi.instance import Description, Spec
-from infrakit.spi.plugin import Context, FlavorLookup, Served
+from infrakit.spi.plugin import FlavorLookup
 from infrakit.spi.types import JSON, Health, ci_get, ci_view, want_str
 
-__all__ = ["ComboFlavor", "SubFlavor", "build", "parse_properties"]
+__all__ = ["ComboFlavor", "SubFlavor", "parse_properties"]
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,3 @@ class ComboFlavor:
 
     def info(self) -> dict[str, Any]:
         return {"schema": PROPERTIES_SCHEMA, "example": PROPERTIES_EXAMPLE}
-
-
-def build(ctx: Context) -> Served:
-    return Served(
-        flavor={"": ComboFlavor(ctx.flavor_lookup)},
-        vendor={"Name": "infrakit-flavor-combo", "Version": "0.1.0", "Sub": "", "URL": ""},
-    )

@@ -23,15 +23,14 @@ docs/plugins/docker.md for the whole contract. In short:
 
 from __future__ import annotations
 
-from infrakit.plugins.docker.plugin import HOST_OPTION, DockerInstancePlugin, build
-from infrakit.spi.plugin import Kind
+from typing import TYPE_CHECKING
+
+from infrakit._utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from infrakit.plugins.docker.kind import KIND
+    from infrakit.plugins.docker.plugin import DockerInstancePlugin
 
 __all__ = ["KIND", "DockerInstancePlugin"]
 
-KIND = Kind(
-    name="docker",
-    default_name="instance-docker",
-    summary="instances as containers on a Docker-API engine (Docker, or podman system service)",
-    build=build,
-    options=(HOST_OPTION,),
-)
+__getattr__ = lazy_exports(__name__, {"KIND": ".kind", "DockerInstancePlugin": ".plugin"})

@@ -33,33 +33,20 @@ from typing import Any
 
 from infrakit._utils.aio import Broker
 from infrakit.errors import NotFoundError, PluginError, SpecError
+from infrakit.plugins.docker.kind import DEFAULT_HOST
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, tags_match
-from infrakit.spi.plugin import Context as BuildContext
-from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import JSON, LOGICAL_ID_TAG, Tags, ci_get, ci_view
 
 __all__ = [
-    "DEFAULT_HOST",
-    "HOST_OPTION",
     "MEMBER_STATES",
     "PLUGIN_LABEL",
     "ContainerProperties",
     "DockerInstancePlugin",
-    "build",
     "parse_properties",
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HOST = "unix:///var/run/docker.sock"
-
-HOST_OPTION = Option(
-    "host",
-    "the engine's API address, e.g. unix:///run/podman/podman.sock or tcp://127.0.0.1:2375",
-    default=DEFAULT_HOST,
-    env="DOCKER_HOST",
-)
 
 #: Label on every container this plugin creates; its value is the plugin's name.
 PLUGIN_LABEL = "infrakit.docker.plugin"
@@ -642,28 +629,3 @@ def _api_client(host: str) -> Any:
             "the docker plugin needs the docker package: pip install 'infrakit[docker]'"
         ) from None
     return docker.APIClient(base_url=host, version="auto", timeout=60)
-
-
-def build(ctx: BuildContext) -> Served:
-    """Kind ``docker``: serve a :class:`DockerInstancePlugin` for the engine at ``--host``."""
-    try:
-        import docker  # noqa: F401 - fail at start, not at the first call
-    except ImportError:
-        raise SpecError(
-            "plugin kind docker needs the docker package (docker-py); install it with: "
-            "pip install 'infrakit[docker]'"
-        ) from None
-    host = str(HOST_OPTION.resolve(ctx.options) or DEFAULT_HOST)
-    if "://" not in host:
-        raise SpecError(
-            f"docker host {host!r}: expected an address such as unix:///var/run/docker.sock "
-            f"or tcp://127.0.0.1:2375; pass -o docker.host=... or set DOCKER_HOST"
-        )
-    plugin = DockerInstancePlugin(host, name=ctx.name)
-    return Served(
-        instance={"": plugin},
-        events=plugin,
-        start=plugin.start,
-        stop=plugin.stop,
-        vendor={"Name": "infrakit-instance-docker", "Version": "0.1.0", "Sub": "", "URL": ""},
-    )

@@ -19,15 +19,14 @@ Where we differ from InfraKit, on purpose:
 
 from __future__ import annotations
 
-from infrakit.plugins.file.plugin import DIR_OPTION, FileInstancePlugin, build
-from infrakit.spi.plugin import Kind
+from typing import TYPE_CHECKING
+
+from infrakit._utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from infrakit.plugins.file.kind import KIND
+    from infrakit.plugins.file.plugin import FileInstancePlugin
 
 __all__ = ["KIND", "FileInstancePlugin"]
 
-KIND = Kind(
-    name="file",
-    default_name="instance-file",
-    summary="instances as JSON files in a directory (InfraKit's tutorial provider)",
-    build=build,
-    options=(DIR_OPTION,),
-)
+__getattr__ = lazy_exports(__name__, {"KIND": ".kind", "FileInstancePlugin": ".plugin"})

@@ -41,20 +41,11 @@ from infrakit._utils.private import private_dir
 from infrakit.errors import NotFoundError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event, instance_change
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
-from infrakit.spi.plugin import Context as BuildContext
-from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import GROUP_TAG, JSON, Era, Tags
 
-__all__ = ["DIR_OPTION", "FileInstancePlugin", "build"]
+__all__ = ["FileInstancePlugin"]
 
 log = logging.getLogger(__name__)
-
-DIR_OPTION = Option(
-    "dir",
-    "directory holding one file per instance (default: INFRAKIT_HOME/instances)",
-    default=None,
-    env="INFRAKIT_INSTANCE_FILE_DIR",
-)
 
 #: The name of every instance file (= its ID): ``instance-`` and a non-negative 63-bit integer.
 INSTANCE_ID = re.compile(r"instance-[0-9]{1,19}")
@@ -495,18 +486,3 @@ def _record_problem(document: Any, name: str) -> str:
     ):
         return "Tags is not an object of strings"
     return ""
-
-
-def build(ctx: BuildContext) -> Served:
-    """Kind ``file``: serve a :class:`FileInstancePlugin` on ``--dir`` (default home/instances)."""
-    given = DIR_OPTION.resolve(ctx.options)
-    directory = Path(given).expanduser() if given else ctx.home / "instances"
-    plugin = FileInstancePlugin(directory)
-    plugin._ensure_directory()  # before any socket: a bad --dir fails the start with one line
-    return Served(
-        instance={"": plugin},
-        events=plugin,
-        start=plugin.start,
-        stop=plugin.stop,
-        vendor={"Name": "infrakit-instance-file", "Version": "0.1.0", "Sub": "", "URL": ""},
-    )

@@ -20,23 +20,26 @@ See docs/plugins/process.md and docs/security.md.
 
 from __future__ import annotations
 
-from infrakit.plugins.process.plugin import (
-    ALLOW_OPTION,
-    DIR_OPTION,
-    GRACE_OPTION,
-    ProcessCommand,
-    ProcessInstancePlugin,
-    build,
-    parse_properties,
-)
-from infrakit.spi.plugin import Kind
+from typing import TYPE_CHECKING
+
+from infrakit._utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from infrakit.plugins.process.kind import KIND
+    from infrakit.plugins.process.plugin import (
+        ProcessCommand,
+        ProcessInstancePlugin,
+        parse_properties,
+    )
 
 __all__ = ["KIND", "ProcessCommand", "ProcessInstancePlugin", "parse_properties"]
 
-KIND = Kind(
-    name="process",
-    default_name="instance-process",
-    summary="instances as local OS processes (re-adopted after a restart, exits heal at once)",
-    build=build,
-    options=(DIR_OPTION, GRACE_OPTION, ALLOW_OPTION),
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "KIND": ".kind",
+        "ProcessCommand": ".plugin",
+        "ProcessInstancePlugin": ".plugin",
+        "parse_properties": ".plugin",
+    },
 )

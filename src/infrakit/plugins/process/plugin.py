@@ -40,45 +40,15 @@ from typing import Any
 import psutil
 
 from infrakit._utils.aio import Broker
-from infrakit._utils.duration import parse_duration
 from infrakit._utils.private import open_private, private_dir, write_private
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
-from infrakit.spi.plugin import Context as BuildContext
-from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import JSON, Era, Tags
 
-__all__ = [
-    "ALLOW_OPTION",
-    "DIR_OPTION",
-    "GRACE_OPTION",
-    "ProcessCommand",
-    "ProcessInstancePlugin",
-    "build",
-    "parse_properties",
-]
+__all__ = ["ProcessCommand", "ProcessInstancePlugin", "allowed", "parse_properties"]
 
 log = logging.getLogger(__name__)
-
-DIR_OPTION = Option(
-    "dir",
-    "directory for the instances' records and logs (default: INFRAKIT_HOME/processes)",
-    default=None,
-    env="INFRAKIT_INSTANCE_PROCESS_DIR",
-)
-GRACE_OPTION = Option(
-    "grace",
-    "how long Destroy waits after SIGTERM before it sends SIGKILL (Go duration)",
-    default="10s",
-)
-ALLOW_OPTION = Option(
-    "allow",
-    "comma-separated absolute path globs of the executables instances may run, e.g. "
-    "/usr/bin/*,/opt/app/bin/* (default: any; an Init needs /bin/sh allowed)",
-    default=None,
-    env="INFRAKIT_PROCESS_ALLOW",
-)
 
 #: Environment variable set in every instance's process (and its Init) to the instance ID.
 INSTANCE_ID_ENV = "INFRAKIT_INSTANCE_ID"
@@ -213,25 +183,6 @@ def _check_executable(command: ProcessCommand) -> str:
 
 #: What a flavor's Init runs as (``sh -c INIT``).
 INIT_SHELL = "/bin/sh"
-
-
-def parse_allow(value: object) -> tuple[str, ...] | None:
-    """``-o process.allow`` -> its globs (None: anything may run); SpecError for a bad one."""
-    if value in (None, ""):
-        return None
-    patterns = tuple(p.strip() for p in str(value).split(",") if p.strip())
-    for pattern in patterns:
-        if not pattern.startswith("/"):
-            raise SpecError(
-                f"process option allow: {pattern!r} is not an absolute path glob; give e.g. "
-                f"-o process.allow=/usr/bin/*,/opt/app/bin/*"
-            )
-    if not patterns:
-        raise SpecError(
-            "process option allow: no path glob given; give e.g. -o process.allow=/usr/bin/* "
-            "or leave the option out to allow any command"
-        )
-    return patterns
 
 
 def allowed(executable: str, patterns: tuple[str, ...]) -> bool:
@@ -797,29 +748,3 @@ def _last_line(path: Path, limit: int = 200) -> str:
         return ""
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
     return lines[-1][:limit] if lines else ""
-
-
-def build(ctx: BuildContext) -> Served:
-    """Kind ``process``: serve a :class:`ProcessInstancePlugin` on ``dir`` with ``grace``."""
-    given = DIR_OPTION.resolve(ctx.options)
-    directory = Path(given).expanduser() if given else ctx.home / "processes"
-    if directory.exists() and not directory.is_dir():
-        raise SpecError(
-            f"process state directory {directory} is a file, expected a directory; "
-            f"pass another -o process.dir"
-        )
-    raw_grace = GRACE_OPTION.resolve(ctx.options)
-    try:
-        grace = parse_duration(raw_grace)
-    except ValueError as exc:
-        raise SpecError(f"process option grace: {exc}; pass e.g. -o process.grace=10s") from None
-    plugin = ProcessInstancePlugin(
-        directory, grace=grace, allow=parse_allow(ALLOW_OPTION.resolve(ctx.options))
-    )
-    return Served(
-        instance={"": plugin},
-        events=plugin,
-        start=plugin.start,
-        stop=plugin.stop,
-        vendor={"Name": "infrakit-instance-process", "Version": "0.1.0", "Sub": "", "URL": ""},
-    )

@@ -18,25 +18,24 @@ on ``instance/change``. See docs/plugins/simulator.md.
 
 from __future__ import annotations
 
-from infrakit.plugins.simulator.faults import Faults, parse_faults
-from infrakit.plugins.simulator.plugin import (
-    CONTROL_OPTION,
-    CONTROL_POLL_OPTION,
-    FAULTS_OPTION,
-    SEED_OPTION,
-    STATE_OPTION,
-    SimulatorFlavorPlugin,
-    SimulatorInstancePlugin,
-    build,
-)
-from infrakit.spi.plugin import Kind
+from typing import TYPE_CHECKING
+
+from infrakit._utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from infrakit.plugins.simulator.faults import Faults, parse_faults
+    from infrakit.plugins.simulator.kind import KIND
+    from infrakit.plugins.simulator.plugin import SimulatorFlavorPlugin, SimulatorInstancePlugin
 
 __all__ = ["KIND", "Faults", "SimulatorFlavorPlugin", "SimulatorInstancePlugin", "parse_faults"]
 
-KIND = Kind(
-    name="simulator",
-    default_name="simulator",
-    summary="simulated instances and flavor with injectable faults (latency, failures, deaths)",
-    build=build,
-    options=(FAULTS_OPTION, SEED_OPTION, STATE_OPTION, CONTROL_OPTION, CONTROL_POLL_OPTION),
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "KIND": ".kind",
+        "Faults": ".faults",
+        "parse_faults": ".faults",
+        "SimulatorFlavorPlugin": ".plugin",
+        "SimulatorInstancePlugin": ".plugin",
+    },
 )

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from infrakit._utils.aio import Broker
-from infrakit._utils.duration import format_duration, parse_duration
+from infrakit._utils.duration import format_duration
 from infrakit._utils.private import private_dir, write_private
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.plugins.simulator.faults import (
@@ -49,53 +49,11 @@ from infrakit.plugins.simulator.faults import (
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.flavor import AllocationMethod, Index
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
-from infrakit.spi.plugin import Context as BuildContext
-from infrakit.spi.plugin import Option, Served
 from infrakit.spi.types import GROUP_TAG, JSON, Era, Health, Tags, ci_get, ci_view
 
-__all__ = [
-    "CONTROL_OPTION",
-    "CONTROL_POLL_OPTION",
-    "FAULTS_OPTION",
-    "SEED_OPTION",
-    "STATE_OPTION",
-    "Control",
-    "SimulatorFlavorPlugin",
-    "SimulatorInstancePlugin",
-    "build",
-    "parse_control",
-]
+__all__ = ["Control", "SimulatorFlavorPlugin", "SimulatorInstancePlugin", "parse_control"]
 
 log = logging.getLogger(__name__)
-
-FAULTS_OPTION = Option(
-    "faults",
-    'default faults for every group, a JSON object, e.g. {"ProvisionFailureRate": 0.2}',
-    default=None,
-    env="INFRAKIT_SIMULATOR_FAULTS",
-)
-SEED_OPTION = Option(
-    "seed",
-    "seed for the random faults (same seed + same calls = same failures and deaths)",
-    default=None,
-    env="INFRAKIT_SIMULATOR_SEED",
-)
-STATE_OPTION = Option(
-    "state",
-    "JSON file keeping the instances across restarts (default: in memory only)",
-    default=None,
-    env="INFRAKIT_SIMULATOR_STATE",
-)
-CONTROL_OPTION = Option(
-    "control",
-    "control file watched for run-time faults, health and kills "
-    "(default: INFRAKIT_HOME/simulator/<name>.control.json)",
-    default=None,
-    env="INFRAKIT_SIMULATOR_CONTROL",
-)
-CONTROL_POLL_OPTION = Option(
-    "control-poll", "how often the control file is checked (Go duration)", default="250ms"
-)
 
 INSTANCE_EXAMPLE: dict[str, Any] = {"Note": "any other keys are kept", "Faults": FAULTS_EXAMPLE}
 FLAVOR_EXAMPLE: dict[str, Any] = {"Faults": {"Healthy": "unhealthy"}}
@@ -640,53 +598,3 @@ class SimulatorFlavorPlugin:
 
 def _in_group(group: str) -> str:
     return f" in group {group}" if group else ""
-
-
-def build(ctx: BuildContext) -> Served:
-    """Kind ``simulator``: serve one simulator as an instance plugin and a flavor."""
-    raw_faults = FAULTS_OPTION.resolve(ctx.options)
-    if isinstance(raw_faults, str):
-        try:
-            raw_faults = json.loads(raw_faults)
-        except ValueError as exc:
-            raise SpecError(
-                f"simulator option faults: not JSON ({exc}); pass e.g. "
-                f"-o 'simulator.faults={{\"ProvisionFailureRate\": 0.2}}'"
-            ) from None
-    defaults = parse_faults(raw_faults, "simulator option faults")
-    raw_seed = SEED_OPTION.resolve(ctx.options)
-    try:
-        seed = None if raw_seed in (None, "") else int(raw_seed)
-    except ValueError:
-        raise SpecError(
-            f"simulator option seed: expected an integer, got {raw_seed!r}; e.g. -o simulator.seed=1"
-        ) from None
-    raw_poll = CONTROL_POLL_OPTION.resolve(ctx.options)
-    try:
-        poll = parse_duration(raw_poll)
-    except ValueError as exc:
-        raise SpecError(f"simulator option control-poll: {exc}") from None
-    if poll <= 0:
-        raise SpecError("simulator option control-poll: must be more than 0, e.g. 250ms")
-    state = STATE_OPTION.resolve(ctx.options)
-    control = CONTROL_OPTION.resolve(ctx.options)
-    control_path = (
-        Path(control).expanduser()
-        if control
-        else ctx.home / "simulator" / f"{ctx.name.replace('/', '_')}.control.json"
-    )
-    plugin = SimulatorInstancePlugin(
-        defaults,
-        seed=seed,
-        state=Path(state).expanduser() if state else None,
-        control=control_path,
-        control_poll=poll,
-    )
-    return Served(
-        instance={"": plugin},
-        flavor={"": plugin.flavor},
-        events=plugin,
-        start=plugin.start,
-        stop=plugin.stop,
-        vendor={"Name": "infrakit-simulator", "Version": "0.1.0", "Sub": "", "URL": ""},
-    )

@@ -23,14 +23,16 @@ HEALTHY - vanilla knows nothing about the software it starts - and Drain does no
 
 from __future__ import annotations
 
-from infrakit.plugins.vanilla.plugin import VanillaFlavor, VanillaProperties, build
-from infrakit.spi.plugin import Kind
+from typing import TYPE_CHECKING
+
+from infrakit._utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from infrakit.plugins.vanilla.kind import KIND
+    from infrakit.plugins.vanilla.plugin import VanillaFlavor, VanillaProperties
 
 __all__ = ["KIND", "VanillaFlavor", "VanillaProperties"]
 
-KIND = Kind(
-    name="vanilla",
-    default_name="flavor-vanilla",
-    summary="adds init lines, tags and attachments to every instance",
-    build=build,
+__getattr__ = lazy_exports(
+    __name__, {"KIND": ".kind", "VanillaFlavor": ".plugin", "VanillaProperties": ".plugin"}
 )

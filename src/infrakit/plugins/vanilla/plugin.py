@@ -11,10 +11,9 @@ from urllib.parse import unquote, urlparse
 from infrakit.errors import SpecError
 from infrakit.spi.flavor import AllocationMethod, Index
 from infrakit.spi.instance import Attachment, Description, Spec, attachments_from_wire
-from infrakit.spi.plugin import Context, Served
 from infrakit.spi.types import JSON, Health, Tags, ci_get, ci_view, want_str, want_tags
 
-__all__ = ["VanillaFlavor", "VanillaProperties", "build", "parse_properties"]
+__all__ = ["VanillaFlavor", "VanillaProperties", "parse_properties"]
 
 MUTUALLY_EXCLUSIVE = 'Either "Init" or "InitScriptTemplateURL" can be specified but not both'
 
@@ -138,10 +137,3 @@ class VanillaFlavor:
 
     def info(self) -> dict[str, Any]:
         return {"schema": PROPERTIES_SCHEMA, "example": PROPERTIES_EXAMPLE}
-
-
-def build(ctx: Context) -> Served:
-    return Served(
-        flavor={"": VanillaFlavor()},
-        vendor={"Name": "infrakit-flavor-vanilla", "Version": "0.1.0", "Sub": "", "URL": ""},
-    )
