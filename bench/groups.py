@@ -57,9 +57,7 @@ def one_trial(stack: Stack, count: int, timeout: float) -> tuple[float, float, f
         took = time.perf_counter() - started
     cpu = stack.cpu_seconds() - cpu_before
     client = stack.client("group")
-    passes = [
-        client.call("Group.Status", {"Name": "", "ID": gid}).get("Passes", 0) for gid in ids
-    ]
+    passes = [client.call("Group.Status", {"Name": "", "ID": gid}).get("Passes", 0) for gid in ids]
     return took, cpu, statistics.median(passes)
 
 
