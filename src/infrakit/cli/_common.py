@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from infrakit.spi.plugin import Kind
 
 __all__ = [
-    "LOG_LEVEL",
     "CliError",
     "NamedGroup",
     "client_for",
@@ -33,6 +32,7 @@ __all__ = [
     "format_tags",
     "instance_table",
     "kind_flags",
+    "logging_options",
     "read_json_file",
     "start_hint",
 ]
@@ -74,9 +74,21 @@ class NamedGroup(click.Group):
 
 
 #: ``--log-level`` of every command that serves plugins.
-LOG_LEVEL = click.option(
+_LOG_LEVEL = click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
+_LOG_FORMAT = click.option(
+    "--log-format",
+    default=None,
+    type=click.Choice(["auto", "text", "json"]),
+    help="text (the default) or json: one object per line (also INFRAKIT_LOG_FORMAT)",
+)
+
+
+def logging_options(fn: Any) -> Any:
+    """``--log-level`` and ``--log-format``: every command that serves plugins takes both."""
+    return _LOG_LEVEL(_LOG_FORMAT(fn))
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 

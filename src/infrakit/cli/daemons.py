@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from infrakit import errors
-from infrakit.cli._common import LOG_LEVEL, CliError, fail, flag_values, kind_flags
+from infrakit.cli._common import CliError, fail, flag_values, kind_flags, logging_options
 from infrakit.cli.plugin import run_plugins
 from infrakit.spi.plugin import Kind
 
@@ -33,15 +33,15 @@ def daemon(script: str, kind: Kind, summary: str) -> click.Command:
         "--name", default=kind.default_name, show_default=True, help="plugin (socket) name"
     )
     @kind_flags(kind)
-    @LOG_LEVEL
-    def command(name: str, log_level: str, **flags: object) -> None:
+    @logging_options
+    def command(name: str, log_level: str, log_format: str | None, **flags: object) -> None:
         from infrakit.launch import stack
 
         try:
             starts = stack.plan([f"{kind.name}:{name}"], {kind.name: flag_values(kind, flags)})
         except errors.InfrakitError as exc:
             fail(str(exc))
-        run_plugins(starts, log_level=log_level)
+        run_plugins(starts, log_level=log_level, log_format=log_format)
 
     return command
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from infrakit import errors
-from infrakit.cli._common import LOG_LEVEL, echo_json, fail
+from infrakit.cli._common import echo_json, fail, logging_options
 
 if TYPE_CHECKING:
     from infrakit import discovery
@@ -131,7 +131,7 @@ def parse_options(values: Sequence[str]) -> dict[str, dict[str, str]]:
 @click.option(
     "--tls-ca", default=None, metavar="PEM", help="CA bundle to verify https:// plugins with"
 )
-@LOG_LEVEL
+@logging_options
 def start(
     specs: tuple[str, ...],
     options: tuple[str, ...],
@@ -143,6 +143,7 @@ def start(
     tls_key: str | None,
     tls_ca: str | None,
     log_level: str,
+    log_format: str | None,
 ) -> None:
     """Run plugins in this process until Ctrl-C (e.g. `group file:instance-file vanilla`)."""
     from infrakit.launch import stack
@@ -155,13 +156,14 @@ def start(
         starts = stack.plan(specs, opts)
     except errors.InfrakitError as exc:
         fail(str(exc))
-    run_plugins(starts, log_level=log_level, tcp=tcp)
+    run_plugins(starts, log_level=log_level, log_format=log_format, tcp=tcp)
 
 
 def run_plugins(
     starts: Sequence[Start],
     *,
     log_level: str = "info",
+    log_format: str | None = None,
     tcp: TcpSettings | None = None,
     commit: Sequence[UpSpec] = (),
 ) -> None:
@@ -169,7 +171,10 @@ def run_plugins(
     (printing InfraKit's ``Committed <id>: <details>``)."""
     from infrakit.launch import stack
 
-    setup_logging(log_level)
+    try:
+        setup_logging(log_level, log_format)
+    except ValueError as exc:  # a bad INFRAKIT_LOG_FORMAT
+        fail(str(exc))
     try:
         stack.run(starts, tcp, commit, on_commit=_print_committed)
     except errors.InfrakitError as exc:
@@ -182,11 +187,11 @@ def _print_committed(gid: str, details: str) -> None:
     click.echo(f"Committed {gid}: {details}")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+def setup_logging(level: str, fmt: str | None = None) -> None:
+    """Text or JSON lines on stderr (``infrakit._utils.logs``)."""
+    from infrakit._utils.logs import setup_logging as configure
+
+    configure(level, fmt)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from infrakit import errors
-from infrakit.cli._common import LOG_LEVEL, fail, flag_values, kind_flags
+from infrakit.cli._common import fail, flag_values, kind_flags, logging_options
 from infrakit.cli.plugin import run_plugins
 from infrakit.manager.kind import KIND as MANAGER
 from infrakit.plugins.file.kind import KIND as FILE
@@ -44,9 +44,13 @@ MANAGER_FLAGS = (
 @kind_flags(MANAGER, MANAGER_FLAGS)
 @kind_flags(FILE, rename={"dir": "instances-dir"})
 @click.option("--listen-tcp", default=None, metavar="HOST", help="every plugin also on HOST:<port>")
-@LOG_LEVEL
+@logging_options
 def up(
-    spec_files: tuple[str, ...], listen_tcp: str | None, log_level: str, **flags: object
+    spec_files: tuple[str, ...],
+    listen_tcp: str | None,
+    log_level: str,
+    log_format: str | None,
+    **flags: object,
 ) -> None:
     """Run the manager (group controller), file instances and the vanilla/combo flavors; commit
     SPECs."""
@@ -70,7 +74,7 @@ def up(
         starts = stack.up_plan({"manager": manager, "file": flag_values(FILE, flags)})
     except errors.InfrakitError as exc:
         fail(str(exc))
-    run_plugins(starts, log_level=log_level, tcp=tcp, commit=specs)
+    run_plugins(starts, log_level=log_level, log_format=log_format, tcp=tcp, commit=specs)
 
 
 def _text(value: object) -> str | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from infrakit import discovery, errors
+from infrakit._utils import systemd
 from infrakit.launch import registry
 from infrakit.rpc import flavor as rpc_flavor
 from infrakit.rpc import group as rpc_group
@@ -369,9 +370,12 @@ class PluginHost:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._done.set)
+        pinging = asyncio.create_task(systemd.watchdog(), name="systemd watchdog")
         try:
             await self._done.wait()
         finally:
+            systemd.notify("STOPPING=1")
+            pinging.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)

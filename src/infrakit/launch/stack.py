@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from infrakit import discovery, errors
-from infrakit._utils import jsonfile
+from infrakit._utils import jsonfile, systemd
 from infrakit.launch import registry, serving
 from infrakit.launch.host import PluginHost
 from infrakit.rpc.auth import resolve_token
@@ -257,6 +257,8 @@ async def serve(
         )
         if commit:
             await commit_specs(host.group_lookup("group"), commit, on_commit)
+        # Every socket answers (and up's specs are committed): tell systemd (Type=notify).
+        systemd.notify("READY=1", f"STATUS=serving {', '.join(s.name for s in starts)}")
     except BaseException:
         await host.stop_all()
         raise

@@ -465,7 +465,9 @@ class GroupController(GroupExtensions):
         level = logging.DEBUG if notice.type in _QUIET_EVENTS else logging.INFO
         if notice.warning:
             level = logging.WARNING
-        log.log(level, "%s: %s", gid, notice.message)
+        if log.isEnabledFor(level):
+            fields = {"group": gid, "event": notice.type, "instance": notice.instance_id}
+            log.log(level, "%s: %s", gid, notice.message, extra=fields)
         self.events.publish(
             f"group/{gid}",
             spi_event.Event(
