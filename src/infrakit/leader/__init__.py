@@ -111,7 +111,7 @@ def open_elector(
         except ImportError as exc:
             raise errors.SpecError(
                 f"leader etcd needs the etcd client ({exc.name} is missing); "
-                f"install it with: pip install 'infrakit[etcd]'"
+                f"install it with: pip install 'pyinfrakit[etcd]'"
             ) from None
         elector: Elector = EtcdElector(
             endpoint, prefix, id=id, location=location, ttl=ttl, clock=clock

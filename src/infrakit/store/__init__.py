@@ -57,7 +57,7 @@ def open_store(url: str | None, home: Path, fence: Any = None) -> Store:
         except ImportError as exc:
             raise errors.SpecError(
                 f"store {text}: the etcd client is not installed ({exc.name}); "
-                f"install it with: pip install 'infrakit[etcd]'"
+                f"install it with: pip install 'pyinfrakit[etcd]'"
             ) from None
         store: Store = EtcdStore.from_url(text, fence=fence)
         return store

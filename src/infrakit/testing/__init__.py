@@ -1,7 +1,7 @@
 """The public test kit: in-memory fakes, a fake clock and a socket harness.
 
 This is the only fake style in infrakit; our own tests use exactly these. See docs/testing.md.
-Install what a plugin author's tests need with ``pip install 'infrakit[test]'``.
+Install what a plugin author's tests need with ``pip install 'pyinfrakit[test]'``.
 """
 
 from infrakit.testing.clock import FakeClock

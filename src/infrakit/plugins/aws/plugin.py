@@ -234,7 +234,7 @@ class EC2InstancePlugin:
             import botocore.exceptions
         except ImportError as exc:
             raise SpecError(
-                f"aws: {exc.name or 'boto3'} is not installed; pip install 'infrakit[aws]'"
+                f"aws: {exc.name or 'boto3'} is not installed; pip install 'pyinfrakit[aws]'"
             ) from None
         config = botocore.config.Config(
             retries={"mode": "standard", "max_attempts": 5},

@@ -42,7 +42,7 @@ def build(ctx: Context) -> Served:
     except ImportError:
         raise SpecError(
             "plugin kind docker needs the docker package (docker-py); install it with: "
-            "pip install 'infrakit[docker]'"
+            "pip install 'pyinfrakit[docker]'"
         ) from None
     from infrakit.plugins.docker.plugin import DockerInstancePlugin
 

@@ -626,6 +626,6 @@ def _api_client(host: str) -> Any:
         import docker
     except ImportError:  # pragma: no cover - depends on the installation
         raise PluginError(
-            "the docker plugin needs the docker package: pip install 'infrakit[docker]'"
+            "the docker plugin needs the docker package: pip install 'pyinfrakit[docker]'"
         ) from None
     return docker.APIClient(base_url=host, version="auto", timeout=60)
