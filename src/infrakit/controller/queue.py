@@ -59,6 +59,7 @@ class WorkQueue:
         workers: int = 4,
         retry_base: float = 0.05,
         retry_max: float = 30.0,
+        on_done: Callable[[str, float, bool], None] | None = None,
     ) -> None:
         """``handler(key)`` reconciles one key and returns when to run it again; a raising
         handler is retried after ``retry_base * 2**n`` seconds, at most ``retry_max``."""
@@ -71,8 +72,13 @@ class WorkQueue:
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
-        #: Number of handler runs (for tests and metrics).
+        #: Number of handler runs, keys added (not counting collapsed ones) and retries after a
+        #: failure (for tests and metrics).
         self.runs = 0
+        self.adds = 0
+        self.retries = 0
+        #: Called after each run with (key, seconds it took, whether it raised): metrics.
+        self._on_done = on_done
 
     def start(self) -> None:
         """Start the workers (call once, from the event loop that will run them)."""
@@ -99,6 +105,7 @@ class WorkQueue:
         if state.queued:
             return
         state.queued = True
+        self.adds += 1
         self._ready.put_nowait(key)
 
     def add_after(self, key: str, delay: float) -> None:
@@ -122,6 +129,10 @@ class WorkQueue:
         state = self._keys.pop(key, None)
         if state is not None and state.timer is not None:
             state.timer.cancel()
+
+    def depth(self) -> int:
+        """Keys waiting for a worker now."""
+        return self._ready.qsize()
 
     def pending_deadline(self, key: str) -> float | None:
         """When ``key`` is next due by timer (clock time), or None."""
@@ -154,6 +165,7 @@ class WorkQueue:
             state.running = True
             requeue: float | None = None
             failed = False
+            started = self._clock.now()
             try:
                 self.runs += 1
                 requeue = await self._handler(key)
@@ -161,6 +173,7 @@ class WorkQueue:
                 raise
             except Exception:
                 failed = True
+                self.retries += 1
                 state.failures += 1
                 delay = min(self._retry_max, self._retry_base * (2 ** (state.failures - 1)))
                 log.exception(
@@ -172,6 +185,8 @@ class WorkQueue:
                 requeue = delay
             finally:
                 state.running = False
+                if self._on_done is not None:
+                    self._on_done(key, self._clock.now() - started, failed)
             if not failed:
                 state.failures = 0
             if key not in self._keys:

@@ -341,6 +341,13 @@ class Manager:
             "LeadingSince": self.led_since,
         }
 
+    def snapshots(self) -> list[spi_group.GroupSnapshot]:
+        """The groups' numbers while leading (a follower's groups live on the leader)."""
+        controller = self.controller
+        if controller is None or not self.elector.is_leader:
+            return []
+        return controller.snapshots()
+
     async def manager_specs(
         self, id: str = "", options: dict[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -26,6 +26,7 @@ __all__ = [
     "Extensions",
     "GroupControl",
     "GroupDescription",
+    "GroupSnapshot",
     "Plugin",
     "Spec",
     "group_description_from_wire",
@@ -111,6 +112,29 @@ class Extensions(Protocol):
     async def reset(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
 
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """One group's numbers as a controller knows them now, without asking any plugin: what
+    metrics and the status page read (``actual`` is None while the provider cannot be
+    observed; ``update_total`` None without a rolling update)."""
+
+    id: str
+    desired: int
+    actual: int | None
+    pending: int
+    destroying: int
+    healthy: int
+    unhealthy: int
+    unknown: int
+    converged: bool
+    #: closed, probing (one create at a time after young deaths), open, half-open.
+    breaker: str
+    passes: int = 0
+    update_total: int | None = None
+    update_replaced: int = 0
+    update_paused: bool = False
+
+
 class GroupControl(Plugin, Extensions, Protocol):
     """A running group controller as its owner (the manager) drives it: the Group interface,
     the extensions, its events and its lifecycle."""
@@ -123,6 +147,9 @@ class GroupControl(Plugin, Extensions, Protocol):
 
     def group_ids(self) -> list[str]:
         """The IDs of the groups it manages now."""
+
+    def snapshots(self) -> list[GroupSnapshot]:
+        """Every managed group's numbers, from memory (no plugin is called)."""
 
     def topics(self) -> list[str]: ...
 

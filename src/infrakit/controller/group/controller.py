@@ -45,7 +45,7 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from infrakit import errors
@@ -63,6 +63,7 @@ from infrakit.controller.group.reconcile import Decision, by_config, decide, hea
 from infrakit.controller.group.records import GroupRecords
 from infrakit.controller.group.runtime import Group
 from infrakit.controller.group.spec import GroupSettings, parse_spec
+from infrakit.controller.group.status import snapshot_of
 from infrakit.controller.queue import WorkQueue
 from infrakit.controller.source import InstanceEvents
 from infrakit.spi import event as spi_event
@@ -101,6 +102,8 @@ class GroupController(GroupExtensions):
         rng: random.Random | None = None,
         workers: int = 4,
         events: Broker[spi_event.Event] | None = None,
+        on_pass: Callable[[str, float, bool], None] | None = None,
+        on_notice: Callable[[str, str], None] | None = None,
     ) -> None:
         """Wire the controller: its queue (one worker per group at a time), the actuator that
         calls the plugins, and the instance-event source that queues the groups events concern.
@@ -111,7 +114,9 @@ class GroupController(GroupExtensions):
         self.poll_interval = poll_interval
         self.name = name
         self.groups: dict[str, Group] = {}
-        self.queue = WorkQueue(self._reconcile, self.clock, workers=workers)
+        self.queue = WorkQueue(self._reconcile, self.clock, workers=workers, on_done=on_pass)
+        #: Told (group ID, event type) of every event published (metrics count them).
+        self._on_notice = on_notice
         #: Where events are published (``group/<id>``); the manager hands its own.
         self.events: Broker[spi_event.Event] = events if events is not None else Broker()
         self._rng = rng or random.Random()
@@ -313,6 +318,25 @@ class GroupController(GroupExtensions):
         """The IDs of the managed groups, sorted."""
         return sorted(self.groups)
 
+    def snapshots(self) -> list[spi_group.GroupSnapshot]:
+        """Every group's numbers from memory (metrics, the status page): no plugin is called."""
+        now = self.clock.now()
+        out = []
+        for gid in sorted(self.groups):
+            group = self.groups[gid]
+            obs = group.observation
+            out.append(
+                snapshot_of(
+                    group.settings,
+                    group.state,
+                    obs.visible if obs is not None else None,
+                    unknown=group.unknown_reason(now),
+                    converged=group.truly_converged(now),
+                    passes=group.passes,
+                )
+            )
+        return out
+
     def topics(self) -> list[str]:
         """Event topics: ``group/<id>`` per managed group."""
         return sorted(f"group/{gid}" for gid in self.groups)
@@ -468,6 +492,8 @@ class GroupController(GroupExtensions):
         if log.isEnabledFor(level):
             fields = {"group": gid, "event": notice.type, "instance": notice.instance_id}
             log.log(level, "%s: %s", gid, notice.message, extra=fields)
+        if self._on_notice is not None:
+            self._on_notice(gid, notice.type)
         self.events.publish(
             f"group/{gid}",
             spi_event.Event(

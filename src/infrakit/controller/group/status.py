@@ -14,9 +14,10 @@ from typing import Any
 from infrakit.controller.group.reconcile import logical_id_of
 from infrakit.controller.group.spec import GroupSettings
 from infrakit.controller.group.state import GroupState, InstanceHealth
+from infrakit.spi.group import GroupSnapshot
 from infrakit.spi.instance import Description
 
-__all__ = ["status_report"]
+__all__ = ["snapshot_of", "status_report"]
 
 #: How many recent decisions Status carries.
 DECISIONS_SHOWN = 10
@@ -72,6 +73,45 @@ def status_report(
         "Instances": instances,
         "Decisions": list(state.decisions[-DECISIONS_SHOWN:]),
     }
+
+
+def snapshot_of(
+    settings: GroupSettings,
+    state: GroupState,
+    members: list[Description] | None,
+    *,
+    unknown: str,
+    converged: bool,
+    passes: int,
+) -> GroupSnapshot:
+    """The group's numbers for metrics and the status page (cheap: no row per instance)."""
+    members = members or []
+    counts = {"healthy": 0, "unhealthy": 0, "unknown": 0}
+    for m in members:
+        word = health_word(state.health.get(m.id))
+        counts[word if word in counts else "unknown"] += 1  # never checked: unknown
+    breaker = state.breaker
+    if breaker.open:
+        phase = "half-open" if breaker.half_open else "open"
+    else:
+        phase = "probing" if breaker.suspect else "closed"
+    upd = state.update
+    return GroupSnapshot(
+        id=settings.id,
+        desired=settings.size,
+        actual=None if unknown else len(members),
+        pending=len(state.creating),
+        destroying=len(state.destroying),
+        healthy=counts["healthy"],
+        unhealthy=counts["unhealthy"],
+        unknown=counts["unknown"],
+        converged=converged,
+        breaker=phase,
+        passes=passes,
+        update_total=upd.total if upd is not None else None,
+        update_replaced=upd.replaced if upd is not None else 0,
+        update_paused=bool(upd is not None and (upd.paused or upd.failed)),
+    )
 
 
 def _instance_row(
