@@ -172,71 +172,78 @@ class _Collector:
         self.recorder = recorder
 
     def collect(self) -> Iterable[Any]:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
+        from prometheus_client import core
 
         r = self.recorder
-        snapshots = list(r.snapshots())
-        yield from _group_gauges(snapshots, GaugeMetricFamily)
-        reconciles = CounterMetricFamily(
-            "infrakit_group_reconcile", "Reconcile passes by group and result",
-            labels=["group", "result"],
-        )  # fmt: skip
-        for (group, result), value in sorted(r.reconciles.items()):
-            reconciles.add_metric([group, result], value)
-        yield reconciles
-        duration = HistogramMetricFamily(
-            "infrakit_group_reconcile_duration_seconds", "Time of one reconcile pass",
-            labels=["group"],
-        )  # fmt: skip
-        for group, h in sorted(r.reconcile_seconds.items()):
-            duration.add_metric([group], h.buckets(), h.total)
-        yield duration
-        for name, help_, data in (
-            ("infrakit_group_creates", "Creates by group and result", r.creates),
-            ("infrakit_group_destroys", "Destroys by group and result", r.destroys),
-        ):
-            family = CounterMetricFamily(name, help_, labels=["group", "result"])
-            for (group, result), value in sorted(data.items()):
-                family.add_metric([group, result], value)
-            yield family
-        yield GaugeMetricFamily("infrakit_workqueue_depth", "Keys waiting", value=r.queue_depth())
-        yield CounterMetricFamily(
-            "infrakit_workqueue_adds", "Keys added to the work queue", value=r.queue_adds()
-        )
-        yield CounterMetricFamily(
-            "infrakit_workqueue_retries", "Passes retried after an error", value=r.queue_retries()
-        )
-        calls = HistogramMetricFamily(
-            "infrakit_plugin_call_duration_seconds", "Calls to plugins by plugin, method, result",
-            labels=["plugin", "method", "result"],
-        )  # fmt: skip
-        for key, h in sorted(r.plugin_calls.items()):
-            calls.add_metric(list(key), h.buckets(), h.total)
-        yield calls
-        leader = r.leader()
-        if leader is not None:
-            gauge = GaugeMetricFamily("infrakit_leader", "1 on the leader", labels=["member"])
-            gauge.add_metric([leader[0]], 1.0 if leader[1] else 0.0)
-            yield gauge
-        store = HistogramMetricFamily(
-            "infrakit_store_write_duration_seconds", "Durable writes to the spec store"
-        )
-        store.add_metric([], r.store_writes.buckets(), r.store_writes.total)
-        yield store
-        yield CounterMetricFamily(
-            "infrakit_store_write_errors", "Store writes that failed", value=r.store_errors
-        )
-        rpc = CounterMetricFamily(
-            "infrakit_rpc_requests", "JSON-RPC requests served by method and code",
-            labels=["method", "code"],
-        )  # fmt: skip
-        for (method, code), value in sorted(r.rpc_requests.items()):
-            rpc.add_metric([method, code], value)
-        yield rpc
+        yield from _group_gauges(list(r.snapshots()), core.GaugeMetricFamily)
+        yield from _reconcile_families(r, core)
+        yield from _queue_families(r, core)
+        yield from _plugin_store_rpc_families(r, core)
+
+
+def _reconcile_families(r: Recorder, core: Any) -> Iterable[Any]:
+    reconciles = core.CounterMetricFamily(
+        "infrakit_group_reconcile", "Reconcile passes by group and result",
+        labels=["group", "result"],
+    )  # fmt: skip
+    for (group, result), value in sorted(r.reconciles.items()):
+        reconciles.add_metric([group, result], value)
+    yield reconciles
+    duration = core.HistogramMetricFamily(
+        "infrakit_group_reconcile_duration_seconds", "Time of one reconcile pass",
+        labels=["group"],
+    )  # fmt: skip
+    for group, h in sorted(r.reconcile_seconds.items()):
+        duration.add_metric([group], h.buckets(), h.total)
+    yield duration
+    for name, help_, data in (
+        ("infrakit_group_creates", "Creates by group and result", r.creates),
+        ("infrakit_group_destroys", "Destroys by group and result", r.destroys),
+    ):
+        family = core.CounterMetricFamily(name, help_, labels=["group", "result"])
+        for (group, result), value in sorted(data.items()):
+            family.add_metric([group, result], value)
+        yield family
+
+
+def _queue_families(r: Recorder, core: Any) -> Iterable[Any]:
+    yield core.GaugeMetricFamily("infrakit_workqueue_depth", "Keys waiting", value=r.queue_depth())
+    yield core.CounterMetricFamily(
+        "infrakit_workqueue_adds", "Keys added to the work queue", value=r.queue_adds()
+    )
+    yield core.CounterMetricFamily(
+        "infrakit_workqueue_retries", "Passes retried after an error", value=r.queue_retries()
+    )
+    leader = r.leader()
+    if leader is not None:
+        gauge = core.GaugeMetricFamily("infrakit_leader", "1 on the leader", labels=["member"])
+        gauge.add_metric([leader[0]], 1.0 if leader[1] else 0.0)
+        yield gauge
+
+
+def _plugin_store_rpc_families(r: Recorder, core: Any) -> Iterable[Any]:
+    calls = core.HistogramMetricFamily(
+        "infrakit_plugin_call_duration_seconds", "Calls to plugins by plugin, method, result",
+        labels=["plugin", "method", "result"],
+    )  # fmt: skip
+    for key, h in sorted(r.plugin_calls.items()):
+        calls.add_metric(list(key), h.buckets(), h.total)
+    yield calls
+    store = core.HistogramMetricFamily(
+        "infrakit_store_write_duration_seconds", "Durable writes to the spec store"
+    )
+    store.add_metric([], r.store_writes.buckets(), r.store_writes.total)
+    yield store
+    yield core.CounterMetricFamily(
+        "infrakit_store_write_errors", "Store writes that failed", value=r.store_errors
+    )
+    rpc = core.CounterMetricFamily(
+        "infrakit_rpc_requests", "JSON-RPC requests served by method and code",
+        labels=["method", "code"],
+    )  # fmt: skip
+    for (method, code), value in sorted(r.rpc_requests.items()):
+        rpc.add_metric([method, code], value)
+    yield rpc
 
 
 def _group_gauges(snapshots: list[GroupSnapshot], gauge: Any) -> Iterable[Any]:

@@ -138,7 +138,7 @@ def test_a_console_script_has_one_flag_per_option_of_its_kind(kind_name: str) ->
     kind = registry.get_kind(kind_name)
     command = daemon(f"infrakit-{kind_name}", kind, "summary")
     flags = {p.name: p for p in command.params if isinstance(p, click.Option)}
-    assert set(flags) == {"name", "log_level"} | {
+    assert set(flags) == {"name", "log_level", "log_format"} | {
         f"{kind.name}__{o.name.replace('-', '_')}" for o in kind.options
     }
     assert flags["name"].default == kind.default_name
@@ -197,4 +197,4 @@ def test_version_comes_from_the_package() -> None:
     assert invoke("--version").stdout == f"Version: {infrakit.__version__}\n"
     from importlib.metadata import version
 
-    assert version("infrakit") == infrakit.__version__  # the package metadata reads it
+    assert version("pyinfrakit") == infrakit.__version__  # the package metadata reads it

@@ -68,7 +68,7 @@ def test_up_under_umask_000_creates_everything_private(base: Path) -> None:
         names = {p.relative_to(home).as_posix() for p in home.rglob("*")}
         for expected in (
             "plugins/group", "plugins/group.listen", "plugins/instance-file.listen",
-            "store.json", "leader.lock", "leader.lock.json", "leader.lock.members",
+            "store.json.journal", "leader.lock", "leader.lock.json", "leader.lock.members",
         ):  # fmt: skip
             assert expected in names, (expected, sorted(names), up.output())
         assert loose(created) == []
