@@ -76,6 +76,8 @@ __all__ = [
 
 #: Seconds a request may take before it counts as a hang.
 DEADLINE = 10.0
+#: A request that never ends is cut at the server's header timeout (10 s); answer within this.
+SLOW_CLIENT_DEADLINE = 10.0 + DEADLINE
 #: The sentinel group every group/manager daemon holds while it is attacked.
 SENTINEL_GROUP = "adv-sentinel-7f3a"
 #: The sentinel instance's tag on instance plugins.
@@ -953,6 +955,9 @@ class Garbage:
     #: Kinds this entry is aimed at (empty: all).
     kinds: tuple[str, ...] = ()
     body: bytes | None = None
+    #: How long to wait for the answer: a client that never finishes its request is answered
+    #: only when the server's admission timeout (10 s) runs out, so it gets that much more.
+    timeout: float = DEADLINE
 
 
 def _nested(depth: int) -> bytes:
@@ -1130,7 +1135,9 @@ GARBAGE: list[Garbage] = [
     Garbage("tls-client-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64),
     Garbage("binary-noise", bytes(range(256)) * 4),
     Garbage("request-line-only", b"POST /\r\n\r\n"),
-    Garbage("http-0.9", b"GET /\r\n", kinds=("manager",)),  # a slow client: one kind will do
+    Garbage(  # a slow client: one kind will do
+        "http-0.9", b"GET /\r\n", kinds=("manager",), timeout=SLOW_CLIENT_DEADLINE
+    ),
     Garbage("bad-method", b"P\x00ST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
     Garbage(
         "bad-version",

@@ -14,6 +14,7 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -64,7 +65,7 @@ def kind_daemons() -> Iterator[dict[str, Running]]:
 
 
 def attack(
-    running: Running, raw: bytes, era: str | None, body: bytes | None, **options: bool
+    running: Running, raw: bytes, era: str | None, body: bytes | None, **options: Any
 ) -> str | None:
     """Send one hostile request; None if the daemon answered as it must and lives, else what
     went wrong (tracebacks in its log are checked separately, see test_http_garbage_logs_no_traceback)."""
@@ -124,6 +125,7 @@ def test_http_garbage_gets_an_answer_or_a_clean_close(
         garbage.body,
         half_close=garbage.half_close,
         head_only=garbage.head_only,
+        timeout=garbage.timeout,
     )
     assert problem is None, f"{kind} on {garbage.name}: {problem}"
     if garbage.era is not None:  # a JSON-RPC request reached infrakit's handlers: no traceback
@@ -143,6 +145,7 @@ def test_http_garbage_logs_no_traceback(kind_daemons: dict[str, Running], kind: 
                 garbage.raw,
                 half_close=garbage.half_close,
                 head_only=garbage.head_only,
+                timeout=garbage.timeout,
             )
     traceback = running.new_tracebacks()
     assert not traceback, f"a traceback in the {kind} daemon's log:\n{traceback}"
@@ -208,7 +211,7 @@ def test_the_manager_tcp_listener_refuses_hostile_bodies_without_the_token(
         )
     for g in GARBAGE:
         if g.era is None and g.name not in KNOWN:
-            answer = raw_exchange(running.tcp, g.raw, half_close=g.half_close)
+            answer = raw_exchange(running.tcp, g.raw, half_close=g.half_close, timeout=g.timeout)
             assert judge(answer, era=None) is None, (g.name, answer.describe())
     assert running.check() is None, running.check()
 
