@@ -40,15 +40,25 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from infrakit.spi import flavor as spi_flavor
 from infrakit.spi import instance as spi_instance
 from infrakit.spi.group import GroupSnapshot
 from infrakit.spi.plugin import FlavorLookup, InstanceLookup
 from infrakit.spi.types import JSON, Health, Tags
+from infrakit.store import Store
 
-__all__ = ["BUCKETS", "Histogram", "Recorder", "TimedFlavor", "TimedInstance", "timed_lookups"]
+__all__ = [
+    "BUCKETS",
+    "ControllerView",
+    "Histogram",
+    "Recorder",
+    "TimedFlavor",
+    "TimedInstance",
+    "TimedStore",
+    "timed_lookups",
+]
 
 T = TypeVar("T")
 
@@ -285,6 +295,49 @@ def _group_gauges(snapshots: list[GroupSnapshot], gauge: Any) -> Iterable[Any]:
     return [instances, converged, degraded, breaker, update]
 
 
+# --- what the recorder reads at scrape time ----------------------------------------------------
+
+
+class QueueView(Protocol):
+    """The work queue's numbers (:class:`infrakit.controller.queue.WorkQueue`)."""
+
+    adds: int
+    retries: int
+
+    def depth(self) -> int: ...
+
+
+class ControllerView(Protocol):
+    """What a scrape reads of a group controller (:class:`~infrakit.controller.group.controller.
+    GroupController`): its groups' numbers and its work queue."""
+
+    @property
+    def queue(self) -> QueueView: ...
+
+    def snapshots(self) -> list[GroupSnapshot]: ...
+
+
+def watch_controller(recorder: Recorder, current: Callable[[], ControllerView | None]) -> None:
+    """Read the groups and the work queue from ``current()`` at each scrape: the controller of a
+    group plugin, or whichever one the manager runs while it leads (None on a follower)."""
+
+    def snapshots() -> list[GroupSnapshot]:
+        controller = current()
+        return [] if controller is None else controller.snapshots()
+
+    def queue_number(read: Callable[[QueueView], int]) -> Callable[[], int]:
+        def number() -> int:
+            controller = current()
+            return 0 if controller is None else read(controller.queue)
+
+        return number
+
+    recorder.snapshots = snapshots
+    recorder.queue_depth = queue_number(lambda q: q.depth())
+    recorder.queue_adds = queue_number(lambda q: q.adds)
+    recorder.queue_retries = queue_number(lambda q: q.retries)
+
+
 # --- timing what the controller calls -------------------------------------------------------
 
 
@@ -371,3 +424,39 @@ def timed_lookups(
         return TimedFlavor(flavor_lookup(name), name, recorder)
 
     return instances, flavors
+
+
+class TimedStore:
+    """A spec store whose writes (``put``, ``delete``) are timed into
+    :meth:`Recorder.store_write`; reads and everything else pass through."""
+
+    def __init__(self, store: Store, recorder: Recorder) -> None:
+        self._store = store
+        self._recorder = recorder
+
+    async def _timed(self, call: Awaitable[None]) -> None:
+        started = time.perf_counter()
+        failed = True
+        try:
+            await call
+            failed = False
+        finally:
+            self._recorder.store_write(time.perf_counter() - started, failed)
+
+    async def get(self, key: str) -> Any | None:
+        return await self._store.get(key)
+
+    async def put(self, key: str, value: Any) -> None:
+        await self._timed(self._store.put(key, value))
+
+    async def delete(self, key: str) -> None:
+        await self._timed(self._store.delete(key))
+
+    async def list(self, prefix: str) -> dict[str, Any]:
+        return await self._store.list(prefix)
+
+    def describe(self) -> str:
+        return self._store.describe()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)

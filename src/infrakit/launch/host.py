@@ -282,6 +282,7 @@ class PluginHost:
             events=served.events,
             vendor=served.vendor,
             on_stop_request=lambda: self._stop_soon(name),
+            metrics=served.metrics,
         )
         running = Running(name, kind, served, server, adapted.instance, adapted.flavor)
         if served.tcp is not None:

@@ -24,6 +24,7 @@ from infrakit.controller.group.controller import GroupController
 from infrakit.leader import Elector, LeaderInfo, open_elector
 from infrakit.manager.kind import KIND
 from infrakit.manager.manager import Manager, RemoteGroup
+from infrakit.metrics import Recorder, TimedStore, timed_lookups, watch_controller
 from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client
 from infrakit.rpc.group import GroupClient
@@ -113,18 +114,20 @@ async def build(ctx: Context) -> Served:
     store = open_store(store_url, ctx.home, fence=elector if leader_kind == "etcd" else None)
     await _preflight(elector, store)
 
-    def make_controller(fenced: Store, events: Broker[Event]) -> GroupController:
-        return GroupController(
-            ctx.instance_lookup,
-            ctx.flavor_lookup,
-            store=fenced,
-            poll_interval=poll_interval,
-            name=ctx.name,
-            events=events,
+    recorder = Recorder()
+    controllers = _Controllers(ctx, poll_interval, recorder)
+    leaders = _LeaderClients(member, token, client_tls)
+    manager = Manager(elector, store, controllers.make, leaders.connect)
+
+    def leading() -> GroupController | None:
+        """The controller the manager runs now (None on a follower)."""
+        made = controllers.made
+        return (
+            made if made is not None and manager.controller is made and elector.is_leader else None
         )
 
-    leaders = _LeaderClients(member, token, client_tls)
-    manager = Manager(elector, store, make_controller, leaders.connect)
+    watch_controller(recorder, leading)
+    recorder.leader = lambda: (member, leading() is not None)
 
     async def stop() -> None:
         await manager.stop()
@@ -140,7 +143,36 @@ async def build(ctx: Context) -> Served:
         tcp_insecure=insecure,
         tcp_ssl=server_tls,
         vendor=vendor_info("infrakit-manager"),
+        metrics=recorder,
     )
+
+
+class _Controllers:
+    """Makes the manager's group controller each time it starts to lead, with its plugin calls,
+    passes, events and store writes counted into the process's metrics."""
+
+    def __init__(self, ctx: Context, poll_interval: float, recorder: Recorder) -> None:
+        self.ctx = ctx
+        self.poll_interval = poll_interval
+        self.recorder = recorder
+        self.instances, self.flavors = timed_lookups(
+            ctx.instance_lookup, ctx.flavor_lookup, recorder
+        )
+        #: The controller made last (the manager runs it while it leads).
+        self.made: GroupController | None = None
+
+    def make(self, fenced: Store, events: Broker[Event]) -> GroupController:
+        self.made = GroupController(
+            self.instances,
+            self.flavors,
+            store=TimedStore(fenced, self.recorder),
+            poll_interval=self.poll_interval,
+            name=self.ctx.name,
+            events=events,
+            on_pass=self.recorder.reconciled,
+            on_notice=self.recorder.group_event,
+        )
+        return self.made
 
 
 def _open_elector(

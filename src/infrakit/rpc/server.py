@@ -68,6 +68,7 @@ from infrakit._utils.private import bind_private_unix, private_dir, write_privat
 from infrakit.rpc import codec, connections, envelope
 from infrakit.rpc.auth import AUTH_PATH, SCHEME, ServerAuth, format_address
 from infrakit.spi import event as spi_event
+from infrakit.spi import plugin as spi_plugin
 from infrakit.spi.types import Era, InterfaceSpec
 
 __all__ = ["Handler", "PluginServer", "Service"]
@@ -119,8 +120,11 @@ class PluginServer:
         vendor: dict[str, Any] | None = None,
         on_stop_request: Callable[[], None] | None = None,
         limits: connections.ConnectionLimits | None = None,
+        metrics: spi_plugin.Metrics | None = None,
     ) -> None:
         self.name = name
+        #: ``GET /metrics`` reads it; every answered request is counted into it.
+        self.metrics = metrics
         #: Timeouts and the cap of waiting connections, per listener.
         self.limits = limits or connections.ConnectionLimits()
         self.services = services
@@ -201,6 +205,8 @@ class PluginServer:
         app.router.add_get("/info/api.json", self._get_api_info)
         app.router.add_get("/info/functions.json", self._get_functions)
         app.router.add_get("/events", self._get_events)
+        app.router.add_get("/metrics", self._get_metrics)
+        app.router.add_get("/healthz", self._get_healthz)
         app.router.add_post("/_infrakit/stop", self._post_stop)
         app.router.add_post(AUTH_PATH, self._post_auth)
         app.router.add_route("*", "/", self._wrong_method)
@@ -378,6 +384,15 @@ class PluginServer:
         return result_or_error
 
     async def dispatch(self, call: envelope.Call) -> tuple[int, Any]:
+        """Run ``call``'s handler: ``(HTTP status, reply)``, counted into the metrics."""
+        status, reply = await self._dispatch(call)
+        if self.metrics is not None:
+            # Unknown methods share one label: a caller cannot grow the series.
+            method = call.method if call.method in self._handlers else "unknown"
+            self.metrics.rpc_request(method, _result_code(reply))
+        return status, reply
+
+    async def _dispatch(self, call: envelope.Call) -> tuple[int, Any]:
         handler = self._handlers.get(call.method)
         if handler is None:
             service = call.method.split(".", 1)[0]
@@ -397,6 +412,19 @@ class PluginServer:
                 log.exception("plugin %s: %s raised", self.name, call.method)
             return envelope.error_reply(call.id, code, message, call.era, data)
         return 200, envelope.ok_reply(call.id, result, call.era)
+
+    async def _get_metrics(self, request: web.Request) -> web.StreamResponse:
+        """Prometheus' scrape: the process's metrics, in the format its Accept header asks for."""
+        if self.metrics is None:
+            return _json_response(404, {"error": f"plugin {self.name} serves no metrics"})
+        body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    async def _get_healthz(self, request: web.Request) -> web.StreamResponse:
+        """Liveness: the process answers (readiness is the HTTP listener's ``/readyz``)."""
+        return _json_response(200, {"ok": True, "plugin": self.name})
 
     async def _wrong_method(self, request: web.Request) -> web.StreamResponse:
         era = Era.HEAD if request.path == "/" else Era.SEED
@@ -562,6 +590,20 @@ class PluginServer:
 _BODY: Any = (
     web.RequestKey("infrakit.body", bytes) if hasattr(web, "RequestKey") else "infrakit.body"
 )
+
+
+def _result_code(reply: Any) -> str:
+    """A metrics label for ``reply``: ``ok``, the error's kind (``NotFoundError`` ... a fixed
+    set), else its JSON-RPC code; ``error`` for a SEED-era error (a bare string)."""
+    error = reply.get("error") if isinstance(reply, dict) else None
+    if error is None:
+        return "ok"
+    if not isinstance(error, dict):
+        return "error"
+    data = error.get("data")
+    if isinstance(data, dict) and isinstance(data.get("kind"), str):
+        return str(data["kind"])
+    return str(error.get("code", "error"))
 
 
 def _sockname(request: web.Request) -> Any:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from infrakit._version import __version__
 from infrakit.spi.option import Option, resolve_options
@@ -57,6 +57,17 @@ InstanceLookup = Callable[[str], "instance.Plugin"]
 FlavorLookup = Callable[[str], "flavor.Plugin"]
 #: ``name`` -> async group plugin.
 GroupLookup = Callable[[str], "group.Plugin"]
+
+
+class Metrics(Protocol):
+    """What a plugin process's ``GET /metrics`` reads and its RPC server counts into
+    (:class:`infrakit.metrics.Recorder`)."""
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The metrics in the format ``accept`` asks for: ``(body, content type)``."""
+
+    def rpc_request(self, method: str, code: str) -> None:
+        """One JSON-RPC request answered: its method (or ``unknown``) and result code."""
 
 
 @dataclass
@@ -110,6 +121,9 @@ class Served:
     tcp_token: str | None = None
     tcp_insecure: bool = False
     tcp_ssl: ssl.SSLContext | None = None
+    #: Served at ``GET /metrics`` on the socket (and the HTTP listener); RPC requests are
+    #: counted into it. None: no metrics (``/metrics`` answers 404).
+    metrics: Metrics | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ waits, then SIGKILL - and always reaps the child, because PID 1 here does not.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import os
 import signal
 import socket
@@ -24,7 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Daemon", "bin_path", "isolated_env", "log_line_time", "run_cli", "session_members"]
+__all__ = [
+    "Daemon",
+    "HttpAnswer",
+    "bin_path",
+    "http_get",
+    "isolated_env",
+    "log_line_time",
+    "run_cli",
+    "session_members",
+]
 
 
 def bin_path(name: str) -> str:
@@ -223,3 +233,50 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class HttpAnswer:
+    """One HTTP response read whole: status, headers (lower-case names) and body."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def text(self) -> str:
+        return self.body.decode()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def http_get(
+    address: Path | tuple[str, int],
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> HttpAnswer:
+    """``GET path`` from a plugin's UNIX socket (a Path) or a TCP ``(host, port)``: what curl
+    ``--unix-socket`` or a scraper would see."""
+    if isinstance(address, tuple):
+        conn: http.client.HTTPConnection = http.client.HTTPConnection(
+            address[0], address[1], timeout=timeout
+        )
+    else:
+        conn = _UnixConnection(address, timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+    finally:
+        conn.close()

@@ -37,18 +37,25 @@ STORE_OPTION = Option(
 
 async def build(ctx: Context) -> Served:
     from infrakit.controller.group.controller import GroupController
+    from infrakit.metrics import Recorder, TimedStore, timed_lookups, watch_controller
     from infrakit.store import open_store
 
     # An unreadable store stops the start, with the reason; it is never wiped.
     store = ctx.extras.get("store") or open_store(ctx.option(KIND, "store"), ctx.home)
+    recorder = Recorder()
+    instances, flavors = timed_lookups(ctx.instance_lookup, ctx.flavor_lookup, recorder)
     controller = GroupController(
-        ctx.instance_lookup,
-        ctx.flavor_lookup,
-        store=store,
+        instances,
+        flavors,
+        store=TimedStore(store, recorder),
         poll_interval=ctx.option(KIND, "poll-interval"),
         name=ctx.name,
+        on_pass=recorder.reconciled,
+        on_notice=recorder.group_event,
     )
+    watch_controller(recorder, lambda: controller)
     return Served(
+        metrics=recorder,
         group={".": controller},
         events=controller,
         start=controller.start,
