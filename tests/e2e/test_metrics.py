@@ -4,13 +4,15 @@ writes, RPC requests)."""
 
 from __future__ import annotations
 
+import secrets
 import signal
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infrakit.testing.processes import http_get
+from infrakit.testing.processes import free_port, http_get
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
+from tests.prometheus_fixture import prometheus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -113,3 +115,26 @@ def test_the_group_kind_alone_serves_metrics_too(e2e: E2E) -> None:
     got = scrape(e2e)
     assert value(got, "infrakit_group_converged", group="cattle") in (0, 1)
     assert not [k for k in got if k[0] == "infrakit_leader"], "no election in a plain group"
+
+
+def test_a_real_prometheus_scrapes_the_managers_tcp_listener_with_the_token(e2e: E2E) -> None:
+    """Prometheus cannot read UNIX sockets: it scrapes the manager's token-guarded TCP
+    listener with ``authorization: {type: Bearer, credentials_file: ...}``, sees the group's
+    size, and sees the heal as one more create."""
+    port = free_port()
+    token_file = e2e.home / "token"
+    token_file.write_text(secrets.token_hex(16) + "\n")
+    token_file.chmod(0o600)
+    daemon = e2e.start(
+        "infrakit", "up", "--listen", f"127.0.0.1:{port}", "--token-file", str(token_file),
+        str(EXAMPLES / "cattle.json"), sockets=UP_SOCKETS,
+    )  # fmt: skip
+    wait_for(lambda: "converged" in daemon.output(), what="the group to converge")
+    with prometheus([f"127.0.0.1:{port}"], token_file=token_file) as prom:
+        prom.wait_for('up{job="infrakit"}', 1)
+        prom.wait_for('infrakit_group_instances{group="cattle",state="actual"}', 5)
+        prom.wait_for('infrakit_group_creates_total{group="cattle",result="success"}', 5)
+        sorted((e2e.home / "instances").glob("instance-*"))[0].unlink()
+        prom.wait_for('infrakit_group_creates_total{group="cattle",result="success"}', 6)
+        prom.wait_for('infrakit_group_instances{group="cattle",state="actual"}', 5)
+        prom.wait_for('infrakit_leader{job="infrakit"}', 1)
