@@ -955,3 +955,36 @@ async def test_group_spec_validation_is_reported(rig: Rig) -> None:
         await rig.ctl.commit_group(spec(Updating={"Count": 1, "Duration": "1s"}), False)
     with pytest.raises(errors.SpecError, match="Group ID must not be blank"):
         await rig.ctl.commit_group(group.Spec("", {}), False)
+
+
+async def test_snapshot_stays_converged_while_idle_and_not_once_an_event_is_pending(
+    rig: Rig,
+) -> None:
+    """Metrics and the status page read snapshots without starting a pass: an idle converged
+    group must not read as unconverged a second later (the converged gauge would alert), yet a
+    change the controller has heard of but not yet handled must not read as converged."""
+    await rig.ctl.commit_group(spec(size=5), False)
+    await rig.converge()
+    await rig.clock.advance(31)  # idle for longer than Status' 1 s freshness
+    (snap,) = rig.ctl.snapshots()
+    assert snap.converged and snap.actual == 5
+    rig.ctl.queue.add("cattle")  # an instance event arrived: a pass is queued, not yet run
+    (snap,) = rig.ctl.snapshots()
+    assert not snap.converged
+    await rig.clock.settle()
+    (snap,) = rig.ctl.snapshots()
+    assert snap.converged
+
+
+async def test_snapshot_of_a_polled_provider_that_fails_is_unconverged_after_one_resync(
+    rig: Rig,
+) -> None:
+    rig.inst.publishes_events = False
+    await rig.ctl.commit_group(spec(size=5), False)
+    await rig.converge()
+    await rig.clock.advance(5)
+    assert rig.ctl.snapshots()[0].converged  # within one resync (10 s)
+    rig.inst.describe_error = errors.PluginTimeoutError("down")
+    await rig.clock.advance(11)  # the resync runs and cannot list the instances
+    (snap,) = rig.ctl.snapshots()
+    assert not snap.converged and snap.actual is None

@@ -134,6 +134,11 @@ class WorkQueue:
         """Keys waiting for a worker now."""
         return self._ready.qsize()
 
+    def busy(self, key: str) -> bool:
+        """``key`` is waiting for a worker, running, or asked for again while running."""
+        state = self._keys.get(key)
+        return state is not None and (state.queued or state.running or state.dirty)
+
     def pending_deadline(self, key: str) -> float | None:
         """When ``key`` is next due by timer (clock time), or None."""
         state = self._keys.get(key)

@@ -61,7 +61,7 @@ from infrakit.controller.group.observe import observe
 from infrakit.controller.group.plan import plan_sentence
 from infrakit.controller.group.reconcile import Decision, by_config, decide, health_checks_due
 from infrakit.controller.group.records import GroupRecords
-from infrakit.controller.group.runtime import Group
+from infrakit.controller.group.runtime import FRESH_FOR, Group
 from infrakit.controller.group.spec import GroupSettings, parse_spec
 from infrakit.controller.group.status import snapshot_of
 from infrakit.controller.queue import WorkQueue
@@ -319,19 +319,27 @@ class GroupController(GroupExtensions):
         return sorted(self.groups)
 
     def snapshots(self) -> list[spi_group.GroupSnapshot]:
-        """Every group's numbers from memory (metrics, the status page): no plugin is called."""
+        """Every group's numbers from memory (metrics, the status page): no plugin is called.
+
+        Unlike Status, a snapshot cannot ask for a new pass first (a scrape of a thousand
+        groups must not start a thousand passes), so ``converged`` means: the last pass matched
+        the spec, no pass is waiting or running (an instance event queues one at once), and the
+        observation is no older than the group's next resync is due - a converged group stays
+        converged while it idles, and anything that changed is seen within one resync."""
         now = self.clock.now()
         out = []
         for gid in sorted(self.groups):
             group = self.groups[gid]
             obs = group.observation
+            fresh_for = self._resync_after(group.settings) + FRESH_FOR
+            converged = group.truly_converged(now, fresh_for) and not self.queue.busy(gid)
             out.append(
                 snapshot_of(
                     group.settings,
                     group.state,
                     obs.visible if obs is not None else None,
                     unknown=group.unknown_reason(now),
-                    converged=group.truly_converged(now),
+                    converged=converged,
                     passes=group.passes,
                 )
             )

@@ -73,14 +73,14 @@ class Group:
             return f"not observed yet (waiting for plugin {plugin})"
         return ""
 
-    def truly_converged(self, now: float) -> bool:
-        """Converged, truthfully: the last pass matched the spec, on an observation that is
-        fresh, of a provider that can be observed, with nothing in flight."""
+    def truly_converged(self, now: float, fresh_for: float = FRESH_FOR) -> bool:
+        """Converged, truthfully: the last pass matched the spec, on an observation at most
+        ``fresh_for`` seconds old, of a provider that can be observed, with nothing in flight."""
         obs = self.observation
         return (
             self.converged
             and obs is not None
-            and now - obs.at <= FRESH_FOR
+            and now - obs.at <= fresh_for
             and not self.unknown_reason(now)
             and not self.state.creating
             and not self.state.destroying
