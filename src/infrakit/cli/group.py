@@ -137,18 +137,17 @@ def commit(
 
 
 def _checked(spec: SpecFile) -> GroupSettings:
-    """The settings of a spec with no problem; else every problem numbered on stderr, and exit 1."""
+    """The settings of a spec with no problem; else exit 1 after its one problem (one line), or
+    every problem numbered on stderr and a summary line."""
     from infrakit.launch.validate import check_spec
 
     report = check_spec(spec)
     if report.settings is None:
+        if len(report.findings) == 1:
+            fail(f"spec file {spec.label}: {report.summary()}")
         for i, finding in enumerate(report.findings, 1):
             click.echo(f"{i}. {finding.line()}", err=True)
-        count = len(report.findings)
-        fail(
-            f"spec file {spec.label}: {count} problem{'s' if count != 1 else ''}; fix "
-            f"{'them' if count != 1 else 'it'} and commit again"
-        )
+        fail(f"spec file {spec.label}: {len(report.findings)} problems; fix them and commit again")
     return report.settings
 
 
