@@ -284,10 +284,13 @@ def _scalar(node: ynodes.ScalarNode) -> Any:
             return text.lower() == "true"
         if kind == "int":
             return _int(text)
-        number = float(text.replace(".inf", "inf").replace(".Inf", "inf").replace(".INF", "inf"))
+        if text.lstrip("+-").lower() in (".inf", ".nan"):
+            number = math.inf
+        else:
+            number = float(text)
     except ValueError:
         raise YamlError(f"{text!r} is not a valid {kind}", *_where(node)) from None
-    if math.isinf(number) or math.isnan(number):
+    if math.isinf(number) or math.isnan(number):  # 1e999 too
         raise YamlError(
             f"{text!r}: JSON has no infinity or NaN; use a number or a string", *_where(node)
         )

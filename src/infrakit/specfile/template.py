@@ -507,7 +507,8 @@ def render(
     except jinja2.TemplateSyntaxError as exc:
         raise SpecError(_syntax_message(exc, name, text)) from None
     except Exception as exc:
-        raise SpecError(_render_message(exc, name, text)) from None
+        seen = None if variables or not budget.context else sorted(budget.context)
+        raise SpecError(_render_message(exc, name, text, seen)) from None
     finally:
         _BUDGET.reset(token)
 
@@ -536,13 +537,15 @@ def _syntax_message(exc: jinja2.TemplateSyntaxError, name: str, text: str) -> st
     return f"{where}:{line}: template syntax error: {exc.message}; {hint}"
 
 
-def _render_message(exc: BaseException, name: str, text: str) -> str:
+def _render_message(exc: BaseException, name: str, text: str, seen: list[str] | None) -> str:
+    """One line for a render error; ``seen``: the only names the template sees, when it has no
+    vars (a flavor's Init)."""
     where, line = _template_frame(exc, name)
     place = f"{where}:{line}" if line else where
     if isinstance(exc, _Failure):
         return f"{place}: {exc}"
     if isinstance(exc, jinja2.UndefinedError):
-        return f"{place}: {_undefined_message(str(exc.message or exc), text)}"
+        return f"{place}: {_undefined_message(str(exc.message or exc), text, seen)}"
     if isinstance(exc, SecurityError):
         return (
             f"{place}: not allowed in a spec template: {exc}; templates read vars and call the "
@@ -569,7 +572,7 @@ def _template_frame(exc: BaseException, name: str) -> tuple[str, int]:
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 
 
-def _undefined_message(message: str, text: str) -> str:
+def _undefined_message(message: str, text: str, seen: list[str] | None) -> str:
     match = _UNDEFINED.fullmatch(message)
     if match is None:
         return f"{message}; check the name, or give a fallback with | default(...)"
@@ -582,6 +585,8 @@ def _undefined_message(message: str, text: str) -> str:
             f"no function {missing!r}; {guess}the template functions are {', '.join(known)} "
             "(and Jinja2's filters)"
         )
+    if seen is not None:
+        return f"undefined variable {missing!r}; this template sees {', '.join(seen)}"
     return (
         f"undefined variable {missing!r}; pass --var {missing}=VALUE, add it to the spec's Vars, "
         f"or write {{{{ {missing} | default('...') }}}}"
