@@ -151,9 +151,9 @@ def test_includes_are_relative_to_the_spec_and_confined_to_its_tree(tmp_path: Pa
     assert r('{{ include("sub/init.sh") }}', root) == "echo eu-west-1\n"
     assert r("{% include 'sub/init.sh' %}", root) == "echo eu-west-1\n"
     for path in ("../secret.txt", "link.txt", "/etc/passwd", "sub/../../secret.txt"):
-        with pytest.raises(SpecError, match="is outside .*, the spec's directory tree"):
+        with pytest.raises(SpecError, match=r"is outside .*, the spec's directory tree"):
             r(f'{{{{ include("{path}") }}}}', root)
-    with pytest.raises(SpecError, match="include 'nope.yaml': .* does not exist"):
+    with pytest.raises(SpecError, match=r"include 'nope.yaml': .* does not exist"):
         r('{{ include("nope.yaml") }}', root)
     with pytest.raises(SpecError, match="no directory to include from"):
         r('{{ include("sub/init.sh") }}')
@@ -166,7 +166,7 @@ def test_include_cycles_are_refused(tmp_path: Path) -> None:
     ):
         r('{{ include("a.yaml") }}', root)
     start = time.monotonic()
-    with pytest.raises(SpecError, match="recurse too deep|include cycle|took more than"):
+    with pytest.raises(SpecError, match=r"recurse too deep|include cycle|took more than"):
         r("{% include 'self.yaml' %}", root)
     assert time.monotonic() - start < RENDER_SECONDS + 1
 
@@ -182,7 +182,7 @@ def test_include_cycles_are_refused(tmp_path: Path) -> None:
 )
 def test_huge_loops_stop_at_the_time_limit(text: str) -> None:
     start = time.monotonic()
-    with pytest.raises(SpecError, match="took more than 1s|recurse too deep"):
+    with pytest.raises(SpecError, match=r"took more than 1s|recurse too deep"):
         r(text)
     assert time.monotonic() - start < RENDER_SECONDS + 1.5
 
@@ -210,7 +210,7 @@ def test_huge_loops_stop_at_the_time_limit(text: str) -> None:
 )
 def test_memory_bombs_are_refused_before_they_allocate(text: str) -> None:
     start = time.monotonic()
-    with pytest.raises(SpecError, match="larger than 16 MiB|too large|million bits"):
+    with pytest.raises(SpecError, match=r"larger than 16 MiB|too large|million bits"):
         r(text)
     assert time.monotonic() - start < RENDER_SECONDS + 1
 

@@ -284,10 +284,8 @@ def _scalar(node: ynodes.ScalarNode) -> Any:
             return text.lower() == "true"
         if kind == "int":
             return _int(text)
-        if text.lstrip("+-").lower() in (".inf", ".nan"):
-            number = math.inf
-        else:
-            number = float(text)
+        special = text.lstrip("+-").lower() in (".inf", ".nan")
+        number = math.inf if special else float(text)
     except ValueError:
         raise YamlError(f"{text!r} is not a valid {kind}", *_where(node)) from None
     if math.isinf(number) or math.isnan(number):  # 1e999 too
