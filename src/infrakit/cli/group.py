@@ -204,7 +204,11 @@ def validate(
         try:
             spec = read_spec(path, var_pairs, vars_files)
         except CliError as exc:  # unreadable or unrenderable: that file's one problem
-            reports.append(Report(path, None, [Finding(path, exc.format_message())]))
+            message = exc.format_message()
+            where, text = path, message
+            if message.startswith(path + ":"):  # a template error: FILE:LINE: what
+                where, _, text = message.partition(": ")
+            reports.append(Report(path, None, [Finding(where, text)]))
             continue
         report = check_spec(spec)
         if plugins:
