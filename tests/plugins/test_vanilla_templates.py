@@ -24,7 +24,8 @@ async def test_init_lines_render_with_the_instance_being_prepared() -> None:
         "Init": [
             "echo {{ instance.LogicalID }} {{ instance.Group }}/{{ instance.Index }}",
             "echo {{ INDEX.Group }}-{{ INDEX.Sequence }} {{ instance.Tags['infrakit.group'] }}",
-            "echo '{not a template}' $HOME ${X}",
+            "echo '{not a template}' $HOME ${X} ${#X}",
+            "echo ${#X} {{ instance.LogicalID }}",
         ]
     }
     spec = Spec(tags={"infrakit.group": "db"}, logical_id="10.0.0.2")
@@ -34,7 +35,8 @@ async def test_init_lines_render_with_the_instance_being_prepared() -> None:
     assert prepared.init.splitlines() == [
         "echo 10.0.0.2 db/7",
         "echo db-7 db",
-        "echo '{not a template}' $HOME ${X}",
+        "echo '{not a template}' $HOME ${X} ${#X}",
+        "echo ${#X} 10.0.0.2",
     ]
 
 

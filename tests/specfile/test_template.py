@@ -238,7 +238,8 @@ def test_instance_and_index_are_deferred_in_spec_templates() -> None:
     [
         ("{{ x }}", True),
         ("{% if %}", True),
-        ("{# c #}", True),
+        ("{# c #}", False),
+        ("${#x}", False),
         ("{x}", False),
         ("${x}", False),
         ("{ {", False),
@@ -257,3 +258,9 @@ def test_rendering_is_fast_enough_for_every_instance() -> None:
         assert render(text, name="Init", context=context) == "echo 10.0.0.1 g-3"
     per_render = (time.perf_counter() - start) / 1000
     assert per_render < 0.005, per_render  # measured ~60 us on this machine
+
+
+def test_shell_templates_keep_shells_hash_brace() -> None:
+    text = 'n=${#ARR[@]}; echo "{{ instance.LogicalID }}" {## a comment ##}'
+    out = render(text, name="Init", context={"instance": {"LogicalID": "a"}}, shell=True)
+    assert out == 'n=${#ARR[@]}; echo "a" '

@@ -1,7 +1,8 @@
 """Spec templates: Jinja2 in an immutable sandbox, with InfraKit HEAD's functions.
 
-A template is any text with ``{{``, ``{%`` or ``{#``; text without them is used verbatim (Go
-specs and Init lines keep their meaning). Rendering uses Jinja2's ``ImmutableSandboxedEnvironment``
+A template is any text with ``{{`` or ``{%``; text without them is used verbatim (Go specs and
+Init lines keep their meaning). In shell templates (a flavor's Init), comments are ``{## ##}``:
+``{#`` is shell's ``${#var}``. Rendering uses Jinja2's ``ImmutableSandboxedEnvironment``
 with ``StrictUndefined``, ``trim_blocks`` and ``lstrip_blocks``. Names a template sees:
 
 ======================  ===========================================================================
@@ -68,11 +69,12 @@ MAX_INCLUDE_DEPTH = 16
 #: Loop iterations between clock checks.
 _CHECK_EVERY = 64
 
-_SYNTAX = re.compile(r"\{[{%#]")
+_SYNTAX = re.compile(r"\{[{%]")
 
 
 def has_template_syntax(text: str) -> bool:
-    """True when ``text`` is a template (it has ``{{``, ``{%`` or ``{#``)."""
+    """True when ``text`` is a template: it has ``{{`` or ``{%`` (a comment alone, ``{#``, does
+    not make one: shell's ``${#var}`` stays plain text)."""
     return _SYNTAX.search(text) is not None
 
 
@@ -282,8 +284,14 @@ class _TreeLoader(jinja2.BaseLoader):
         return text, str(path), lambda: path.exists() and path.stat().st_mtime == mtime
 
 
+#: Comment delimiters of shell templates (Init lines, init scripts): ``{#`` is shell's
+#: ``${#var}`` there, so comments are ``{## ... ##}``.
+SHELL_COMMENTS = ("{##", "##}")
+
+
 @lru_cache(maxsize=32)
-def _environment(root: Path | None) -> _Environment:
+def _environment(root: Path | None, shell: bool = False) -> _Environment:
+    comments = SHELL_COMMENTS if shell else ("{#", "#}")
     env = _Environment(
         loader=_TreeLoader(root),
         undefined=jinja2.StrictUndefined,
@@ -291,6 +299,8 @@ def _environment(root: Path | None) -> _Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        comment_start_string=comments[0],
+        comment_end_string=comments[1],
     )
     for name in ("lipsum", "cycler", "joiner"):
         env.globals.pop(name, None)
@@ -481,11 +491,13 @@ def render(
     root: Path | str | None = None,
     variables: Mapping[str, Any] | None = None,
     context: Mapping[str, Any] | None = None,
+    shell: bool = False,
 ) -> str:
     """Render the template ``text`` (called ``name`` in messages: ``name:LINE: ...``) with
     ``variables`` (``var`` and plain names) and ``context`` (more plain names); includes are
-    read from ``root``. Raises :class:`~infrakit.errors.SpecError` with one line."""
-    env = _environment(Path(root).resolve() if root is not None else None)
+    read from ``root``; ``shell``: a shell script, whose comments are ``{## ##}``
+    (:data:`SHELL_COMMENTS`). Raises :class:`~infrakit.errors.SpecError` with one line."""
+    env = _environment(Path(root).resolve() if root is not None else None, shell)
     variables = dict(variables or {})
     budget = _Budget(time.monotonic() + RENDER_SECONDS, variables, dict(context or {}), env)
     token = _BUDGET.set(budget)

@@ -137,7 +137,7 @@ def render_init(parsed: VanillaProperties, context: dict[str, Any]) -> list[str]
 def _render(text: str, name: str, root: Path | None, context: dict[str, Any]) -> str:
     if not has_template_syntax(text):
         return text
-    return render(text, name=name, root=root, context=context)
+    return render(text, name=name, root=root, context=context, shell=True)
 
 
 class VanillaFlavor:
