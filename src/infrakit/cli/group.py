@@ -3,7 +3,10 @@
 Output strings are InfraKit's where InfraKit had the verb: ``Committed <id>: <details>``,
 ``Committing <id> would involve: <details>``, ``Freed <id>``, ``Destroy <id> initiated``,
 ``Group <id> at <n> instances, scale to <m>``; ``describe`` prints InfraKit's ``ID LOGICAL TAGS``
-table (``-q``: rows only) followed by infrakit's status; every read accepts ``-o json``.
+table (``-q``: rows only) followed by infrakit's status; every read accepts ``-o json|yaml``.
+``commit`` reads JSON or YAML (templates rendered first, every problem listed at once, a diff
+after InfraKit's ``--pretend`` sentence, ``--detailed-exitcode``); ``validate`` checks spec
+files offline (the library side is :mod:`infrakit.launch.validate`).
 """
 
 from __future__ import annotations
