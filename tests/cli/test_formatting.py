@@ -179,9 +179,9 @@ def converged(stack: Stack) -> dict[str, Any] | None:
 
 def test_group_commands_print_infrakits_lines_and_json_shapes(stack: Stack) -> None:
     spec = str(EXAMPLES / "cattle.json")
-    assert stack.cli("group", "commit", spec, "--pretend") == (
-        "Committing cattle would involve: Managing 5 instances\n"
-    )
+    pretend = stack.cli("group", "commit", spec, "--pretend").splitlines()
+    assert pretend[0] == "Committing cattle would involve: Managing 5 instances"
+    assert "  + Properties.Allocation.Size: 5" in pretend  # then the diff: a new group's fields
     assert stack.cli("group", "commit", spec) == "Committed cattle: Managing 5 instances\n"
     doc = wait_for(lambda: converged(stack), what="cattle converged")
     assert set(doc) == {"ID", "Instances", "Converged", "Status"}

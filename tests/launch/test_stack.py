@@ -147,6 +147,40 @@ def test_each_bad_up_spec_is_one_line_naming_its_file(tmp_path: Path, infrakit_h
     assert not (infrakit_home / "plugins").exists()
 
 
+def test_up_reads_yaml_templates_with_vars_and_lists_every_problem(
+    tmp_path: Path, infrakit_home: Path
+) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(
+        "Vars: {size: 2}\nID: web-{{ region }}\nProperties:\n  Allocation: {Size: {{ size }}}\n"
+        "  Instance: {Plugin: instance-file}\n  Flavor: {Plugin: flavor-vanilla}\n"
+    )
+    (up,) = stack.read_up_specs([str(spec)], {"region": "eu", "size": "3"})
+    assert up.document == {
+        "ID": "web-eu",
+        "Properties": {
+            "Allocation": {"Size": 3},
+            "Instance": {"Plugin": "instance-file"},
+            "Flavor": {"Plugin": "flavor-vanilla"},
+        },
+    }
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "ID: bad\nProperties:\n  Allocation: {Size: '5'}\n  Instance: {Plugin: instance-file}\n"
+        "  Flavor: {}\n"
+    )
+    with pytest.raises(errors.SpecError) as caught:
+        stack.read_up_specs([str(bad)])
+    assert str(caught.value) == (
+        f"spec file {bad}: Invalid properties: Properties.Allocation.Size: Input should be a "
+        f"valid integer, got '5'; fix the spec and commit again (at {bad}:3:16; and 1 more: 2. "
+        f"{bad}:5:3: Properties.Flavor.Plugin: expected the name of the flavor plugin, found "
+        "nothing; name it, e.g. flavor-vanilla)"
+    )
+    with pytest.raises(errors.SpecError, match=r"web.yaml:2: undefined variable 'region'"):
+        stack.read_up_specs([str(spec)])
+
+
 # --- committing ---------------------------------------------------------------------------------
 
 

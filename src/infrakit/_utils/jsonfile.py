@@ -17,7 +17,7 @@ import sys
 
 from infrakit._utils.nesting import MAX_DEPTH, deeper_than, may_be_deeper_than
 
-__all__ = ["JsonFileError", "read_json_file"]
+__all__ = ["JsonFileError", "parse_json_text", "read_json_file", "read_text_file"]
 
 MIB = 1024 * 1024
 
@@ -26,8 +26,9 @@ class JsonFileError(ValueError):
     """A file that cannot be read as JSON; the message is the one line to show."""
 
 
-def read_json_file(path: str, what: str, limit: int) -> object:
-    """Parse the UTF-8 JSON file ``path`` (``-`` = stdin), or raise :class:`JsonFileError`."""
+def read_text_file(path: str, what: str, limit: int) -> tuple[str, str]:
+    """The UTF-8 text of ``path`` (``-`` = stdin) and the label naming it in messages
+    (``standard input`` or the path), or raise :class:`JsonFileError`."""
     over_cap = (
         f"over the {limit // MIB} MiB a plugin accepts in one request; shrink it "
         "(large data belongs in files the plugin reads)"
@@ -48,6 +49,18 @@ def read_json_file(path: str, what: str, limit: int) -> object:
             f"{what} {label}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}{utf16}); save it as UTF-8 JSON and try again"
         ) from None
+    return text, label
+
+
+def read_json_file(path: str, what: str, limit: int) -> object:
+    """Parse the UTF-8 JSON file ``path`` (``-`` = stdin), or raise :class:`JsonFileError`."""
+    text, label = read_text_file(path, what, limit)
+    return parse_json_text(text, what, label)
+
+
+def parse_json_text(text: str, what: str, label: str) -> object:
+    """Parse JSON ``text`` read from ``label``, or raise :class:`JsonFileError` (its message
+    names the line and column)."""
     too_deep = (
         f"{what} {label}: JSON nested deeper than {MAX_DEPTH} levels (the limit for specs); "
         "flatten it"

@@ -1,7 +1,7 @@
 """The ``infrakit`` command: thin - parse, call the library or a plugin socket, format.
 
 Commands: ``up``, ``plugin ls|start|stop|kinds``, ``group ...``, ``instance --name N ...``,
-``flavor --name N ...``, ``event tail``, ``manager status|specs``, ``completion``, ``version``. See docs/cli.md.
+``flavor --name N ...``, ``event tail``, ``manager status|specs``, ``template render``, ``completion``, ``version``. See docs/cli.md.
 
 Sub-command modules are imported only when their command runs, so ``infrakit group describe``
 does not pay for the plugin-hosting code (the CLI's start-up time is a benchmark target).
@@ -27,6 +27,7 @@ _LAZY = {
     "flavor": ("infrakit.cli.instance", "flavor_cli"),
     "event": ("infrakit.cli.event", "event_cli"),
     "manager": ("infrakit.cli.manager", "manager_cli"),
+    "template": ("infrakit.cli.template", "template_cli"),
 }
 
 _HELP = {
@@ -37,6 +38,7 @@ _HELP = {
     "flavor": "Talk to a flavor plugin directly.",
     "event": "Follow events published by plugins.",
     "manager": "Leader, members and stored specs of the HA manager.",
+    "template": "Render spec templates (Jinja2, sandboxed) with vars.",
 }
 
 

@@ -19,13 +19,16 @@ from infrakit._utils import jsonfile
 
 if TYPE_CHECKING:
     from infrakit.rpc.client import SyncClient
+    from infrakit.specfile.reader import SpecFile
     from infrakit.spi.option import Option
     from infrakit.spi.plugin import Kind
 
 __all__ = [
+    "OUTPUT_FORMATS",
     "CliError",
     "NamedGroup",
     "client_for",
+    "echo_doc",
     "echo_json",
     "fail",
     "flag_values",
@@ -33,8 +36,11 @@ __all__ = [
     "instance_table",
     "kind_flags",
     "logging_options",
+    "output_option",
     "read_json_file",
+    "read_spec",
     "start_hint",
+    "template_options",
 ]
 
 
@@ -151,13 +157,71 @@ def fail(message: str) -> NoReturn:
 
 
 def read_json_file(path: str, what: str = "spec file") -> Any:
-    """Parse a UTF-8 JSON file (``-`` = stdin) or fail with its one line (see
-    :mod:`infrakit._utils.jsonfile`): at most the 16 MiB a plugin accepts in one request."""
+    """The JSON value of a UTF-8 JSON or YAML file (``-`` = stdin; the format by content), or
+    fail with its one line (see :mod:`infrakit._utils.jsonfile`, :mod:`infrakit.specfile`): at
+    most the 16 MiB a plugin accepts in one request. JSON is parsed without importing YAML."""
     from infrakit.rpc.envelope import MAX_BODY_BYTES
 
     try:
-        return jsonfile.read_json_file(path, what, MAX_BODY_BYTES)
+        text, label = jsonfile.read_text_file(path, what, MAX_BODY_BYTES)
+        if text.lstrip(" \t\r\n")[:1] in ("{", "[") or label.endswith(".json"):
+            return jsonfile.parse_json_text(text, what, label)
+        from infrakit.specfile.documents import load_text
+
+        return load_text(text, what, label).value
     except jsonfile.JsonFileError as exc:
+        fail(str(exc))
+
+
+#: ``-o text|json|yaml`` of every command that reads something.
+OUTPUT_FORMATS = ("text", "json", "yaml")
+
+
+def output_option(fn: Any) -> Any:
+    """``-o/--output text|json|yaml``."""
+    return click.option(
+        "-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="text", help="output format"
+    )(fn)
+
+
+def echo_doc(doc: Any, output: str) -> None:
+    """``doc`` as indented JSON (``-o json``) or block YAML (``-o yaml``)."""
+    if output == "yaml":
+        from infrakit.specfile.documents import dump_yaml
+
+        click.echo(dump_yaml(doc), nl=False)
+    else:
+        echo_json(doc)
+
+
+def template_options(fn: Any) -> Any:
+    """``--var KEY=VALUE`` (repeatable) and ``--vars-file FILE`` (repeatable) for templates."""
+    fn = click.option(
+        "--vars-file",
+        "vars_files",
+        multiple=True,
+        metavar="FILE",
+        help="vars for templates from a JSON or YAML map (repeatable)",
+    )(fn)
+    return click.option(
+        "--var",
+        "var_pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="a var for templates, over --vars-file and the spec's Vars (repeatable)",
+    )(fn)
+
+
+def read_spec(path: str, var_pairs: Sequence[str] = (), vars_files: Sequence[str] = ()) -> SpecFile:
+    """Read the spec file ``path``: JSON or YAML, rendered first when it is a template
+    (:mod:`infrakit.specfile.reader`), or fail with its one line."""
+    from infrakit.rpc.envelope import MAX_BODY_BYTES
+    from infrakit.specfile.reader import parse_vars, read_spec_file
+
+    try:
+        variables = parse_vars(var_pairs, vars_files, MAX_BODY_BYTES)
+        return read_spec_file(path, "spec file", MAX_BODY_BYTES, variables)
+    except errors.SpecError as exc:
         fail(str(exc))
 
 

@@ -3,7 +3,10 @@
 Output strings are InfraKit's where InfraKit had the verb: ``Committed <id>: <details>``,
 ``Committing <id> would involve: <details>``, ``Freed <id>``, ``Destroy <id> initiated``,
 ``Group <id> at <n> instances, scale to <m>``; ``describe`` prints InfraKit's ``ID LOGICAL TAGS``
-table (``-q``: rows only) followed by infrakit's status; every read accepts ``-o json``.
+table (``-q``: rows only) followed by infrakit's status; every read accepts ``-o json|yaml``.
+``commit`` reads JSON or YAML (templates rendered first, every problem listed at once, a diff
+after InfraKit's ``--pretend`` sentence, ``--detailed-exitcode``); ``validate`` checks spec
+files offline (the library side is :mod:`infrakit.launch.validate`).
 """
 
 from __future__ import annotations
@@ -12,27 +15,33 @@ import json
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from infrakit.cli._common import (
+    CliError,
     NamedGroup,
     call,
     client_for,
-    echo_json,
+    echo_doc,
     fail,
     instance_table,
-    read_json_file,
+    output_option,
+    read_spec,
+    template_options,
 )
 from infrakit.rpc.client import SyncClient
 from infrakit.spi import group as spi_group
 
+if TYPE_CHECKING:
+    from infrakit.controller.group.spec import GroupSettings
+    from infrakit.specfile.diff import Change
+    from infrakit.specfile.reader import SpecFile
+
 __all__ = ["group_cli"]
 
-OUTPUT = click.option(
-    "-o", "--output", type=click.Choice(["text", "json"]), default="text", help="output format"
-)
+OUTPUT = output_option
 
 
 def _complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
@@ -72,35 +81,159 @@ def _group(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
 
 @group_cli.command("commit")
 @click.argument("spec_file", metavar="FILE")
-@click.option("--pretend", is_flag=True, help="only say what the commit would do")
-@OUTPUT
+@click.option(
+    "--pretend", is_flag=True, help="only say what the commit would do, and show the diff"
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="exit 0 when nothing would change, 2 when something would, 1 on an error",
+)
+@template_options
+@output_option
 @click.pass_context
-def commit(ctx: click.Context, spec_file: str, pretend: bool, output: str) -> None:
-    """Commit the group spec in FILE (`-` for stdin)."""
-    doc = read_json_file(spec_file)
+def commit(
+    ctx: click.Context,
+    spec_file: str,
+    pretend: bool,
+    detailed_exitcode: bool,
+    var_pairs: tuple[str, ...],
+    vars_files: tuple[str, ...],
+    output: str,
+) -> None:
+    """Commit the group spec in FILE (`-` for stdin): JSON or YAML, rendered first when it is a
+    template, checked offline (every problem at once) before the group plugin is called."""
+    spec = read_spec(spec_file, var_pairs, vars_files)
+    doc = spec.value
     if not isinstance(doc, dict):
-        fail(f'spec file {spec_file}: expected a JSON object {{"ID": ..., "Properties": ...}}')
+        fail(f'spec file {spec.label}: expected a JSON object {{"ID": ..., "Properties": ...}}')
     view = {k.lower(): v for k, v in doc.items()}
     gid = view.get("id")
     if gid is not None and not isinstance(gid, str):
         fail(
-            f'spec file {spec_file}: "ID" must be a string naming the group, got '
+            f'spec file {spec.label}: "ID" must be a string naming the group, got '
             f"{json.dumps(gid)}; quote it"
         )
     if not isinstance(gid, str) or not gid:
-        fail(f'spec file {spec_file}: Group ID must not be blank (set "ID")')
-    if output == "json" and pretend:
-        result = _group(ctx, "Group.Plan", ID=gid, Spec=doc)
-        echo_json(result.get("plan"))
+        fail(f'spec file {spec.label}: Group ID must not be blank (set "ID")')
+    settings = _checked(spec)
+    changes = _changes(ctx, gid, settings) if pretend or detailed_exitcode else []
+    if pretend and output != "text":
+        plan = _group(ctx, "Group.Plan", ID=gid, Spec=doc).get("plan")
+        if isinstance(plan, dict):
+            plan = {**plan, "Diff": [c.to_wire() for c in changes]}
+        echo_doc(plan, output)
+        _exit_for_change(
+            detailed_exitcode, changes, plan.get("Sentence") if isinstance(plan, dict) else None
+        )
         return
     result = _group(ctx, "Group.CommitGroup", Spec=doc, Pretend=pretend)
     details = result.get("details", "")
-    if output == "json":
-        echo_json({"ID": gid, "Details": details, "Pretend": pretend})
+    if output != "text":
+        echo_doc({"ID": gid, "Details": details, "Pretend": pretend}, output)
     elif pretend:
         click.echo(f"Committing {gid} would involve: {details}")
+        _echo_changes(gid, changes, spec)
     else:
         click.echo(f"Committed {gid}: {details}")
+    _exit_for_change(detailed_exitcode, changes, details)
+
+
+def _checked(spec: SpecFile) -> GroupSettings:
+    """The settings of a spec with no problem; else exit 1 after its one problem (one line), or
+    every problem numbered on stderr and a summary line."""
+    from infrakit.launch.validate import check_spec
+
+    report = check_spec(spec)
+    if report.settings is None:
+        if len(report.findings) == 1:
+            fail(f"spec file {spec.label}: {report.summary()}")
+        for i, finding in enumerate(report.findings, 1):
+            click.echo(f"{i}. {finding.line()}", err=True)
+        fail(f"spec file {spec.label}: {len(report.findings)} problems; fix them and commit again")
+    return report.settings
+
+
+def _changes(ctx: click.Context, gid: str, settings: GroupSettings) -> list[Change]:
+    from infrakit.launch.validate import spec_changes
+
+    committed = None
+    for spec in _group(ctx, "Group.InspectGroups", ID="").get("groups") or []:
+        if isinstance(spec, dict) and {k.lower(): v for k, v in spec.items()}.get("id") == gid:
+            committed = spec
+    return spec_changes(committed, settings)
+
+
+def _echo_changes(gid: str, changes: list[Change], spec: SpecFile) -> None:
+    from infrakit.specfile.diff import format_changes
+
+    if spec.rendered is not None:
+        click.echo(f"\nRendered spec ({spec.label}):")
+        click.echo(spec.rendered.rstrip("\n"))
+    if not changes:
+        click.echo(f"\nNo change to the spec of {gid}.")
+        return
+    click.echo(f"\nChanges to the spec of {gid} (committed -> new):")
+    colour = (lambda text, name: click.style(text, fg=name)) if sys.stdout.isatty() else None
+    click.echo("\n".join(format_changes(changes, colour)))
+
+
+def _exit_for_change(detailed: bool, changes: list[Change], sentence: object) -> None:
+    """``--detailed-exitcode``: 2 when the spec or the instances would change, else 0."""
+    if detailed and (changes or sentence not in ("Noop", None)):
+        sys.exit(2)
+
+
+@group_cli.command("validate")
+@click.argument("spec_files", nargs=-1, required=True, metavar="FILE...")
+@click.option(
+    "--plugins", is_flag=True, help="also ask each spec's flavor and instance plugin (Validate)"
+)
+@template_options
+@output_option
+def validate(
+    spec_files: tuple[str, ...],
+    plugins: bool,
+    var_pairs: tuple[str, ...],
+    vars_files: tuple[str, ...],
+    output: str,
+) -> None:
+    """Check group spec files without committing them (offline: no plugin is needed); every
+    problem of every file at once, numbered. Exit 1 when any file has a problem."""
+    from infrakit.launch.validate import Finding, Report, check_spec, check_with_plugins
+
+    reports = []
+    for path in spec_files:
+        try:
+            spec = read_spec(path, var_pairs, vars_files)
+        except CliError as exc:  # unreadable or unrenderable: that file's one problem
+            message = exc.format_message()
+            where, text = path, message
+            if message.startswith(path + ":"):  # a template error: FILE:LINE: what
+                where, _, text = message.partition(": ")
+            reports.append(Report(path, None, [Finding(where, text)]))
+            continue
+        report = check_spec(spec)
+        if plugins:
+            check_with_plugins(report)
+        reports.append(report)
+    bad = [r for r in reports if not r.ok]
+    if output != "text":
+        echo_doc([r.to_wire() for r in reports], output)
+    else:
+        for report in reports:
+            if report.ok:
+                click.echo(f"{report.source}: group {report.group} is valid")
+                continue
+            count = len(report.findings)
+            click.echo(f"{report.source}: {count} problem{'s' if count != 1 else ''}")
+            for i, finding in enumerate(report.findings, 1):
+                click.echo(f"  {i}. {finding.line()}")
+    if bad:
+        total = sum(len(r.findings) for r in bad)
+        fail(
+            f"{total} problem{'s' if total != 1 else ''} in {len(bad)} of {len(reports)} spec files"
+        )
 
 
 @group_cli.command("describe")
@@ -119,14 +252,15 @@ def describe(ctx: click.Context, gid: str, quiet: bool, output: str) -> None:
         ago = status.get("ObservedAgo")
         when = f"as seen {ago:.1f}s ago" if isinstance(ago, int | float) else "none seen yet"
         click.echo(f"warning: instances of {gid} {when}: {status['ActualUnknown']}", err=True)
-    if output == "json":
-        echo_json(
+    if output != "text":
+        echo_doc(
             {
                 "ID": gid,
                 "Instances": instances,
                 "Converged": desc.get("converged", False),
                 "Status": status,
-            }
+            },
+            output,
         )
         return
     instance_table(instances, quiet)
@@ -201,8 +335,8 @@ def inspect(ctx: click.Context, gid: str, output: str) -> None:
     for spec in result.get("groups") or []:
         view = {k.lower(): v for k, v in spec.items()}
         if view.get("id") == gid:
-            if output == "json":
-                echo_json(spec)
+            if output != "text":
+                echo_doc(spec, output)
             else:
                 click.echo(json.dumps(spec, indent=2))
             return
@@ -217,8 +351,8 @@ def ls(ctx: click.Context, quiet: bool, output: str) -> None:
     """List the committed groups."""
     result = _group(ctx, "Group.InspectGroups", ID="")
     ids = [{k.lower(): v for k, v in g.items()}.get("id", "") for g in result.get("groups") or []]
-    if output == "json":
-        echo_json(ids)
+    if output != "text":
+        echo_doc(ids, output)
         return
     if not quiet:
         click.echo("ID")
@@ -263,16 +397,16 @@ def scale(ctx: click.Context, gid: str, size: int | None, output: str) -> None:
     """Print a group's target size, or set it to SIZE."""
     current = _group(ctx, "Group.Size", ID=gid).get("size")
     if size is None:
-        if output == "json":
-            echo_json({"ID": gid, "Size": current})
+        if output != "text":
+            echo_doc({"ID": gid, "Size": current}, output)
         else:
             click.echo(f"Group {gid} at {current} instances")
         return
     if size < 0:
         fail("size cannot be negative")
     _group(ctx, "Group.SetSize", ID=gid, Size=size)
-    if output == "json":
-        echo_json({"ID": gid, "Size": size, "Previous": current})
+    if output != "text":
+        echo_doc({"ID": gid, "Size": size, "Previous": current}, output)
     else:
         click.echo(f"Group {gid} at {current} instances, scale to {size}")
 

@@ -14,17 +14,17 @@ from infrakit import errors
 from infrakit.cli._common import (
     NamedGroup,
     client_for,
+    echo_doc,
     echo_json,
     fail,
     instance_table,
+    output_option,
     read_json_file,
 )
 
 __all__ = ["flavor_cli", "instance_cli"]
 
-OUTPUT = click.option(
-    "-o", "--output", type=click.Choice(["text", "json"]), default="text", help="output format"
-)
+OUTPUT = output_option
 
 
 def _complete_plugins(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
@@ -145,8 +145,8 @@ def describe(
     filt = _parse_tags(tags)
     result = _instance(ctx, "Instance.DescribeInstances", Tags=filt, Properties=properties)
     found = result.get("descriptions") or []
-    if output == "json":
-        echo_json(found)
+    if output != "text":
+        echo_doc(found, output)
         return
     instance_table(found, quiet, properties)
 
@@ -202,9 +202,10 @@ def info(ctx: click.Context, output: str) -> None:
                 for m in iface.get("Methods") or []:
                     if m.get("Request", {}).get("method") == "Instance.Validate":
                         props = {"Example": m["Request"]["params"].get("Properties")}
-    if output == "json":
-        echo_json(
-            {"Vendor": doc.get("Vendor"), "Implements": doc.get("Implements"), "Properties": props}
+    if output != "text":
+        echo_doc(
+            {"Vendor": doc.get("Vendor"), "Implements": doc.get("Implements"), "Properties": props},
+            output,
         )
         return
     vendor = doc.get("Vendor") or {}
@@ -325,8 +326,8 @@ def flavor_healthy(
         r = _flavor(ctx, "Flavor.Healthy", Properties=props, Instance=desc)
         health = r.get("health")
         results[iid] = words.get(health, str(health)) if isinstance(health, int) else str(health)
-    if output == "json":
-        echo_json(results)
+    if output != "text":
+        echo_doc(results, output)
         return
     for iid, word in results.items():
         click.echo(f"{iid:<30}\t{word}")

@@ -12,12 +12,12 @@ from typing import Any
 import click
 
 from infrakit import errors
-from infrakit.cli._common import NamedGroup, client_for, echo_json, fail
+from infrakit.cli._common import NamedGroup, client_for, echo_doc, fail, output_option
 from infrakit.spi import group as spi_group
 
 __all__ = ["manager_cli"]
 
-OUTPUT = click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+OUTPUT = output_option
 
 
 @click.group("manager", cls=NamedGroup)
@@ -53,8 +53,8 @@ def _manager(ctx: click.Context, method: str) -> dict[str, Any]:
 def status(ctx: click.Context, output: str) -> None:
     """Who leads, this member, every member, the election backend (lease) and the store."""
     doc = _manager(ctx, "Manager.Status")
-    if output == "json":
-        echo_json(doc)
+    if output != "text":
+        echo_doc(doc, output)
         return
     leader = doc.get("Leader") or {}
     since = doc.get("LeadingSince")
@@ -93,7 +93,10 @@ def _members(members: Any) -> str:
 
 
 @manager_cli.command("specs")
+@click.option(
+    "-o", "--output", type=click.Choice(["json", "yaml"]), default="json", help="output format"
+)
 @click.pass_context
-def specs(ctx: click.Context) -> None:
-    """Every committed group spec, as stored (JSON)."""
-    echo_json(_manager(ctx, "Manager.Specs").get("Specs") or [])
+def specs(ctx: click.Context, output: str) -> None:
+    """Every committed group spec, as stored (JSON, or YAML with -o yaml)."""
+    echo_doc(_manager(ctx, "Manager.Specs").get("Specs") or [], output)

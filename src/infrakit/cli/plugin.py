@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from infrakit import errors
-from infrakit.cli._common import echo_json, fail, logging_options
+from infrakit.cli._common import OUTPUT_FORMATS, echo_doc, fail, logging_options
 
 if TYPE_CHECKING:
     from infrakit import discovery
@@ -53,7 +53,7 @@ def _interfaces(entry: discovery.Entry) -> tuple[str, bool]:
 
 @plugin_cli.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="names only")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="text")
 def ls(quiet: bool, output: str) -> None:
     """List the plugins in the plugin directory (one line each)."""
     from infrakit import discovery
@@ -77,8 +77,8 @@ def ls(quiet: bool, output: str) -> None:
         if listen.startswith(home + "/"):
             listen = "~" + listen[len(home) :]
         rows.append({"Name": e.name, "Interfaces": iface, "Listen": listen, "Live": live})
-    if output == "json":
-        echo_json(rows)
+    if output != "text":
+        echo_doc(rows, output)
         return
     name_width = max([20, *(len(str(r["Name"])) + 2 for r in rows)])
     iface_width = max([30, *(len(str(r["Interfaces"])) + 2 for r in rows)])

@@ -1,4 +1,4 @@
-"""``infrakit up [SPEC.json ...]``: the one-command setup (thin: parse, call
+"""``infrakit up [SPEC ...]``: the one-command setup (thin: parse, call
 :mod:`infrakit.launch.stack`, print).
 
 It serves the HA manager (``group``, in front of the group controller), the file instance plugin
@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from infrakit import errors
-from infrakit.cli._common import fail, flag_values, kind_flags, logging_options
+from infrakit.cli._common import fail, flag_values, kind_flags, logging_options, template_options
 from infrakit.cli.plugin import run_plugins
 from infrakit.manager.kind import KIND as MANAGER
 from infrakit.plugins.file.kind import KIND as FILE
@@ -40,28 +40,34 @@ MANAGER_FLAGS = (
 
 
 @click.command("up")
-@click.argument("spec_files", nargs=-1, metavar="[SPEC.json]...")
+@click.argument("spec_files", nargs=-1, metavar="[SPEC]...")
 @kind_flags(MANAGER, MANAGER_FLAGS)
 @kind_flags(FILE, rename={"dir": "instances-dir"})
 @click.option("--listen-tcp", default=None, metavar="HOST", help="every plugin also on HOST:<port>")
+@template_options
 @logging_options
 def up(
     spec_files: tuple[str, ...],
     listen_tcp: str | None,
+    var_pairs: tuple[str, ...],
+    vars_files: tuple[str, ...],
     log_level: str,
     log_format: str | None,
     **flags: object,
 ) -> None:
     """Run the manager (group controller), file instances and the vanilla/combo flavors; commit
-    SPECs."""
+    SPECs (JSON or YAML files, rendered first when they are templates)."""
     from infrakit.launch import stack
+    from infrakit.rpc.envelope import MAX_BODY_BYTES
+    from infrakit.specfile.reader import parse_vars
 
     manager = flag_values(MANAGER, flags)
     # --token, --token-file, --insecure and --tls-* serve the manager's --listen and, with
     # --listen-tcp, every plugin's listener. The token is read once: the manager gets the value.
     tls = tuple(manager.get(n) for n in ("tls-cert", "tls-key", "tls-ca"))
     try:
-        specs = stack.read_up_specs(spec_files)  # every file checked before anything starts
+        variables = parse_vars(var_pairs, vars_files, MAX_BODY_BYTES)
+        specs = stack.read_up_specs(spec_files, variables)  # all checked before anything starts
         tcp = stack.tcp_settings(
             listen_tcp,
             _text(manager.pop("token", None)),

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from infrakit import discovery, errors
-from infrakit._utils import jsonfile, systemd
+from infrakit._utils import systemd
 from infrakit.launch import registry, serving
 from infrakit.launch.host import PluginHost
 from infrakit.rpc.auth import resolve_token
@@ -152,27 +152,29 @@ class UpSpec:
     document: dict[str, object]
 
 
-def read_up_specs(paths: Sequence[str]) -> list[UpSpec]:
-    """Read and validate every spec file of ``up`` (JSON, group spec, plugin names) before any
-    plugin starts; the first problem is one line naming the file."""
-    from infrakit.controller.group.spec import parse_spec
+def read_up_specs(
+    paths: Sequence[str], variables: Mapping[str, object] | None = None
+) -> list[UpSpec]:
+    """Read, render (templates, with ``variables``) and validate every spec file of ``up``
+    (JSON or YAML, group spec, plugin names) before any plugin starts. A file's problems are
+    all in one line naming the file (InfraKit's message first), each at its ``FILE:LINE:COL``."""
+    from infrakit.launch.validate import check_spec
+    from infrakit.specfile.reader import read_spec_file
 
     specs: list[UpSpec] = []
     seen: dict[str, str] = {}
     ours = {name for _, name in UP_PLUGINS}
     for path in paths:
-        try:
-            doc = jsonfile.read_json_file(path, "spec file", MAX_BODY_BYTES)
-        except jsonfile.JsonFileError as exc:
-            raise errors.SpecError(str(exc)) from None
+        spec_file = read_spec_file(path, "spec file", MAX_BODY_BYTES, variables)
+        doc = spec_file.value
         if not isinstance(doc, dict):
             raise errors.SpecError(
                 f'spec file {path}: expected a JSON object {{"ID": ..., "Properties": ...}}'
             )
-        try:
-            settings = parse_spec(spi_group.spec_from_wire(doc, "spec"))
-        except errors.InfrakitError as exc:
-            raise errors.SpecError(f"spec file {path}: {exc}") from None
+        report = check_spec(spec_file)
+        if report.settings is None:
+            raise errors.SpecError(f"spec file {path}: {report.summary()}")
+        settings = report.settings
         if settings.id in seen:
             raise errors.SpecError(
                 f"spec files {seen[settings.id]} and {path} both define group {settings.id}; "

@@ -31,6 +31,8 @@ sections, where a typo would otherwise silently change behaviour.
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ from infrakit.errors import SpecError
 from infrakit.spi import flavor
 from infrakit.spi import group as spi_group
 
-__all__ = ["GroupSettings", "Percent", "parse_spec"]
+__all__ = ["GroupSettings", "Percent", "Problem", "parse_spec", "spec_problems"]
 
 
 def _duration(value: Any) -> float:
@@ -321,16 +323,110 @@ class GroupSettings:
         return out
 
 
-def _first_error(exc: ValidationError) -> str:
-    """Pydantic's first error as one line: where, what was wrong, what was expected."""
-    err = exc.errors(include_url=False)[0]
-    path = ".".join(str(p) for p in ("Properties", *err["loc"]))
+# --- validation: every problem at once ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where (``path``), what was expected and found, what to do.
+
+    ``message`` is the one line a commit is refused with (InfraKit's words where InfraKit had
+    the check); :meth:`line` is the structured form ``infrakit group validate`` numbers."""
+
+    path: tuple[str, ...]
+    expected: str
+    found: str
+    hint: str
+    message: str
+
+    @property
+    def dotted(self) -> str:
+        """The path as ``Properties.Allocation.Size`` (list items as ``LogicalIDs[1]``)."""
+        out = ""
+        for part in self.path:
+            out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+        return out
+
+    def line(self) -> str:
+        """``PATH: expected X, found Y; HINT``."""
+        return f"{self.dotted}: expected {self.expected}, found {self.found}; {self.hint}"
+
+
+def _found(value: Any) -> str:
+    """A value as the user wrote it (JSON), shortened."""
+    try:
+        text = json.dumps(value, separators=(", ", ": "))
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "model_type": "an object (a map of keys)",
+    "dict_type": "an object (a map of keys)",
+    "float_type": "a number",
+}
+
+
+def _pydantic_problem(err: Any, prefix: tuple[str, ...], model: type[BaseModel]) -> Problem:
+    """A pydantic error of section ``model`` (at ``prefix``) as a :class:`Problem`."""
+    path = (*prefix, *(str(p) for p in err["loc"]))
+    kind = err["type"]
+    given = err.get("input")
     message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"{path}: unknown field; check the spelling (see docs/group-spec.md)"
-    if err["type"] in ("int_type", "string_type", "bool_type", "list_type", "model_type"):
-        return f"{path}: {message}, got {err.get('input')!r}"
-    return f"{path}: {message}"
+    dotted = Problem(path, "", "", "", "").dotted
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        known = [f.alias for f in model.model_fields.values() if f.alias]
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"the fields are {', '.join(known)}"
+        return Problem(
+            path,
+            f"one of the {path[-2] if len(path) > 1 else 'spec'} fields",
+            f"unknown field {key!r}",
+            hint,
+            f"Invalid properties: {dotted}: unknown field; {hint} (see docs/group-spec.md)",
+        )
+    expected = _EXPECTED.get(kind)
+    hint = "see docs/group-spec.md"
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
+        expected = "one of " + ", ".join(choices)
+        close = difflib.get_close_matches(str(given), choices, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}?" if close else f"use one of {', '.join(choices)}"
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal"):
+        bound = next(iter(err.get("ctx", {}).values()), "")
+        word = {"greater_than_equal": "at least", "greater_than": "above"}.get(kind, "at most")
+        expected = f"a number {word} {bound}"
+        hint = f"use {bound} or more" if word != "at most" else f"use at most {bound}"
+    elif kind in ("int_type", "int_parsing") and isinstance(given, str) and given.strip().isdigit():
+        hint = f"write {given.strip()} without quotes"
+    elif kind == "value_error" and message.startswith("duration"):
+        expected = "a duration such as 500ms, 10s or 1m30s, or a number of seconds"
+        hint = 'write it like "10s"' if "negative" not in message else "durations are not negative"
+    elif kind == "value_error" and "percentage" in message:
+        expected = "a count of 0 or more, or a percentage from 0% to 100%"
+        hint = 'write e.g. 1 or "25%"'
+    elif kind == "value_error":
+        text = message.split("expected ", 1)
+        expected = text[1].split(", got")[0] if len(text) == 2 else message
+    elif expected is None:
+        expected = message[0].lower() + message[1:] if message else kind
+    legacy = message
+    if kind in ("int_type", "string_type", "bool_type", "list_type", "model_type"):
+        legacy = f"{message}, got {given!r}"
+    return Problem(
+        path,
+        expected or message,
+        _found(given),
+        hint,
+        f"Invalid properties: {dotted}: {legacy}; fix the spec and commit again",
+    )
 
 
 #: Group IDs: they name store keys, event topics (``group/<id>``) and CLI arguments, so no
@@ -342,43 +438,17 @@ MAX_GROUP_SIZE = 100_000
 
 
 def parse_spec(spec: spi_group.Spec) -> GroupSettings:
-    """Validate a committed group spec; raise :class:`SpecError` with InfraKit's message first."""
-    _check_id(spec.id)
-    raw = spec.properties
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise SpecError(
-            f"Invalid properties: Properties must be a JSON object, got {type(raw).__name__}; "
-            "see docs/group-spec.md"
-        )
-    # The spec document {"ID", "Properties": raw} is one level more than raw: the same limit as
-    # the CLI's for a spec file.
-    if deeper_than(raw, MAX_DEPTH - 1):
-        raise SpecError(
-            f"Invalid properties: the spec is nested deeper than {MAX_DEPTH} levels (the limit "
-            "for specs); flatten it"
-        )
-    try:
-        props = GroupProperties.model_validate(_canonical_keys(GroupProperties, raw))
-    except ValidationError as exc:
-        raise SpecError(
-            f"Invalid properties: {_first_error(exc)}; fix the spec and commit again"
-        ) from None
-    _check_allocation(props.allocation)
-    _check_updating(props)
-    p = props.provisioning
-    if p.backoff_max < p.backoff_initial:
-        raise SpecError(
-            "Invalid properties: Properties.Provisioning.BackoffMax must be at least BackoffInitial"
-        )
-    for section, label in ((props.instance, "Instance"), (props.flavor, "Flavor")):
-        if not section.plugin:
-            raise SpecError(
-                f"Invalid properties: Properties.{label}.Plugin: required; name the "
-                f"{label.lower()} plugin (e.g. "
-                f"{'instance-file' if label == 'Instance' else 'flavor-vanilla'})"
-            )
+    """Validate a committed group spec; raise :class:`SpecError` with InfraKit's message first
+    (and every further problem after it, on the same line)."""
+    found = spec_problems(spec)
+    if found:
+        first = found[0].message
+        if len(found) > 1:
+            rest = "; ".join(f"{i}. {p.line()}" for i, p in enumerate(found[1:], 2))
+            first += f" (and {len(found) - 1} more: {rest})"
+        raise SpecError(first)
+    raw = spec.properties if spec.properties is not None else {}
+    props = GroupProperties.model_validate(_canonical_keys(GroupProperties, raw))
     digest = config_hash(
         props.instance.plugin,
         props.instance.properties,
@@ -388,64 +458,263 @@ def parse_spec(spec: spi_group.Spec) -> GroupSettings:
     return GroupSettings(id=spec.id, properties=props, raw=raw, hash=digest)
 
 
-def _check_id(gid: str) -> None:
+def spec_problems(spec: spi_group.Spec) -> list[Problem]:
+    """Every problem of ``spec``, InfraKit's checks first; empty when it is valid. Sections are
+    checked one by one, so a type error in one does not hide the others; a check that needs a
+    section that did not parse is skipped (its own problem is already listed)."""
+    problems = _id_problems(spec.id)
+    raw = spec.properties
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(
+            Problem(
+                ("Properties",),
+                "an object (a map of keys)",
+                type(raw).__name__,
+                "see docs/group-spec.md",
+                f"Invalid properties: Properties must be a JSON object, got {type(raw).__name__}; "
+                "see docs/group-spec.md",
+            )
+        )
+        return problems
+    # The spec document {"ID", "Properties": raw} is one level more than raw: the same limit as
+    # the CLI's for a spec file.
+    if deeper_than(raw, MAX_DEPTH - 1):
+        problems.append(
+            Problem(
+                ("Properties",),
+                f"at most {MAX_DEPTH} levels of nesting",
+                "deeper nesting",
+                "flatten it",
+                f"Invalid properties: the spec is nested deeper than {MAX_DEPTH} levels (the "
+                "limit for specs); flatten it",
+            )
+        )
+        return problems
+    canonical = _canonical_keys(GroupProperties, raw)
+    problems.extend(_unknown_section_problems(raw))
+    sections: dict[str, BaseModel | None] = {}
+    for field_name, info in GroupProperties.model_fields.items():
+        alias = info.alias or field_name
+        model = _submodel(info.annotation)
+        assert model is not None
+        if alias not in canonical:
+            sections[alias] = None if alias == "Health" else model.model_validate({})
+            continue
+        if alias == "Health" and canonical[alias] is None:
+            sections[alias] = None
+            continue
+        try:
+            sections[alias] = model.model_validate(canonical[alias])
+        except ValidationError as exc:
+            sections[alias] = None
+            prefix = ("Properties", alias)
+            problems.extend(
+                _pydantic_problem(e, prefix, model) for e in exc.errors(include_url=False)
+            )
+            continue
+    problems.extend(_section_problems(sections))
+    return problems
+
+
+def _unknown_section_problems(raw: dict[str, Any]) -> list[Problem]:
+    """Keys of Properties that Go ignores but that are one typo away from a missing section."""
+    known = [f.alias for f in GroupProperties.model_fields.values() if f.alias]
+    present = {k.lower() for k in raw if isinstance(k, str)}
+    out = []
+    for key in raw:
+        if not isinstance(key, str) or key.lower() in {k.lower() for k in known}:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if close and close[0].lower() not in present:
+            out.append(
+                Problem(
+                    ("Properties", key),
+                    "one of the Properties sections",
+                    f"unknown field {key!r}",
+                    f"did you mean {close[0]}?",
+                    f"Invalid properties: Properties.{key}: unknown field; did you mean "
+                    f"{close[0]}? (see docs/group-spec.md)",
+                )
+            )
+    return out
+
+
+def _section_problems(sections: dict[str, Any]) -> list[Problem]:
+    """The checks across fields, on the sections that parsed."""
+    out: list[Problem] = []
+    alloc = sections.get("Allocation")
+    if isinstance(alloc, AllocationSection):
+        out.extend(_allocation_problems(alloc))
+    updating = sections.get("Updating")
+    if isinstance(updating, UpdatingSection):
+        out.extend(_updating_problems(updating, alloc))
+    prov = sections.get("Provisioning")
+    if isinstance(prov, ProvisioningSection) and prov.backoff_max < prov.backoff_initial:
+        out.append(
+            Problem(
+                ("Properties", "Provisioning", "BackoffMax"),
+                f"at least BackoffInitial ({format_duration(prov.backoff_initial)})",
+                format_duration(prov.backoff_max),
+                "raise BackoffMax or lower BackoffInitial",
+                "Invalid properties: Properties.Provisioning.BackoffMax must be at least "
+                "BackoffInitial",
+            )
+        )
+    for label, example in (("Instance", "instance-file"), ("Flavor", "flavor-vanilla")):
+        section = sections.get(label)
+        if isinstance(section, PluginSection) and not section.plugin:
+            out.append(
+                Problem(
+                    ("Properties", label, "Plugin"),
+                    f"the name of the {label.lower()} plugin",
+                    "nothing",
+                    f"name it, e.g. {example}",
+                    f"Invalid properties: Properties.{label}.Plugin: required; name the "
+                    f"{label.lower()} plugin (e.g. {example})",
+                )
+            )
+    return out
+
+
+def _id_problems(gid: str) -> list[Problem]:
     """Group IDs name store keys and event topics: a safe, bounded alphabet."""
     if not gid:
-        raise SpecError('Group ID must not be blank (set "ID" at the top of the spec)')
+        return [
+            Problem(
+                ("ID",),
+                "a group name",
+                "nothing",
+                'set "ID" at the top of the spec',
+                'Group ID must not be blank (set "ID" at the top of the spec)',
+            )
+        ]
     if not _GROUP_ID.fullmatch(gid):
-        raise SpecError(
-            f"Group ID {gid!r}: expected 1-128 letters, digits, '.', '_' or '-', starting "
-            "with a letter or digit (it names store keys and event topics); rename the group"
-        )
+        return [
+            Problem(
+                ("ID",),
+                "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+                _found(gid),
+                "rename the group (its ID names store keys and event topics)",
+                f"Group ID {gid!r}: expected 1-128 letters, digits, '.', '_' or '-', starting "
+                "with a letter or digit (it names store keys and event topics); rename the group",
+            )
+        ]
+    return []
 
 
-def _check_allocation(alloc: AllocationSection) -> None:
+def _allocation_problems(alloc: AllocationSection) -> list[Problem]:
     """Exactly one of Size (> 0) or LogicalIDs (unique, non-empty), within MAX_GROUP_SIZE."""
+    where = ("Properties", "Allocation")
     if alloc.size == 0 and not alloc.logical_ids:
-        raise SpecError(
-            "Allocation must not be blank (Properties.Allocation: set Size > 0 for cattle "
-            "or LogicalIDs for pets)"
-        )
+        return [
+            Problem(
+                where,
+                "Size > 0 (cattle) or LogicalIDs (pets)",
+                "neither",
+                "set Size > 0 for cattle or LogicalIDs for pets",
+                "Allocation must not be blank (Properties.Allocation: set Size > 0 for cattle "
+                "or LogicalIDs for pets)",
+            )
+        ]
+    out: list[Problem] = []
     if alloc.size > MAX_GROUP_SIZE or len(alloc.logical_ids or []) > MAX_GROUP_SIZE:
         count = alloc.size or len(alloc.logical_ids or [])
-        raise SpecError(
-            f"Invalid properties: Properties.Allocation: {count} instances is more than one group "
-            f"may have (at most {MAX_GROUP_SIZE}); check the number, or split it into groups"
+        out.append(
+            Problem(
+                where,
+                f"at most {MAX_GROUP_SIZE} instances",
+                str(count),
+                "check the number, or split it into groups",
+                f"Invalid properties: Properties.Allocation: {count} instances is more than one "
+                f"group may have (at most {MAX_GROUP_SIZE}); check the number, or split it into "
+                "groups",
+            )
         )
     if alloc.size > 0 and alloc.logical_ids:
-        raise SpecError(
-            "Only one Allocation method may be used (Properties.Allocation: give Size or "
-            "LogicalIDs, not both)"
+        out.append(
+            Problem(
+                where,
+                "Size or LogicalIDs",
+                "both",
+                "give Size or LogicalIDs, not both",
+                "Only one Allocation method may be used (Properties.Allocation: give Size or "
+                "LogicalIDs, not both)",
+            )
         )
+    out.extend(_logical_id_problems(alloc.logical_ids or []))
+    return out
+
+
+def _logical_id_problems(logical_ids: list[str]) -> list[Problem]:
+    """Logical IDs are non-empty and unique."""
+    out: list[Problem] = []
     seen: set[str] = set()
-    for lid in alloc.logical_ids or []:
+    for i, lid in enumerate(logical_ids):
+        path = ("Properties", "Allocation", "LogicalIDs", str(i))
         if not lid:
-            raise SpecError("Invalid properties: Properties.Allocation.LogicalIDs: empty ID")
-        if lid in seen:
-            raise SpecError(
-                f"Invalid properties: Properties.Allocation.LogicalIDs: {lid!r} appears twice; "
-                "logical IDs must be unique"
+            out.append(
+                Problem(
+                    path,
+                    "a non-empty ID",
+                    '""',
+                    "remove it or name it",
+                    "Invalid properties: Properties.Allocation.LogicalIDs: empty ID",
+                )
+            )
+        elif lid in seen:
+            out.append(
+                Problem(
+                    path,
+                    "unique logical IDs",
+                    f"{lid!r} a second time",
+                    "remove the duplicate",
+                    f"Invalid properties: Properties.Allocation.LogicalIDs: {lid!r} appears "
+                    "twice; logical IDs must be unique",
+                )
             )
         seen.add(lid)
+    return out
 
 
-def _check_updating(props: GroupProperties) -> None:
+def _updating_problems(u: UpdatingSection, alloc: AllocationSection | None) -> list[Problem]:
     """One Updating method; an update that can make progress; a canary within the group."""
-    u = props.updating
-    alloc = props.allocation
+    where = ("Properties", "Updating")
+    out: list[Problem] = []
     if u.count > 0 and u.duration > 0:
-        raise SpecError(
-            "Only one Updating method may be used (Properties.Updating: give Count or "
-            "Duration, not both)"
+        out.append(
+            Problem(
+                where,
+                "Count or Duration",
+                "both",
+                "give Count or Duration, not both",
+                "Only one Updating method may be used (Properties.Updating: give Count or "
+                "Duration, not both)",
+            )
         )
     if u.max_surge in (0, "0%") and u.max_unavailable in (0, "0%"):
-        raise SpecError(
-            "Invalid properties: Properties.Updating: MaxSurge and MaxUnavailable cannot both "
-            "be 0, or an update could never replace anything; set MaxSurge to 1"
+        out.append(
+            Problem(
+                where,
+                "MaxSurge or MaxUnavailable above 0",
+                "both 0",
+                "set MaxSurge to 1",
+                "Invalid properties: Properties.Updating: MaxSurge and MaxUnavailable cannot "
+                "both be 0, or an update could never replace anything; set MaxSurge to 1",
+            )
         )
-    size = len(alloc.logical_ids) if alloc.logical_ids else alloc.size
-    if u.canary > size:
-        raise SpecError(
-            f"Invalid properties: Properties.Updating.Canary: {u.canary} is more than the "
-            f"group size {size}; use at most {size}"
-        )
+    if alloc is not None:
+        size = len(alloc.logical_ids) if alloc.logical_ids else alloc.size
+        if u.canary > size:
+            out.append(
+                Problem(
+                    (*where, "Canary"),
+                    f"at most the group size {size}",
+                    str(u.canary),
+                    f"use at most {size}",
+                    f"Invalid properties: Properties.Updating.Canary: {u.canary} is more than "
+                    f"the group size {size}; use at most {size}",
+                )
+            )
+    return out

@@ -10,10 +10,12 @@ Properties (InfraKit's, both eras)::
     }
 
 * ``Init`` - a list of lines (a single string is accepted too); appended to the spec's Init,
-  joined with newlines.
-* ``InitScriptTemplateURL`` - instead of ``Init``: a ``file://`` path or an inline ``str://``
-  script, used verbatim (InfraKit rendered it as a template; we do not run a template engine).
-  Giving both is rejected with InfraKit's message.
+  joined with newlines. A line with ``{{``/``{%`` is a template (:mod:`infrakit.specfile.template`)
+  rendered per instance with ``instance`` (ID, LogicalID, Group, Index, Tags) and Go's ``INDEX``
+  (Group, Sequence): ``echo {{ instance.LogicalID }}``; other lines are used verbatim.
+* ``InitScriptTemplateURL`` - instead of ``Init``: a local ``file://`` path or an inline
+  ``str://`` script (no network), rendered the same way when it is a template (Jinja2 syntax,
+  not Go's; includes from the file's directory). Giving both is rejected with InfraKit's message.
 * ``Tags`` - merged over the spec's tags (the flavor wins).
 * ``Attachments`` - appended to the spec's attachments (SEED's bare strings accepted).
 

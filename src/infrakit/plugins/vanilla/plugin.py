@@ -9,11 +9,18 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from infrakit.errors import SpecError
+from infrakit.specfile.template import has_template_syntax, render
 from infrakit.spi.flavor import AllocationMethod, Index
 from infrakit.spi.instance import Attachment, Description, Spec, attachments_from_wire
 from infrakit.spi.types import JSON, Health, Tags, ci_get, ci_view, want_str, want_tags
 
-__all__ = ["VanillaFlavor", "VanillaProperties", "parse_properties"]
+__all__ = [
+    "VanillaFlavor",
+    "VanillaProperties",
+    "instance_context",
+    "parse_properties",
+    "render_init",
+]
 
 MUTUALLY_EXCLUSIVE = 'Either "Init" or "InitScriptTemplateURL" can be specified but not both'
 
@@ -75,18 +82,62 @@ def parse_properties(properties: JSON) -> VanillaProperties:
     return VanillaProperties(init, url, dict(tags), attachments or [])
 
 
-def read_init_script(url: str) -> str:
-    """The script an ``InitScriptTemplateURL`` points at, verbatim."""
+def read_init_script(url: str) -> tuple[str, Path | None]:
+    """The script an ``InitScriptTemplateURL`` points at (a local file or ``str://`` text; no
+    network), and the directory its includes are read from (None for ``str://``)."""
     if url.startswith("str://"):
-        return url[len("str://") :]
+        return url[len("str://") :], None
     path = Path(unquote(urlparse(url).path))
     try:
-        return path.read_text()
+        return path.read_text(), path.parent
     except OSError as exc:
         raise SpecError(
             f"vanilla InitScriptTemplateURL {url}: cannot read {path} ({exc.strerror}); "
             f"check the path"
         ) from None
+
+
+def instance_context(spec: Spec, index: Index) -> dict[str, Any]:
+    """What an Init template sees of the instance being prepared: ``instance`` (ID, LogicalID,
+    Group, Index, Tags) and Go InfraKit's ``INDEX`` (Group, Sequence). The instance plugin
+    assigns the ID when it provisions, after Prepare: ``instance.ID`` is the LogicalID for pets
+    and empty for cattle."""
+    logical = spec.logical_id or ""
+    return {
+        "instance": {
+            "ID": logical,
+            "LogicalID": logical,
+            "Group": index.group,
+            "Index": index.sequence,
+            "Tags": dict(spec.tags),
+        },
+        "INDEX": {"Group": index.group, "Sequence": index.sequence},
+    }
+
+
+class _AnyTags(dict[str, str]):
+    """Tags of a sample instance: every tag is there, empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render_init(parsed: VanillaProperties, context: dict[str, Any]) -> list[str]:
+    """The Init lines of ``parsed`` for one instance: the script of ``InitScriptTemplateURL``
+    first, then ``Init``; each rendered when it is a template (others verbatim, as Go)."""
+    out: list[str] = []
+    if parsed.init_script_url:
+        script, root = read_init_script(parsed.init_script_url)
+        out.append(_render(script, "vanilla InitScriptTemplateURL", root, context))
+    for i, line in enumerate(parsed.init):
+        out.append(_render(line, f"vanilla Properties.Init[{i}]", None, context))
+    return out
+
+
+def _render(text: str, name: str, root: Path | None, context: dict[str, Any]) -> str:
+    if not has_template_syntax(text):
+        return text
+    return render(text, name=name, root=root, context=context, shell=True)
 
 
 class VanillaFlavor:
@@ -108,17 +159,19 @@ class VanillaFlavor:
 
     async def validate(self, properties: JSON, allocation: AllocationMethod) -> None:
         parsed = parse_properties(properties)  # always afresh: a commit may have changed it
-        if parsed.init_script_url:
-            read_init_script(parsed.init_script_url)
+        # A bad template fails the commit, not every create: rendered once for a sample
+        # instance whose tags are all there (empty), as they are only known at Prepare.
+        logical = allocation.logical_ids[0] if allocation.logical_ids else None
+        sample = instance_context(Spec(logical_id=logical), Index())
+        sample["instance"]["Tags"] = _AnyTags()
+        render_init(parsed, sample)
 
     async def prepare(
         self, properties: JSON, spec: Spec, allocation: AllocationMethod, index: Index
     ) -> Spec:
         parsed = self._parsed(properties)
         lines = [spec.init] if spec.init else []
-        if parsed.init_script_url:
-            lines.append(read_init_script(parsed.init_script_url))
-        lines.extend(parsed.init)
+        lines.extend(render_init(parsed, instance_context(spec, index)))
         attachments = spec.attachments
         if parsed.attachments:
             attachments = [*(spec.attachments or []), *parsed.attachments]
