@@ -25,6 +25,8 @@ from infrakit.cli._common import (
     instance_table,
     read_json_file,
 )
+from infrakit.cli.metadata import get as get_metadata
+from infrakit.cli.metadata import keys as metadata_keys
 from infrakit.rpc.client import SyncClient
 from infrakit.spi import group as spi_group
 
@@ -412,3 +414,7 @@ def _watch_live(
             time.sleep(interval)
             status = _status_or_fail(client, gid)
             live.update(render(status))
+
+
+group_cli.add_command(metadata_keys)
+group_cli.add_command(get_metadata)
