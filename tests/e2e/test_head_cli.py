@@ -98,9 +98,10 @@ def test_a_follower_is_not_the_leader_and_points_at_it(e2e: E2E) -> None:
     wait_for(lambda: a.status()["Leading"], what="a leads")
     b.start()
     leader_url = f"tcp://127.0.0.1:{a.port}"
-    sock_a, sock_b = Path(a.env["INFRAKIT_PLUGINS_DIR"]) / "group", Path(
-        b.env["INFRAKIT_PLUGINS_DIR"]
-    ) / "group"
+    sock_a, sock_b = (
+        Path(a.env["INFRAKIT_PLUGINS_DIR"]) / "group",
+        Path(b.env["INFRAKIT_PLUGINS_DIR"]) / "group",
+    )
 
     assert head(sock_a, "Manager.IsLeader", {})["result"] == {"Leader": True}
     assert head(sock_b, "Manager.IsLeader", {})["result"] == {"Leader": False}

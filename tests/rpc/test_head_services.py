@@ -63,7 +63,9 @@ async def post(sock: Path, body: bytes) -> bytes:
 
 async def commit(sock: Path, gid: str = "cattle") -> None:
     spec = f'{{"ID":"{gid}","Properties":{PROPS_JSON}}}'
-    body = await post(sock, request("Group.CommitGroup", f'{{"Name":"","Spec":{spec},"Pretend":false}}'))
+    body = await post(
+        sock, request("Group.CommitGroup", f'{{"Name":"","Spec":{spec},"Pretend":false}}')
+    )
     assert b'"Details"' in body, body
 
 
@@ -255,7 +257,9 @@ async def test_enforce_checks_every_spec_before_committing_any(
     m = manager_plugin
     good = f'{{"kind":"group","metadata":{{"name":"ok"}},"properties":{PROPS_JSON}}}'
     bad = '{"kind":"ingress","metadata":{"name":""}}'
-    reply = json.loads(await post(m.sock, request("Manager.Enforce", f'{{"Specs":[{good},{bad},{good}]}}')))
+    reply = json.loads(
+        await post(m.sock, request("Manager.Enforce", f'{{"Specs":[{good},{bad},{good}]}}'))
+    )
     message = reply["error"]["message"]
     assert message.startswith("Manager.Enforce: Specs[1].kind is 'ingress'"), message
     assert "Specs[1].metadata.name must be set" in message
