@@ -605,7 +605,17 @@ _HANDSHAKE_EXAMPLES: dict[str, Any] = {
 }
 _MANAGER_EXAMPLES: dict[str, Any] = {
     "Manager.Status": {"Name": "", "ID": ""},
-    "Manager.Specs": {"Name": "", "ID": ""},
+    # Stack/0.1.1 (HEAD's shapes); Enforce/Terminate name a kind the manager refuses.
+    "Manager.Specs": {},
+    "Manager.IsLeader": {},
+    "Manager.LeaderLocation": {},
+    "Manager.Inspect": {},
+    "Manager.Enforce": {"Specs": [{"kind": "fuzz", "metadata": {"name": "adv-fuzz"}}]},
+    "Manager.Terminate": {"Specs": [{"kind": "fuzz", "metadata": {"name": "adv-fuzz"}}]},
+}
+_METADATA_EXAMPLES: dict[str, Any] = {
+    "Metadata.Keys": {"Name": "", "Path": "."},
+    "Metadata.Get": {"Name": "", "Path": "specs/adv-fuzz/Properties"},
 }
 
 _FILE_HELPERS = ["infrakit", "plugin", "start", "file:instance-file", "vanilla:flavor-vanilla"]
@@ -624,7 +634,7 @@ KINDS: dict[str, Target] = {
         ("Group",),
         _plant_group,
         _verify_group,
-        examples={**_GROUP_EXAMPLES, **_HANDSHAKE_EXAMPLES},
+        examples={**_GROUP_EXAMPLES, **_METADATA_EXAMPLES, **_HANDSHAKE_EXAMPLES},
     ),
     "manager": Target(
         "manager",
@@ -647,7 +657,12 @@ KINDS: dict[str, Target] = {
         ("Group",),
         _plant_group,
         _verify_group,
-        examples={**_GROUP_EXAMPLES, **_MANAGER_EXAMPLES, **_HANDSHAKE_EXAMPLES},
+        examples={
+            **_GROUP_EXAMPLES,
+            **_MANAGER_EXAMPLES,
+            **_METADATA_EXAMPLES,
+            **_HANDSHAKE_EXAMPLES,
+        },
         tcp=True,
     ),
     "instance-file": Target(

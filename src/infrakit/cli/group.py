@@ -31,6 +31,8 @@ from infrakit.cli._common import (
     read_spec,
     template_options,
 )
+from infrakit.cli.metadata import get as get_metadata
+from infrakit.cli.metadata import keys as metadata_keys
 from infrakit.rpc.client import SyncClient
 from infrakit.spi import group as spi_group
 
@@ -546,3 +548,7 @@ def _watch_live(
             time.sleep(interval)
             status = _status_or_fail(client, gid)
             live.update(render(status))
+
+
+group_cli.add_command(metadata_keys)
+group_cli.add_command(get_metadata)

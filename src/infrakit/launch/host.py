@@ -34,10 +34,12 @@ from infrakit.launch import registry
 from infrakit.rpc import flavor as rpc_flavor
 from infrakit.rpc import group as rpc_group
 from infrakit.rpc import instance as rpc_instance
+from infrakit.rpc import metadata as rpc_metadata
+from infrakit.rpc import stack as rpc_stack
 from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client, default_call_timeout
 from infrakit.rpc.server import PluginServer, Service
-from infrakit.spi import flavor, group, instance
+from infrakit.spi import flavor, group, instance, stack
 from infrakit.spi.adapt import AsyncFlavor, AsyncInstance
 from infrakit.spi.plugin import Context, Kind, Served
 
@@ -66,6 +68,15 @@ def services_for(name: str, served: Served) -> Adapted:
         services.append(rpc_flavor.service(flav))
     if served.group:
         services.append(rpc_group.service(dict(served.group)))
+    if served.metadata:
+        services.append(rpc_metadata.service(dict(served.metadata)))
+    if served.stack is not None:
+        if not isinstance(served.stack, stack.Plugin):
+            raise errors.SpecError(
+                f"plugin {name}: its stack object {type(served.stack).__name__} does not "
+                "implement the Stack interface (is_leader, leader_location, enforce ...)"
+            )
+        services.append(rpc_stack.service(served.stack))
     if not services and served.events is None:
         raise errors.SpecError(f"plugin {name} serves nothing: no instance, flavor or group object")
     return Adapted(inst, flav, services)
@@ -244,6 +255,7 @@ class PluginHost:
             instance_lookup=self.instance_lookup,
             flavor_lookup=self.flavor_lookup,
             group_lookup=self.group_lookup,
+            plugin_dir=self.plugin_dir,
         )
 
     async def build_kind(

@@ -348,14 +348,13 @@ class Manager:
             return []
         return controller.snapshots()
 
-    async def manager_specs(
-        self, id: str = "", options: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """``infrakit manager specs``: every committed spec as stored (readable on any member)."""
+    async def stored_specs(self) -> list[spi_group.Spec]:
+        """Every committed spec as stored, by group ID (readable on any member): the Stack's
+        ``Manager.Specs`` (``infrakit manager specs``)."""
         if self.controller is None:
             self._refresh_store()  # a follower's cache may be stale
         stored = await self.store.list("groups/")
-        return {"Specs": [stored[k] for k in sorted(stored)]}
+        return [spi_group.spec_from_wire(stored[k], k) for k in sorted(stored)]
 
     # --- event source ---------------------------------------------------------------------------
 

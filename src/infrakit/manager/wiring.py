@@ -21,9 +21,11 @@ from urllib.parse import urlparse
 from infrakit import errors
 from infrakit._utils.aio import Broker
 from infrakit.controller.group.controller import GroupController
+from infrakit.controller.group.metadata import GroupMetadata
 from infrakit.leader import Elector, LeaderInfo, open_elector
 from infrakit.manager.kind import KIND
 from infrakit.manager.manager import Manager, RemoteGroup
+from infrakit.manager.stack import ManagerStack
 from infrakit.metrics import Recorder, TimedStore, timed_lookups, watch_controller
 from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client
@@ -135,6 +137,8 @@ async def build(ctx: Context) -> Served:
 
     return Served(
         group={".": manager},
+        metadata={".": GroupMetadata(manager)},
+        stack=ManagerStack(manager, ctx.plugin_dir / ctx.name if ctx.plugin_dir else None),
         events=manager,
         start=manager.start,
         stop=stop,

@@ -45,7 +45,6 @@ EXTENSIONS = {
     "Group.Reset": "reset",
     # Served by the HA manager (infrakit.manager); ID is not needed.
     "Manager.Status": "manager_status",
-    "Manager.Specs": "manager_specs",
 }
 
 

@@ -86,6 +86,8 @@ class Context:
     group_lookup: GroupLookup
     #: Extra wiring some kinds need (the group kind gets ``store`` here), keyed by name.
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The plugin directory the socket will be in (None: not known, e.g. a bare build).
+    plugin_dir: Path | None = None
 
     def option(self, kind: Kind, name: str) -> Any:
         """Option ``name`` of ``kind``: given, else its environment variable, else its default;
@@ -106,6 +108,11 @@ class Served:
     flavor: dict[str, object] = field(default_factory=dict)
     #: Group plugin objects keyed by name (``"."`` = default object).
     group: dict[str, object] = field(default_factory=dict)
+    #: Metadata trees (:class:`infrakit.spi.metadata.Plugin`) keyed by name, served as
+    #: ``Metadata/0.1.1`` (the group kinds publish their groups, specs and counts).
+    metadata: dict[str, object] = field(default_factory=dict)
+    #: The stack (:class:`infrakit.spi.stack.Plugin`), served as ``Stack/0.1.1`` (the manager).
+    stack: object | None = None
     #: Event source served at ``/events`` (and offered to in-process subscribers).
     events: event.Source | None = None
     #: Called once after the socket is up (start background work here).

@@ -37,6 +37,7 @@ STORE_OPTION = Option(
 
 async def build(ctx: Context) -> Served:
     from infrakit.controller.group.controller import GroupController
+    from infrakit.controller.group.metadata import GroupMetadata
     from infrakit.metrics import Recorder, TimedStore, timed_lookups, watch_controller
     from infrakit.store import open_store
 
@@ -57,6 +58,7 @@ async def build(ctx: Context) -> Served:
     return Served(
         metrics=recorder,
         group={".": controller},
+        metadata={".": GroupMetadata(controller)},
         events=controller,
         start=controller.start,
         stop=controller.stop,
