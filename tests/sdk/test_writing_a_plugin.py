@@ -8,6 +8,7 @@ import ast
 import importlib.util
 import io
 import json
+import subprocess
 import sys
 import tokenize
 from collections.abc import Iterator
@@ -146,6 +147,29 @@ def test_a_group_of_three_on_my_cloud_through_the_cli(rig: E2E) -> None:
     assert rig.run("group", "destroy", "my-group").stdout == "Destroy my-group initiated\n"
     assert members() == []
     assert rig.run("group", "ls", "-q").stdout == ""
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_starting_the_example_twice_is_one_line_naming_the_socket(rig: E2E) -> None:
+    """``infrakit.serve`` itself turns a taken name into one line (every plugin author gets it)."""
+    rig.start(sys.executable, str(EXAMPLE), sockets=["my-cloud"])
+    second = subprocess.run(
+        [sys.executable, str(EXAMPLE)],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    socket = rig.plugins / "my-cloud"
+    assert (second.returncode, second.stdout) == (1, "")
+    assert second.stderr == (
+        f"Error: plugin my-cloud: a running plugin already listens on {socket}; stop it first "
+        "(infrakit plugin stop my-cloud) or serve this one under another name\n"
+    )
+    assert rig.lines("plugin", "ls", "-q") == ["my-cloud"]  # the first one still serves
+    assert rig.run("instance", "--name", "my-cloud", "describe", "-q").stdout == ""
 
 
 @pytest.mark.e2e

@@ -40,7 +40,9 @@ async def build(ctx: Context) -> Served:
     from infrakit.store import open_store
 
     # An unreadable store stops the start, with the reason; it is never wiped.
-    store = ctx.extras.get("store") or open_store(ctx.option(KIND, "store"), ctx.home)
+    store = ctx.extras.get("store") or open_store(
+        ctx.option(KIND, "store"), ctx.home, next_step=ctx.another(KIND, "store")
+    )
     controller = GroupController(
         ctx.instance_lookup,
         ctx.flavor_lookup,
