@@ -149,7 +149,8 @@ def test_hints_name_an_option_as_the_user_gave_it(e2e: E2E) -> None:
     )
     assert e2e.fails("up", "--instances-dir", f"{bad}/x") == cannot + "pass another --instances-dir"
     assert e2e.fails("plugin", "start", "file", INFRAKIT_INSTANCE_FILE_DIR=f"{bad}/x") == (
-        cannot + "set INFRAKIT_INSTANCE_FILE_DIR to another value (or pass another -o file.dir=PATH)"
+        cannot
+        + "set INFRAKIT_INSTANCE_FILE_DIR to another value (or pass another -o file.dir=PATH)"
     )
     script = subprocess.run(
         [bin_path("infrakit-instance-file"), "--dir", f"{bad}/x"],

@@ -8,6 +8,7 @@ import ast
 import importlib.util
 import io
 import json
+import os
 import subprocess
 import sys
 import tokenize
@@ -91,6 +92,49 @@ async def test_my_cloud_over_its_socket() -> None:
         assert [d.id for d in await h.instance.describe_instances({})] == [db]
         with pytest.raises(errors.NotFoundError, match=f"no instance {web}"):
             await h.instance.destroy(web, Context("terminate"))
+
+
+# --- the guide's own test, run as a plugin author runs it ----------------------------------------
+
+
+def guide_block(language: str, starts: str) -> str:
+    """The guide's one ``language`` code block whose text starts with ``starts``."""
+    blocks = [b for b in GUIDE.read_text().split(f"```{language}\n")[1:] if b.startswith(starts)]
+    assert len(blocks) == 1, f"docs/writing-a-plugin.md: one {language} block starting {starts!r}"
+    return blocks[0].split("```", 1)[0]
+
+
+def run_pytest(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory)],
+        cwd=directory,
+        env={**os.environ, "PYTHONPATH": str(EXAMPLE.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(180)
+def test_the_guides_test_passes_with_no_warning_as_shown(tmp_path: Path) -> None:
+    """A plugin author's first run is clean: the test and the pytest settings the guide shows."""
+    test = guide_block("python", "import pytest\n")
+    settings = guide_block("toml", "[tool.pytest.ini_options]\n")
+    assert "asyncio_default_fixture_loop_scope" in settings
+    (tmp_path / "test_my_cloud.py").write_text(test)
+    (tmp_path / "pyproject.toml").write_text(settings)
+    shown = run_pytest(tmp_path)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "1 passed" in shown.stdout and "warning" not in (shown.stdout + shown.stderr).lower()
+    # The line the guide adds is what keeps it clean (pytest-asyncio warns without it).
+    (tmp_path / "pyproject.toml").write_text(
+        "".join(line for line in settings.splitlines(True) if "loop_scope" not in line)
+    )
+    bare = run_pytest(tmp_path)
+    assert (
+        bare.returncode == 0 and "asyncio_default_fixture_loop_scope" in bare.stdout + bare.stderr
+    )
 
 
 # --- end to end: real processes, the group controller, the CLI ----------------------------------

@@ -88,7 +88,7 @@ def commit(ctx: click.Context, spec_file: str, pretend: bool, output: str) -> No
             f"{json.dumps(gid)}; quote it"
         )
     if not isinstance(gid, str) or not gid:
-        fail(f'spec file {spec_file}: Group ID must not be blank (set "ID")')
+        fail(f"spec file {spec_file}: {spi_group.BLANK_ID}")
     if output == "json" and pretend:
         result = _group(ctx, "Group.Plan", ID=gid, Spec=doc)
         echo_json(result.get("plan"))

@@ -391,7 +391,7 @@ def parse_spec(spec: spi_group.Spec) -> GroupSettings:
 def _check_id(gid: str) -> None:
     """Group IDs name store keys and event topics: a safe, bounded alphabet."""
     if not gid:
-        raise SpecError('Group ID must not be blank (set "ID" at the top of the spec)')
+        raise SpecError(spi_group.BLANK_ID)
     if not _GROUP_ID.fullmatch(gid):
         raise SpecError(
             f"Group ID {gid!r}: expected 1-128 letters, digits, '.', '_' or '-', starting "
