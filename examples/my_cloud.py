@@ -9,7 +9,7 @@ import itertools
 
 import infrakit
 from infrakit.errors import NotFoundError, SpecError
-from infrakit.spi.instance import Description, Spec
+from infrakit.spi.instance import Description, Spec, tags_match
 from infrakit.spi.plugin import Context, Kind, Served
 
 
@@ -32,7 +32,7 @@ class MyCloud:
             raise NotFoundError(f"my-cloud: no instance {instance_id}")
 
     async def describe_instances(self, tags: dict[str, str]) -> list[Description]:
-        return [d for d in self.instances.values() if tags.items() <= d.tags.items()]
+        return [d for d in self.instances.values() if tags_match(d.tags, tags)]
 
 
 def build(ctx: Context) -> Served:

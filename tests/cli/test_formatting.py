@@ -212,6 +212,31 @@ def test_group_commands_print_infrakits_lines_and_json_shapes(stack: Stack) -> N
     assert stack.cli("group", "scale", "cattle", "5") == "Group cattle at 4 instances, scale to 5\n"
 
 
+def test_describe_after_a_rolling_update_counts_healthy_as_its_rows_and_json_do(
+    stack: Stack,
+) -> None:
+    """Without a Health section the rolling update still asks the flavor about each new
+    instance: the header, the rows and ``-o json`` all say so, from one source."""
+    stack.cli("group", "commit", str(EXAMPLES / "cattle.json"))
+    wait_for(lambda: converged(stack), what="cattle converged")
+    assert "rolling update" in stack.cli("group", "commit", str(EXAMPLES / "cattle2.json"))
+
+    def updated() -> dict[str, Any] | None:
+        doc: dict[str, Any] = stack.json("group", "describe", "cattle")
+        status = doc["Status"]
+        done = doc["Converged"] and status["Actual"] == 10 and status["Updating"] is None
+        return doc if done else None
+
+    status = wait_for(updated, timeout=30, what="the rolling update done")["Status"]
+    rows = [r["Health"] for r in status["Instances"]]
+    assert rows == ["healthy"] * 10
+    assert status["Healthy"] == 10 and status["HealthChecked"] is True
+    header = [
+        line for line in stack.cli("group", "describe", "cattle").splitlines() if "Group" in line
+    ]
+    assert header[0].startswith("Group cattle: desired 10, actual 10, healthy 10, pending 0")
+
+
 def test_instance_and_flavor_commands(stack: Stack, tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"Properties": {"n": 1}, "Tags": {"tier": "web"}}))
@@ -252,7 +277,8 @@ def test_plugin_ls_table_and_json(stack: Stack) -> None:
     assert [r["Name"] for r in rows] == ["flavor-vanilla", "group", "instance-file"]
     assert set(rows[0]) == {"Name", "Interfaces", "Listen", "Live"}
     by_name = {r["Name"]: r for r in rows}
-    assert by_name["instance-file"]["Interfaces"] == "Event/0.1.1,Instance/0.6.1"
+    assert by_name["instance-file"]["Interfaces"] == ["Event/0.1.1", "Instance/0.6.1"]
+    assert by_name["group"]["Interfaces"] == ["Event/0.1.1", "Group/0.1.1"]
     assert all(r["Live"] for r in rows)
     text = stack.cli("plugin", "ls").splitlines()
     assert text[0].split() == ["NAME", "INTERFACE", "LISTEN"]

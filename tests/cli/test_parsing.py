@@ -98,7 +98,10 @@ def test_a_bad_option_from_its_variable_names_the_variable(
     [
         ("[1]", 'spec file {f}: expected a JSON object {{"ID": ..., "Properties": ...}}'),
         ('{"ID": 7}', 'spec file {f}: "ID" must be a string naming the group, got 7; quote it'),
-        ('{"ID": ""}', 'spec file {f}: Group ID must not be blank (set "ID")'),
+        (
+            '{"ID": ""}',
+            'spec file {f}: Group ID must not be blank (set "ID" at the top of the spec)',
+        ),
         ('{"ID": "a",', "spec file {f}: not valid JSON (Expecting"),
         ("[" * 300 + "]" * 300, "spec file {f}: JSON nested deeper than 256 levels"),
     ],

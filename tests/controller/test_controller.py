@@ -308,6 +308,9 @@ async def test_failing_provider_backs_off_then_degrades(rig: Rig) -> None:
     await rig.ctl.reset("cattle", {})
     await rig.converge()
     assert len(rig.inst.instances) == 5
+    await rig.clock.advance(31)  # the new instances outlive CrashLoopWindow: nothing to reset
+    with pytest.raises(errors.ConflictError, match=r"not degraded .* nothing to reset"):
+        await rig.ctl.reset("cattle", {})
 
 
 async def test_hung_provider_times_out_and_backs_off(rig: Rig) -> None:

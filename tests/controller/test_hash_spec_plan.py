@@ -260,6 +260,35 @@ def test_tutorial_pretend_sentence() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("canary", "size", "said"),
+    [
+        (
+            1,
+            5,
+            "Performing a rolling update on 5 instances; canary: 1 instance first, then a "
+            "pause until `infrakit group promote cattle`",
+        ),
+        (
+            2,
+            8,
+            "Performing a rolling update on 5 instances, then adding 3 instances to increase the "
+            "group size to 8; canary: 2 instances first, then a pause until "
+            "`infrakit group promote cattle`",
+        ),
+        (2, 5, "Noop"),  # nothing to roll: no canary, no pause
+    ],
+)
+def test_a_canary_update_plan_says_it_pauses_for_promote(canary: int, size: int, said: str) -> None:
+    old = settings(CATTLE)
+    new_conf = copy.deepcopy(CATTLE)
+    if said != "Noop":
+        new_conf["Instance"]["Properties"]["Note"] = "v2"
+    new_conf["Allocation"]["Size"] = size
+    new_conf["Updating"] = {"Canary": canary}
+    assert plan_sentence(old, settings(new_conf), members(5, old.hash.head)) == said
+
+
 def test_plan_sentences_follow_infrakit_head() -> None:
     old = settings(CATTLE)
     h = old.hash.head

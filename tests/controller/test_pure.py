@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from typing import Any
 
 import pytest
@@ -18,7 +19,12 @@ from infrakit.controller.group.breaker import Breaker, backoff_delay, probe_time
 from infrakit.controller.group.observe import EARLY_DEATH_BURST, observe
 from infrakit.controller.group.reconcile import decide
 from infrakit.controller.group.spec import GroupSettings, parse_spec
-from infrakit.controller.group.state import GroupState, InFlightCreate, InstanceHealth
+from infrakit.controller.group.state import (
+    GroupState,
+    InFlightCreate,
+    InstanceHealth,
+    UpdateProgress,
+)
 from infrakit.errors import ConflictError
 from infrakit.spi import group
 from infrakit.spi.instance import Description
@@ -263,6 +269,46 @@ def test_rollout_controls_refuse_when_there_is_nothing_to_control() -> None:
         rollout.pause(state, "g")
     with pytest.raises(ConflictError, match="no canary update"):
         rollout.promote(settings(), state, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("record", "control", "refusal"),
+    [
+        ({"paused": True, "reason": "paused by user"}, "pause", "already paused (paused by user)"),
+        ({"failed": True, "reason": "rolling back"}, "pause", "already stopped (rolling back)"),
+        ({"promoted": True}, "resume", "is not paused (it is rolling); nothing to resume"),
+        ({}, "resume", "its canary waits for `infrakit group promote g`); nothing to resume"),
+        ({"promoted": True}, "promote", "canary of g is already promoted"),
+    ],
+)
+def test_rollout_controls_refuse_when_the_update_is_already_there(
+    record: dict[str, Any], control: str, refusal: str
+) -> None:
+    state = GroupState(update=UpdateProgress(target="h", **record))
+    before = copy.deepcopy(state.update)
+    canary = settings(Updating={"Canary": 1})
+    with pytest.raises(ConflictError, match=re.escape(refusal)):
+        if control == "pause":
+            rollout.pause(state, "g")
+        elif control == "resume":
+            rollout.resume(state, "g", 0.0)
+        else:
+            rollout.promote(canary, state, 0.0)
+    assert state.update == before  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("breaker", "at_rest"),
+    [
+        (Breaker(), True),
+        (Breaker(failures=1, level=1, next_create_at=5.0), False),  # backing off
+        (Breaker(suspect=True), False),  # probing
+        (Breaker(failures=5, opened_at=0.0), False),  # open
+        (Breaker(failures=4), False),  # recovered, one failure from opening again
+    ],
+)
+def test_a_breaker_has_something_to_reset_unless_at_rest(breaker: Breaker, at_rest: bool) -> None:
+    assert breaker.at_rest is at_rest
 
 
 # --- decide ----------------------------------------------------------------------------------

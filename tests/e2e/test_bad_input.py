@@ -139,6 +139,35 @@ def test_plugin_stop_after_a_crash_removes_the_socket_and_the_listen_file(e2e: E
     assert list(e2e.plugins.iterdir()) == []
 
 
+def test_hints_name_an_option_as_the_user_gave_it(e2e: E2E) -> None:
+    """The same unusable directory, set four ways: each hint names the way it was set."""
+    bad = e2e.home / "afile"
+    bad.write_text("")
+    cannot = f"Error: instance directory {bad}/x: cannot create it (File exists); "
+    assert e2e.fails("plugin", "start", "file", "-o", f"file.dir={bad}/x") == (
+        cannot + "pass another -o file.dir=PATH"
+    )
+    assert e2e.fails("up", "--instances-dir", f"{bad}/x") == cannot + "pass another --instances-dir"
+    assert e2e.fails("plugin", "start", "file", INFRAKIT_INSTANCE_FILE_DIR=f"{bad}/x") == (
+        cannot
+        + "set INFRAKIT_INSTANCE_FILE_DIR to another value (or pass another -o file.dir=PATH)"
+    )
+    script = subprocess.run(
+        [bin_path("infrakit-instance-file"), "--dir", f"{bad}/x"],
+        env=e2e.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (script.returncode, script.stdout) == (1, "")
+    assert script.stderr == cannot + "pass another --dir\n"
+    store = e2e.fails("plugin", "start", "group", "-o", f"group.store={bad}/x/store.json")
+    assert store.endswith("; create it or pass another -o group.store=VALUE"), store
+    for name in ("instance-file", "group", "flavor-vanilla"):  # nothing was served
+        assert not (e2e.plugins / name).exists()
+
+
 HANG = textwrap.dedent(
     """
     import asyncio, sys, infrakit

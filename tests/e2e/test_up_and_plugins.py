@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import stat
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,7 +162,7 @@ def test_up_store_in_a_missing_directory_fails_and_creates_nothing(e2e: E2E) -> 
     err = e2e.fails("up", "--store", str(store))
     assert err == (
         f"Error: store {store}: directory {store.parent} does not exist; "
-        "create it or choose another --store"
+        "create it or pass another --store"  # the flag up was given, not -o manager.store
     )
     assert not (e2e.home / "nonexistent").exists()
     nothing_started_or_committed(e2e)
@@ -288,7 +290,7 @@ def test_plugin_ls_json_and_kinds(e2e: E2E) -> None:
     assert rows == [
         {
             "Name": "flavor-vanilla",
-            "Interfaces": "Flavor/0.1.1",
+            "Interfaces": ["Flavor/0.1.1"],
             "Listen": rows[0]["Listen"],
             "Live": True,
         }
@@ -316,6 +318,33 @@ def test_version_and_completion(e2e: E2E) -> None:
         COMP_CWORD="3",
     )
     assert "cattle" in completed.stdout
+
+
+def test_plugin_start_completes_kinds_without_importing_them(e2e: E2E, tmp_path: Path) -> None:
+    # An installed kind whose module cannot even be imported: completion still names it (it
+    # reads entry-point names only), and says nothing about it failing to load.
+    dist = tmp_path / "broken_kind-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-kind\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[infrakit.plugins]\nbroken = broken_kind:KIND\n")
+    (tmp_path / "broken_kind.py").write_text("raise RuntimeError('imported by completion')\n")
+
+    def complete(words: str) -> subprocess.CompletedProcess[str]:
+        return e2e.run(
+            *words.split()[1:],
+            _INFRAKIT_COMPLETE="bash_complete",
+            COMP_WORDS=words,
+            COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+            PYTHONPATH=str(tmp_path),
+        )
+
+    every = complete("infrakit plugin start ")
+    kinds = [line.removeprefix("plain,") for line in every.stdout.splitlines()]
+    assert {"file", "vanilla", "combo", "group", "manager", "broken"} <= set(kinds)
+    assert kinds == sorted(kinds) and every.stderr == ""
+    after_one = complete("infrakit plugin start group f")
+    assert after_one.stdout.splitlines() == ["plain,file"] and after_one.stderr == ""
+    assert complete("infrakit plugin start file:").stdout.strip() == ""  # NAME: the user's
 
 
 def test_insecure_warns_who_can_reach_the_port_can_run_code(e2e: E2E) -> None:

@@ -8,6 +8,8 @@ import ast
 import importlib.util
 import io
 import json
+import os
+import subprocess
 import sys
 import tokenize
 from collections.abc import Iterator
@@ -92,6 +94,49 @@ async def test_my_cloud_over_its_socket() -> None:
             await h.instance.destroy(web, Context("terminate"))
 
 
+# --- the guide's own test, run as a plugin author runs it ----------------------------------------
+
+
+def guide_block(language: str, starts: str) -> str:
+    """The guide's one ``language`` code block whose text starts with ``starts``."""
+    blocks = [b for b in GUIDE.read_text().split(f"```{language}\n")[1:] if b.startswith(starts)]
+    assert len(blocks) == 1, f"docs/writing-a-plugin.md: one {language} block starting {starts!r}"
+    return blocks[0].split("```", 1)[0]
+
+
+def run_pytest(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory)],
+        cwd=directory,
+        env={**os.environ, "PYTHONPATH": str(EXAMPLE.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(180)
+def test_the_guides_test_passes_with_no_warning_as_shown(tmp_path: Path) -> None:
+    """A plugin author's first run is clean: the test and the pytest settings the guide shows."""
+    test = guide_block("python", "import pytest\n")
+    settings = guide_block("toml", "[tool.pytest.ini_options]\n")
+    assert "asyncio_default_fixture_loop_scope" in settings
+    (tmp_path / "test_my_cloud.py").write_text(test)
+    (tmp_path / "pyproject.toml").write_text(settings)
+    shown = run_pytest(tmp_path)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "1 passed" in shown.stdout and "warning" not in (shown.stdout + shown.stderr).lower()
+    # The line the guide adds is what keeps it clean (pytest-asyncio warns without it).
+    (tmp_path / "pyproject.toml").write_text(
+        "".join(line for line in settings.splitlines(True) if "loop_scope" not in line)
+    )
+    bare = run_pytest(tmp_path)
+    assert (
+        bare.returncode == 0 and "asyncio_default_fixture_loop_scope" in bare.stdout + bare.stderr
+    )
+
+
 # --- end to end: real processes, the group controller, the CLI ----------------------------------
 
 
@@ -146,6 +191,29 @@ def test_a_group_of_three_on_my_cloud_through_the_cli(rig: E2E) -> None:
     assert rig.run("group", "destroy", "my-group").stdout == "Destroy my-group initiated\n"
     assert members() == []
     assert rig.run("group", "ls", "-q").stdout == ""
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_starting_the_example_twice_is_one_line_naming_the_socket(rig: E2E) -> None:
+    """``infrakit.serve`` itself turns a taken name into one line (every plugin author gets it)."""
+    rig.start(sys.executable, str(EXAMPLE), sockets=["my-cloud"])
+    second = subprocess.run(
+        [sys.executable, str(EXAMPLE)],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    socket = rig.plugins / "my-cloud"
+    assert (second.returncode, second.stdout) == (1, "")
+    assert second.stderr == (
+        f"Error: plugin my-cloud: a running plugin already listens on {socket}; stop it first "
+        "(infrakit plugin stop my-cloud) or serve this one under another name\n"
+    )
+    assert rig.lines("plugin", "ls", "-q") == ["my-cloud"]  # the first one still serves
+    assert rig.run("instance", "--name", "my-cloud", "describe", "-q").stdout == ""
 
 
 @pytest.mark.e2e

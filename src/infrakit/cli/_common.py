@@ -31,6 +31,7 @@ __all__ = [
     "echo_doc",
     "echo_json",
     "fail",
+    "flag_spellings",
     "flag_values",
     "format_tags",
     "instance_table",
@@ -124,7 +125,7 @@ def kind_flags(
             if opt.env:
                 notes.append(f"env var: {opt.env}")
             text = opt.help + (f"  [{'; '.join(notes)}]" if notes else "")
-            flag = f"--{(rename or {}).get(opt.name, opt.name)}"
+            flag = _flag_name(opt, rename)
             parser = opt.parse
             if parser is not None and parser.is_flag:
                 decorator = click.option(
@@ -139,6 +140,23 @@ def kind_flags(
         return command
 
     return decorate
+
+
+def _flag_name(option: Option, rename: Mapping[str, str] | None) -> str:
+    return f"--{(rename or {}).get(option.name, option.name)}"
+
+
+def flag_spellings(
+    kind: Kind, names: Sequence[str] | None = None, rename: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The flags :func:`kind_flags` makes (same arguments), by option name: what a command tells
+    the kind, so the kind's hints name ``--dir`` where the user typed it, not ``-o file.dir``."""
+    chosen = set(names) if names is not None else None
+    return {
+        opt.name: _flag_name(opt, rename)
+        for opt in kind.options
+        if chosen is None or opt.name in chosen
+    }
 
 
 def flag_values(kind: Kind, values: Mapping[str, object]) -> dict[str, object]:

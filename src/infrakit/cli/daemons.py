@@ -15,7 +15,14 @@ from __future__ import annotations
 import click
 
 from infrakit import errors
-from infrakit.cli._common import CliError, fail, flag_values, kind_flags, logging_options
+from infrakit.cli._common import (
+    CliError,
+    fail,
+    flag_spellings,
+    flag_values,
+    kind_flags,
+    logging_options,
+)
 from infrakit.cli.plugin import run_plugins
 from infrakit.spi.plugin import Kind
 
@@ -38,7 +45,11 @@ def daemon(script: str, kind: Kind, summary: str) -> click.Command:
         from infrakit.launch import stack
 
         try:
-            starts = stack.plan([f"{kind.name}:{name}"], {kind.name: flag_values(kind, flags)})
+            starts = stack.plan(
+                [f"{kind.name}:{name}"],
+                {kind.name: flag_values(kind, flags)},
+                {kind.name: flag_spellings(kind)},
+            )
         except errors.InfrakitError as exc:
             fail(str(exc))
         run_plugins(starts, log_level=log_level, log_format=log_format)

@@ -117,7 +117,7 @@ def commit(
             f"{json.dumps(gid)}; quote it"
         )
     if not isinstance(gid, str) or not gid:
-        fail(f'spec file {spec.label}: Group ID must not be blank (set "ID")')
+        fail(f"spec file {spec.label}: {spi_group.BLANK_ID}")
     settings = _checked(spec)
     changes = _changes(ctx, gid, settings) if pretend or detailed_exitcode else []
     if pretend and output != "text":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -33,22 +33,24 @@ def plugin_cli() -> None:
     """List, start and stop plugins."""
 
 
-def _interfaces(entry: discovery.Entry) -> tuple[str, bool]:
-    """Comma-joined interfaces from the handshake; (text, live)."""
+def _interfaces(entry: discovery.Entry) -> tuple[list[str] | None, str, bool]:
+    """What a plugin implements, from its handshake: (interfaces, text, live). ``interfaces`` is
+    sorted (``[]`` for a stale socket, None when unknown: a SEED-era plugin or no answer); the
+    text is the table's column (``Event/0.1.1,Group/0.1.1``, ``-``, ``? (SEED-era)``, ``?``)."""
     from infrakit import discovery
     from infrakit.rpc.client import SyncClient
 
     if not discovery.probe(entry):
-        return "-", False
+        return [], "-", False
     try:
         with SyncClient(entry.name, entry.address, connect_timeout=1.0, call_timeout=2.0) as c:
             c.handshake()
             if c.objects is None:
-                return "? (SEED-era)", True
+                return None, "? (SEED-era)", True
             names = sorted(c.objects)
-            return ",".join(names) or "-", True
+            return names, ",".join(names) or "-", True
     except errors.InfrakitError:
-        return "?", True
+        return None, "?", True
 
 
 @plugin_cli.command("ls")
@@ -70,22 +72,24 @@ def ls(quiet: bool, output: str) -> None:
             click.echo(e.name)
         return
     rows = []
+    texts = []
+    home = str(Path.home())
     for e in entries:
-        iface, live = _interfaces(e)
+        interfaces, text, live = _interfaces(e)
         listen = str(e.path) if not e.is_tcp else e.address
-        home = str(Path.home())
         if listen.startswith(home + "/"):
             listen = "~" + listen[len(home) :]
-        rows.append({"Name": e.name, "Interfaces": iface, "Listen": listen, "Live": live})
+        rows.append({"Name": e.name, "Interfaces": interfaces, "Listen": listen, "Live": live})
+        texts.append(text)
     if output != "text":
         echo_doc(rows, output)
         return
     name_width = max([20, *(len(str(r["Name"])) + 2 for r in rows)])
-    iface_width = max([30, *(len(str(r["Interfaces"])) + 2 for r in rows)])
+    iface_width = max([30, *(len(t) + 2 for t in texts)])
     click.echo(f"{'NAME':<{name_width}}{'INTERFACE':<{iface_width}}{'LISTEN'}")
-    for r in rows:
+    for r, text in zip(rows, texts, strict=True):
         stale = "" if r["Live"] else "  (stale: not running)"
-        click.echo(f"{r['Name']:<{name_width}}{r['Interfaces']:<{iface_width}}{r['Listen']}{stale}")
+        click.echo(f"{r['Name']:<{name_width}}{text:<{iface_width}}{r['Listen']}{stale}")
 
 
 @plugin_cli.command("kinds")
@@ -117,8 +121,22 @@ def parse_options(values: Sequence[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _complete_kinds(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """``plugin start <TAB>``: the installed kinds, named by their entry points (no kind is
+    imported: completion must stay instant, and a broken kind must not break it)."""
+    from click.shell_completion import CompletionItem
+
+    from infrakit.launch import registry
+
+    if ":" in incomplete:  # KIND:NAME - the name is the user's
+        return []
+    return [CompletionItem(n) for n in registry.kind_names() if n.startswith(incomplete)]
+
+
 @plugin_cli.command("start", short_help="Run plugins in this process until Ctrl-C.")
-@click.argument("specs", nargs=-1, required=True, metavar="KIND[:NAME]...")
+@click.argument(
+    "specs", nargs=-1, required=True, metavar="KIND[:NAME]...", shell_complete=_complete_kinds
+)
 @click.option("-o", "--option", "options", multiple=True, metavar="KIND.OPTION=VALUE")
 @click.option("--listen-tcp", default=None, metavar="HOST", help="also listen on HOST:<free port>")
 @click.option(

@@ -15,7 +15,14 @@ from __future__ import annotations
 import click
 
 from infrakit import errors
-from infrakit.cli._common import fail, flag_values, kind_flags, logging_options, template_options
+from infrakit.cli._common import (
+    fail,
+    flag_spellings,
+    flag_values,
+    kind_flags,
+    logging_options,
+    template_options,
+)
 from infrakit.cli.plugin import run_plugins
 from infrakit.manager.kind import KIND as MANAGER
 from infrakit.plugins.file.kind import KIND as FILE
@@ -37,12 +44,14 @@ MANAGER_FLAGS = (
     "tls-ca",
     "poll-interval",
 )
+#: The file kind's ``dir`` is ``up``'s ``--instances-dir``.
+FILE_RENAME = {"dir": "instances-dir"}
 
 
 @click.command("up")
 @click.argument("spec_files", nargs=-1, metavar="[SPEC]...")
 @kind_flags(MANAGER, MANAGER_FLAGS)
-@kind_flags(FILE, rename={"dir": "instances-dir"})
+@kind_flags(FILE, rename=FILE_RENAME)
 @click.option("--listen-tcp", default=None, metavar="HOST", help="every plugin also on HOST:<port>")
 @template_options
 @logging_options
@@ -77,7 +86,13 @@ def up(
         )
         if tcp.token is not None:
             manager["token"] = tcp.token
-        starts = stack.up_plan({"manager": manager, "file": flag_values(FILE, flags)})
+        starts = stack.up_plan(
+            {"manager": manager, "file": flag_values(FILE, flags)},
+            {
+                "manager": flag_spellings(MANAGER, MANAGER_FLAGS),
+                "file": flag_spellings(FILE, rename=FILE_RENAME),
+            },
+        )
     except errors.InfrakitError as exc:
         fail(str(exc))
     run_plugins(starts, log_level=log_level, log_format=log_format, tcp=tcp, commit=specs)

@@ -41,6 +41,7 @@ from infrakit.rpc.client import Client, default_call_timeout
 from infrakit.rpc.server import PluginServer, Service
 from infrakit.spi import flavor, group, instance, stack
 from infrakit.spi.adapt import AsyncFlavor, AsyncInstance
+from infrakit.spi.option import env_sources
 from infrakit.spi.plugin import Context, Kind, Served
 
 __all__ = ["PluginHost", "services_for"]
@@ -247,7 +248,14 @@ class PluginHost:
 
     # --- serving --------------------------------------------------------------------------------
 
-    def context(self, name: str, options: Mapping[str, object] | None = None) -> Context:
+    def context(
+        self,
+        name: str,
+        options: Mapping[str, object] | None = None,
+        *,
+        flags: Mapping[str, str] | None = None,
+        from_env: Mapping[str, str] | None = None,
+    ) -> Context:
         return Context(
             name=name,
             options=dict(options or {}),
@@ -256,10 +264,18 @@ class PluginHost:
             flavor_lookup=self.flavor_lookup,
             group_lookup=self.group_lookup,
             plugin_dir=self.plugin_dir,
+            flags=dict(flags or {}),
+            from_env=dict(from_env or {}),
         )
 
     async def build_kind(
-        self, kind: Kind, name: str, options: Mapping[str, object] | None = None
+        self,
+        kind: Kind,
+        name: str,
+        options: Mapping[str, object] | None = None,
+        *,
+        flags: Mapping[str, str] | None = None,
+        from_env: Mapping[str, str] | None = None,
     ) -> Served:
         """Build ``kind`` as ``name`` without serving it: where its options are checked.
 
@@ -270,8 +286,9 @@ class PluginHost:
         if name in self.running:
             raise errors.ConflictError(f"plugin {name} is already running in this process")
         resolved = kind.resolve_options(options or {})
+        env = {**env_sources(kind.options, options or {}), **(from_env or {})}
         try:
-            built = kind.build(self.context(name, resolved))
+            built = kind.build(self.context(name, resolved, flags=flags, from_env=env))
             return await built if inspect.isawaitable(built) else built
         except OSError as exc:
             raise _cannot_start(name, kind, exc) from exc
@@ -286,8 +303,7 @@ class PluginHost:
     async def serve(self, name: str, served: Served, *, kind: Kind | None = None) -> Running:
         """Serve already-built objects as plugin ``name``."""
         adapted = services_for(name, served)
-        if kind is not None:
-            self._refuse_taken_name(name, kind)
+        self._refuse_taken_name(name, kind)
         server = PluginServer(
             name,
             adapted.services,
@@ -326,14 +342,20 @@ class PluginHost:
             raise
         return running
 
-    def _refuse_taken_name(self, name: str, kind: Kind) -> None:
+    def _refuse_taken_name(self, name: str, kind: Kind | None) -> None:
         """Fail before binding if a live plugin (or a non-socket file) holds ``name``.
 
-        The server checks too, but only the host knows the kind, so only it can name the next
-        step as ``plugin start`` takes it: ``KIND:OTHER-NAME``.
+        The server checks too, but only the host knows how the plugin was started, so only it
+        can name the next step: ``KIND:OTHER-NAME`` for a kind, the ``name`` given to
+        ``infrakit.serve`` for a plugin author's own script (no ``--name`` it may not have).
         """
         path = self.plugin_dir / name
-        other = f"serve this one under another name (infrakit plugin start {kind.name}:OTHER-NAME)"
+        if kind is not None:
+            other = (
+                f"serve this one under another name (infrakit plugin start {kind.name}:OTHER-NAME)"
+            )
+        else:
+            other = "serve this one under another name"
         try:
             mode = path.lstat().st_mode
         except OSError:

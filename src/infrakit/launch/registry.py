@@ -19,6 +19,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "available",
     "get_kind",
+    "kind_names",
     "parse_spec",
     "start_hint",
 ]
@@ -68,6 +69,14 @@ def available() -> dict[str, Kind]:
                 found[ep.name] = kind
         _cache = {**found, **_loaded}
     return _cache
+
+
+def kind_names() -> list[str]:
+    """The names of the installed kinds, sorted, **without loading any**: the entry points' names
+    (and kinds registered at run time). Shell completion uses it; a broken kind is still named,
+    ``plugin start`` then says why it cannot load."""
+    names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_loaded)
+    return sorted(names)
 
 
 def register(kind: Kind) -> None:

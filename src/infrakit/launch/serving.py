@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 
@@ -75,7 +76,16 @@ def run(main: Coroutine[object, object, None]) -> None:
 
 
 def serve(plugin: object, name: str, *, plugin_dir: str | Path | None = None) -> None:
-    """Serve ``plugin`` on a UNIX socket named ``name`` in the plugin directory; blocks."""
+    """Serve ``plugin`` on a UNIX socket named ``name`` in the plugin directory; blocks.
+
+    A plugin that cannot start - the name is taken by a running plugin, the socket path is too
+    long, ``plugin`` is no plugin - ends the process with one ``Error:`` line on stderr naming
+    the socket and the next step, and exit status 1: no traceback for the plugin's user.
+    """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    run(serve_async(plugin, name, plugin_dir=Path(plugin_dir) if plugin_dir else None))
+    try:
+        run(serve_async(plugin, name, plugin_dir=Path(plugin_dir) if plugin_dir else None))
+    except errors.InfrakitError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -35,6 +35,7 @@ from infrakit.rpc.client import SyncClient
 from infrakit.rpc.envelope import MAX_BODY_BYTES
 from infrakit.rpc.tls import tls_contexts
 from infrakit.spi import group as spi_group
+from infrakit.spi.option import env_sources
 from infrakit.spi.plugin import Kind
 
 __all__ = [
@@ -82,12 +83,19 @@ class Start:
     kind: Kind
     name: str
     options: Mapping[str, object] = field(default_factory=dict)
+    #: How the starting command spells the kind's options (``--dir``; unlisted: ``-o``), and
+    #: which values came from their variables: hints name an option as the user set it.
+    flags: Mapping[str, str] = field(default_factory=dict)
+    from_env: Mapping[str, str] = field(default_factory=dict)
 
 
 def plan(
-    specs: Sequence[str], options: Mapping[str, Mapping[str, object]] | None = None
+    specs: Sequence[str],
+    options: Mapping[str, Mapping[str, object]] | None = None,
+    flags: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[Start]:
-    """``KIND[:NAME]`` texts and the options given per kind -> what to start.
+    """``KIND[:NAME]`` texts and the options given per kind -> what to start. ``flags``: how the
+    calling command spells each kind's options when not as ``-o KIND.NAME=VALUE``.
 
     Refuses unknown kinds, bad names, options for a kind not being started, options a kind does
     not take and values its parsers refuse; nothing is created before it returns.
@@ -100,13 +108,23 @@ def plan(
             f"-o given for {', '.join(sorted(unknown))}, which is not being started"
         )
     return [
-        Start(kind, name, kind.resolve_options(given.get(kind.name, {}))) for kind, name in chosen
+        Start(
+            kind,
+            name,
+            kind.resolve_options(given.get(kind.name, {})),
+            flags=(flags or {}).get(kind.name, {}),
+            from_env=env_sources(kind.options, given.get(kind.name, {})),
+        )
+        for kind, name in chosen
     ]
 
 
-def up_plan(options: Mapping[str, Mapping[str, object]]) -> list[Start]:
+def up_plan(
+    options: Mapping[str, Mapping[str, object]],
+    flags: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[Start]:
     """What ``infrakit up`` starts (:data:`UP_PLUGINS`) with ``options`` per kind."""
-    return plan([f"{kind}:{name}" for kind, name in UP_PLUGINS], options)
+    return plan([f"{kind}:{name}" for kind, name in UP_PLUGINS], options, flags)
 
 
 @dataclass(frozen=True)
@@ -248,7 +266,15 @@ async def serve(
     try:
         # Build every plugin before serving any: a bad option of one stops the process before a
         # socket exists or anything is logged as listening.
-        built = [(s, await host.build_kind(s.kind, s.name, s.options)) for s in starts]
+        built = [
+            (
+                s,
+                await host.build_kind(
+                    s.kind, s.name, s.options, flags=s.flags, from_env=s.from_env
+                ),
+            )
+            for s in starts
+        ]
         for start, served in built:
             await host.serve(start.name, served, kind=start.kind)
         log.info(

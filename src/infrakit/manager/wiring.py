@@ -113,7 +113,12 @@ async def build(ctx: Context) -> Served:
     if listen is not None:
         location = f"{'https' if server_tls else 'tcp'}://{listen[0]}:{listen[1]}"
     elector = _open_elector(ctx, leader_kind, member, location, store_url)
-    store = open_store(store_url, ctx.home, fence=elector if leader_kind == "etcd" else None)
+    store = open_store(
+        store_url,
+        ctx.home,
+        fence=elector if leader_kind == "etcd" else None,
+        next_step=ctx.another(KIND, "store"),
+    )
     await _preflight(elector, store)
 
     recorder = Recorder()

@@ -20,6 +20,7 @@ from infrakit.spi.instance import Description, description_from_wire, descriptio
 from infrakit.spi.types import JSON, Era, InterfaceSpec, ci_get, ci_view, want_str
 
 __all__ = [
+    "BLANK_ID",
     "EXTENSIONS",
     "INTERFACE",
     "Description",
@@ -36,6 +37,10 @@ __all__ = [
 ]
 
 INTERFACE = InterfaceSpec("Group", "0.1.1")
+
+#: InfraKit's message for a spec without an ID, and the next step: the controller's validation and
+#: the CLI (which refuses such a file before calling any plugin) say it the same way.
+BLANK_ID = 'Group ID must not be blank (set "ID" at the top of the spec)'
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ __all__ = [
     "Parser",
     "choice",
     "duration",
+    "env_sources",
     "flag",
     "host_port",
     "integer",
@@ -215,3 +216,9 @@ def resolve_options(
             "see `infrakit plugin kinds`"
         )
     return {name: opt.value(given, kind) for name, opt in declared.items()}
+
+
+def env_sources(options: Iterable[Option], given: Mapping[str, object]) -> dict[str, str]:
+    """The options whose value comes from their environment variable, ``given`` not setting
+    them: name -> variable (hints then name the variable, not a flag nobody typed)."""
+    return {opt.name: env for opt in options if (env := opt.raw(given)[1]) is not None}

@@ -88,6 +88,12 @@ class Context:
     extras: dict[str, Any] = field(default_factory=dict)
     #: The plugin directory the socket will be in (None: not known, e.g. a bare build).
     plugin_dir: Path | None = None
+    #: How the command that started this plugin spells its options, by option name (``--dir``
+    #: on ``infrakit-instance-file``, ``--instances-dir`` on ``infrakit up``); an option not
+    #: listed is ``-o KIND.NAME=VALUE``, as on ``infrakit plugin start``.
+    flags: dict[str, str] = field(default_factory=dict)
+    #: The options whose value came from their environment variable: name -> variable.
+    from_env: dict[str, str] = field(default_factory=dict)
 
     def option(self, kind: Kind, name: str) -> Any:
         """Option ``name`` of ``kind``: given, else its environment variable, else its default;
@@ -96,6 +102,26 @@ class Context:
             if opt.name == name:
                 return opt.value(self.options, kind.name)
         raise KeyError(f"kind {kind.name} has no option {name}")
+
+    def spelled(self, kind: Kind, name: str) -> str:
+        """Option ``name`` of ``kind`` as the user sets it in the command that started this
+        plugin: ``-o file.dir=PATH`` (``plugin start``), ``--dir`` (a console script),
+        ``--instances-dir`` (``up``)."""
+        flag = self.flags.get(name)
+        if flag:
+            return flag
+        parser = next((o.parse for o in kind.options if o.name == name), None)
+        return f"-o {kind.name}.{name}={parser.metavar if parser is not None else 'VALUE'}"
+
+    def another(self, kind: Kind, name: str) -> str:
+        """The next step for a value of option ``name`` that cannot be used, naming the option
+        as the user set it: ``pass another -o file.dir=PATH``, ``pass another --dir``, or - when
+        the value came from the option's variable - ``set INFRAKIT_INSTANCE_FILE_DIR to another
+        value (or pass another --dir)``. A hint never names a flag the user did not use."""
+        env = self.from_env.get(name)
+        if env:
+            return f"set {env} to another value (or pass another {self.spelled(kind, name)})"
+        return f"pass another {self.spelled(kind, name)}"
 
 
 @dataclass

@@ -40,12 +40,15 @@ class Store(Protocol):
         """Where this store keeps its data, for status output (``file:/root/.infrakit/...``)."""
 
 
-def open_store(url: str | None, home: Path, fence: Any = None) -> Store:
+def open_store(
+    url: str | None, home: Path, fence: Any = None, next_step: str = "choose another --store"
+) -> Store:
     """The store a URL names: ``memory``, ``etcd://host:port[/prefix]``, or a file path
     (``file:PATH`` too; default ``<home>/store.json``). A file store is loaded here, so an
     unreadable one stops the caller with :class:`~infrakit.errors.StoreError` - never wiped.
     Only the default store's directory is created; an explicit path whose directory does not
-    exist is a :class:`~infrakit.errors.SpecError`."""
+    exist is a :class:`~infrakit.errors.SpecError` ending in ``next_step`` (a kind passes its
+    option as the user gave it: ``pass another -o group.store=VALUE``)."""
     text = "" if url is None else str(url)
     if text == "memory":
         from infrakit.store.memory import MemoryStore
@@ -72,16 +75,16 @@ def open_store(url: str | None, home: Path, fence: Any = None) -> Store:
     # an explicit path must not silently create directories somewhere else.
     default = not text or path.parent == home
     if not default:
-        _check_directory(text, path.parent)
+        _check_directory(text, path.parent, next_step)
     file_store = FileStore(path, create_parent=default)
     file_store.load()
     return file_store
 
 
-def _check_directory(text: str, directory: Path) -> None:
+def _check_directory(text: str, directory: Path, next_step: str) -> None:
     if directory.is_dir():
         return
     problem = "is not a directory" if directory.exists() else "does not exist"
     raise errors.SpecError(
-        f"store {text}: directory {directory} {problem}; create it or choose another --store"
+        f"store {text}: directory {directory} {problem}; create it or {next_step}"
     )

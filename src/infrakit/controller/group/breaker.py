@@ -115,6 +115,17 @@ class Breaker:
         return self.opened_at is not None
 
     @property
+    def at_rest(self) -> bool:
+        """Nothing to reset: closed, no failed create counted, no backoff, no probing."""
+        return (
+            self.opened_at is None
+            and self.failures == 0
+            and self.level == 0
+            and not self.suspect
+            and not self.half_open
+        )
+
+    @property
     def probing(self) -> bool:
         """Creates go one at a time (a probe, or the open breaker's trial)."""
         return self.suspect or self.half_open

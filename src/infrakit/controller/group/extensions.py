@@ -145,8 +145,14 @@ class GroupExtensions:
         return {"Details": details}
 
     async def reset(self: _Host, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """``infrakit group reset``: close the circuit breaker and create again now."""
+        """``infrakit group reset``: close the circuit breaker and create again now. Refused,
+        like the other controls, when there is nothing to reset."""
         group = self._get(id)
+        if group.state.breaker.at_rest:
+            raise errors.ConflictError(
+                f"group {id} is not degraded and no create failed (its circuit breaker is "
+                "closed); nothing to reset"
+            )
         group.state.breaker.reset()
         self._publish(id, Notice("reset", f"{id}: circuit breaker reset; creating again"))
         self.queue.add(id)

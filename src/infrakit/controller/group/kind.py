@@ -42,7 +42,9 @@ async def build(ctx: Context) -> Served:
     from infrakit.store import open_store
 
     # An unreadable store stops the start, with the reason; it is never wiped.
-    store = ctx.extras.get("store") or open_store(ctx.option(KIND, "store"), ctx.home)
+    store = ctx.extras.get("store") or open_store(
+        ctx.option(KIND, "store"), ctx.home, next_step=ctx.another(KIND, "store")
+    )
     recorder = Recorder()
     instances, flavors = timed_lookups(ctx.instance_lookup, ctx.flavor_lookup, recorder)
     controller = GroupController(

@@ -39,7 +39,21 @@ __all__ = ["plan_sentence", "structured_plan"]
 def plan_sentence(old: GroupSettings | None, new: GroupSettings, members: list[Description]) -> str:
     """InfraKit HEAD's sentence for committing ``new`` over ``old`` (None: a new group), given
     the current ``members`` (module docstring's table). Word for word, because scripts and Go
-    InfraKit's tutorial tests compare it."""
+    InfraKit's tutorial tests compare it - except that a rolling update with an
+    ``Updating.Canary`` (infrakit's own key) says where it will stop: ``...; canary: 1 instance
+    first, then a pause until `infrakit group promote cattle```."""
+    text = _infrakit_sentence(old, new, members)
+    canary = new.properties.updating.canary
+    if canary and "rolling update" in text:
+        first = f"{canary} instance{'s' if canary > 1 else ''}"
+        text += f"; canary: {first} first, then a pause until `infrakit group promote {new.id}`"
+    return text
+
+
+def _infrakit_sentence(
+    old: GroupSettings | None, new: GroupSettings, members: list[Description]
+) -> str:
+    """InfraKit HEAD's sentence, word for word (see :func:`plan_sentence`)."""
     if old is None:
         return f"Managing {new.size} instances"
     undesired = [m for m in members if not new.hash.matches(m.tags)]

@@ -131,8 +131,14 @@ def _judge(
 
 
 def pause(state: GroupState, gid: str) -> Notice:
-    """Freeze the update: nothing more is replaced until it is resumed (the surge stays)."""
+    """Freeze the update: nothing more is replaced until it is resumed (the surge stays). Like
+    every control, it fails when there is nothing to do: an update already paused or failed."""
     upd = _running(state, gid, "pause")
+    if upd.paused or upd.failed:
+        raise errors.ConflictError(
+            f"update of {gid} is already {'paused' if upd.paused else 'stopped'} "
+            f"({upd.reason or 'no reason recorded'}); nothing to pause"
+        )
     upd.paused = True
     upd.reason = "paused by user"
     return Notice("update-paused", f"update of {gid} paused by user")
@@ -142,6 +148,12 @@ def resume(state: GroupState, gid: str, wall: float) -> Notice:
     """Go on - also after a failure: resuming means "try again", so the breaker is reset too
     (an update paused because creates kept failing would otherwise pause again at once)."""
     upd = _running(state, gid, "resume")
+    if not (upd.paused or upd.failed):
+        waiting = "its canary waits for `infrakit group promote " + gid + "`"
+        raise errors.ConflictError(
+            f"update of {gid} is not paused ({waiting if not upd.promoted else 'it is rolling'}); "
+            "nothing to resume"
+        )
     upd.paused = False
     upd.failed = False
     upd.reason = ""
@@ -156,6 +168,11 @@ def promote(settings: GroupSettings, state: GroupState, wall: float) -> Notice:
     if upd is None or settings.properties.updating.canary == 0:
         raise errors.ConflictError(
             f"group {settings.id} has no canary update waiting for promotion"
+        )
+    if upd.promoted:
+        raise errors.ConflictError(
+            f"canary of {settings.id} is already promoted (the update replaces the rest); "
+            "nothing to promote"
         )
     upd.promoted = True
     upd.last_progress_at = wall

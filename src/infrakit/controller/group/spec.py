@@ -587,7 +587,7 @@ def _id_problems(gid: str) -> list[Problem]:
                 "a group name",
                 "nothing",
                 'set "ID" at the top of the spec',
-                'Group ID must not be blank (set "ID" at the top of the spec)',
+                spi_group.BLANK_ID,
             )
         ]
     if not _GROUP_ID.fullmatch(gid):

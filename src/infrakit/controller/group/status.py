@@ -48,8 +48,12 @@ def status_report(
         "Actual": None if unknown else len(members),
         "ActualUnknown": unknown or None,
         "ObservedAgo": round(observed_ago, 3) if observed_ago is not None else None,
+        # One source for the count, the rows and the header: the rows' health words. Health is
+        # "checked" when the spec asks for checks or any row was checked (a rolling update asks
+        # the flavor about each new instance even without a Health section).
         "Healthy": sum(1 for i in instances if i["Health"] == "healthy"),
-        "HealthChecked": settings.properties.health is not None,
+        "HealthChecked": settings.properties.health is not None
+        or any(i["Health"] != "-" for i in instances),
         "Pending": len(state.creating),
         "Destroying": len(state.destroying),
         "Converged": converged,

@@ -20,7 +20,9 @@ def build(ctx: Context) -> Served:
     from infrakit.plugins.file.plugin import FileInstancePlugin
 
     plugin = FileInstancePlugin(ctx.option(KIND, "dir") or ctx.home / "instances")
-    plugin._ensure_directory()  # before any socket: a bad --dir fails the start with one line
+    # Before any socket: a bad directory fails the start with one line naming the option as
+    # the user gave it (-o file.dir=..., --dir, --instances-dir or INFRAKIT_INSTANCE_FILE_DIR).
+    plugin._ensure_directory(ctx.another(KIND, "dir"))
     return Served(
         instance={"": plugin},
         events=plugin,

@@ -132,18 +132,19 @@ class FileInstancePlugin:
             self._watcher = None
         self._watching = False
 
-    def _ensure_directory(self) -> None:
+    def _ensure_directory(self, next_step: str = "use another directory") -> None:
+        """Create the directory (0700) or fail with one line ending in ``next_step`` (the kind
+        passes the option as the user gave it: ``pass another -o file.dir=PATH``)."""
         if self.directory.exists() and not self.directory.is_dir():
             raise SpecError(
-                f"instance directory {self.directory} is a file, expected a directory; "
-                f"pass another --dir"
+                f"instance directory {self.directory} is a file, expected a directory; {next_step}"
             )
         try:
             private_dir(self.directory)
         except OSError as exc:
             raise SpecError(
                 f"instance directory {self.directory}: cannot create it ({exc.strerror}); "
-                "pass another --dir"
+                f"{next_step}"
             ) from None
 
     def _remove_stale_temp_files(self) -> None:

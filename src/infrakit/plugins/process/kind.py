@@ -55,7 +55,7 @@ def build(ctx: Context) -> Served:
     if directory.exists() and not directory.is_dir():
         raise SpecError(
             f"process state directory {directory} is a file, expected a directory; "
-            f"pass another -o process.dir"
+            f"{ctx.another(KIND, 'dir')}"
         )
     plugin = ProcessInstancePlugin(
         directory, grace=ctx.option(KIND, "grace"), allow=ctx.option(KIND, "allow")

@@ -404,7 +404,7 @@ class ProcessInstancePlugin:
         if self.directory.exists() and not self.directory.is_dir():
             raise SpecError(
                 f"process state directory {self.directory} is a file, expected a directory; "
-                f"pass another -o process.dir"
+                "use another directory"
             )
         private_dir(self.directory)
 

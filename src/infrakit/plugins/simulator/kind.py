@@ -72,6 +72,7 @@ def build(ctx: Context) -> Served:
         state=ctx.option(KIND, "state"),
         control=control or ctx.home / "simulator" / f"{ctx.name.replace('/', '_')}.control.json",
         control_poll=ctx.option(KIND, "control-poll"),
+        state_hint=ctx.another(KIND, "state"),
     )
     return Served(
         instance={"": plugin},

@@ -182,6 +182,7 @@ class SimulatorInstancePlugin:
         state: Path | str | None = None,
         control: Path | str | None = None,
         control_poll: float = 0.25,
+        state_hint: str = "use another state file",
     ) -> None:
         self.defaults = defaults or Faults()
         self.state_path = Path(state) if state is not None else None
@@ -200,7 +201,7 @@ class SimulatorInstancePlugin:
         self._stopping = False
         self.flavor = SimulatorFlavorPlugin(self)
         if self.state_path is not None:
-            self._load_state(self.state_path)
+            self._load_state(self.state_path, state_hint)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -521,13 +522,15 @@ class SimulatorInstancePlugin:
 
     # --- the state file -------------------------------------------------------------------------
 
-    def _load_state(self, path: Path) -> None:
+    def _load_state(self, path: Path, hint: str) -> None:
+        """Load the state file; a bad one is one line ending in ``hint`` (the kind names the
+        option as the user gave it, e.g. ``pass another -o simulator.state=PATH``)."""
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise SpecError(f"simulator state file {path}: {exc}; pass another --state") from None
+            raise SpecError(f"simulator state file {path}: {exc}; {hint}") from None
         try:
             document = json.loads(raw)
             if not isinstance(document, dict) or document.get("Version") != STATE_VERSION:
@@ -540,7 +543,7 @@ class SimulatorInstancePlugin:
         except (ValueError, KeyError, TypeError) as exc:
             raise SpecError(
                 f"simulator state file {path} is not usable ({exc}); move it away to start "
-                "with no instances, or pass another -o simulator.state=PATH"
+                f"with no instances, or {hint}"
             ) from None
 
     def _save(self) -> None:
