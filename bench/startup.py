@@ -1,7 +1,7 @@
 """Start-up and the CLI's big reads: how long until infrakit answers, and what it holds in memory.
 
 * **start**: from ``Popen`` of ``infrakit up`` (no spec) until every one of its sockets accepts a
-  connection (polled every 2 ms), and the same for each separate console-script daemon
+  connection and answers ``Plugin.Implements`` (polled every 2 ms), and the same for each separate console-script daemon
   (``infrakit-instance-file``, ``infrakit-flavor-vanilla``, ``infrakit-flavor-combo``,
   ``infrakit-group-default``). A fresh ``INFRAKIT_HOME`` per trial; bytecode cached as a user's
   install has it.
@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,10 +33,12 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import psutil
+
 from bench import rig
 from bench.footprint import cli_wall_ms
 from bench.report import Metric, bench_main, load_now
-from bench.rig import commit_and_wait, group_spec, running, user_env
+from bench.rig import RawClient, commit_and_wait, group_spec, running, user_env
 
 #: Command -> the sockets it serves, for the start figures; the target of each (seconds).
 STARTS: dict[str, tuple[list[str], list[str], float]] = {
@@ -51,21 +52,27 @@ CLI_SIZE = 1000
 
 
 def _answers(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(0.5)
+    """True once the plugin at ``path`` answers a JSON-RPC call (a listening socket whose server
+    is not serving yet does not count)."""
     try:
-        s.connect(str(path))
+        client = RawClient(path, timeout=2.0)
     except OSError:
         return False
+    try:
+        client.call("Plugin.Implements", {})
+    except (OSError, RuntimeError):
+        return False
     finally:
-        s.close()
+        client.close()
     return True
 
 
 def start_seconds(
     bin_dir: Path, argv: list[str], sockets: list[str], timeout: float = 30.0
-) -> float:
-    """Seconds from starting ``argv`` in a fresh home until every socket answers; then stopped."""
+) -> tuple[float, float]:
+    """Seconds from starting ``argv`` in a fresh home until every socket answers, and the CPU
+    seconds (user+sys) the process used by then (less sensitive to the machine's load); then
+    the process is stopped."""
     home = Path(tempfile.mkdtemp(prefix="iks", dir="/tmp"))
     rig.remove_later(home)
     env = user_env(home)
@@ -88,7 +95,9 @@ def start_seconds(
                 out = (home / "log").read_text(errors="replace")
                 raise RuntimeError(f"{' '.join(argv)} did not listen (rc {proc.poll()}):\n{out}")
             time.sleep(0.002)
-        return time.perf_counter() - started
+        wall = time.perf_counter() - started
+        cpu = psutil.Process(proc.pid).cpu_times()
+        return wall, cpu.user + cpu.system
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
@@ -125,6 +134,7 @@ def _using(bin_dir: Path) -> Iterator[None]:
 
 def measure_starts(builds: Sequence[tuple[str, Path]], trials: int) -> list[Metric]:
     metrics: dict[tuple[str, str], Metric] = {}
+    cpus: dict[tuple[str, str], Metric] = {}
     for name, (argv, _, target) in STARTS.items():
         for build, _dir in builds:
             metrics[name, build] = Metric(
@@ -134,15 +144,20 @@ def measure_starts(builds: Sequence[tuple[str, Path]], trials: int) -> list[Metr
                 target=target,
                 load=load_now(),
             )
+            cpus[name, build] = Metric(
+                key=f"start_{name}_{build}_cpu", label="  its CPU by then (user+sys)", unit="s"
+            )
     for trial in range(trials):
         for name, (argv, sockets, _) in STARTS.items():
             for build, bin_dir in builds:
-                metrics[name, build].samples.append(start_seconds(bin_dir, argv, sockets))
+                wall, cpu = start_seconds(bin_dir, argv, sockets)
+                metrics[name, build].samples.append(wall)
+                cpus[name, build].samples.append(cpu)
         row = ", ".join(f"{n}/{b} {m.samples[-1] * 1000:.0f}" for (n, b), m in metrics.items())
         print(f"  start trial {trial + 1} (ms): {row}", flush=True)
     for metric in metrics.values():
         metric.load += load_now()
-    return list(metrics.values())
+    return [m for key in metrics for m in (metrics[key], cpus[key])]
 
 
 def measure_cli(

@@ -179,6 +179,7 @@ class FileInstancePlugin:
             instance_id = f"instance-{random.getrandbits(63)}"
         tags = dict(spec.tags)
         wire_spec = spec_to_wire(spec, Era.HEAD)
+        wire_spec["Tags"] = tags  # equal to spec.tags: one dict per instance, not two
         try:
             self._write(instance_id, spec.logical_id, tags, wire_spec)
         except FileNotFoundError:  # someone removed the directory: make it again, once
@@ -231,7 +232,9 @@ class FileInstancePlugin:
                 )
                 continue
             if record.described is None:
-                record.described = Description(instance_id, record.logical_id, dict(record.tags))
+                # The record's own tags, not a copy: a record is never changed in place (a label
+                # or a changed file makes a new one), and no reader changes a description's tags.
+                record.described = Description(instance_id, record.logical_id, record.tags)
             out.append(record.described)
         return out
 

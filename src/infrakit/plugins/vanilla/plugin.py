@@ -97,6 +97,8 @@ class VanillaFlavor:
         #: controller hands the very same object for every instance of a group, so a
         #: 10 000-instance scale-up parses it once instead of 10 000 times.
         self._last: tuple[JSON, VanillaProperties] | None = None
+        #: The last parse's Init lines joined (see _joined_init).
+        self._joined: tuple[VanillaProperties, str] | None = None
 
     def _parsed(self, properties: JSON) -> VanillaProperties:
         last = self._last
@@ -105,6 +107,14 @@ class VanillaFlavor:
         parsed = parse_properties(properties)
         self._last = (properties, parsed)
         return parsed
+
+    def _joined_init(self, parsed: VanillaProperties) -> str:
+        """``parsed.init`` as one script, joined once per parse: every instance of a group then
+        holds the same string (10 000 instances: ~1 MB less)."""
+        joined = self._joined
+        if joined is None or joined[0] is not parsed:
+            joined = self._joined = (parsed, "\n".join(parsed.init))
+        return joined[1]
 
     async def validate(self, properties: JSON, allocation: AllocationMethod) -> None:
         parsed = parse_properties(properties)  # always afresh: a commit may have changed it
@@ -115,17 +125,21 @@ class VanillaFlavor:
         self, properties: JSON, spec: Spec, allocation: AllocationMethod, index: Index
     ) -> Spec:
         parsed = self._parsed(properties)
-        lines = [spec.init] if spec.init else []
-        if parsed.init_script_url:
-            lines.append(read_init_script(parsed.init_script_url))
-        lines.extend(parsed.init)
+        if not spec.init and not parsed.init_script_url:
+            init = self._joined_init(parsed)
+        else:
+            lines = [spec.init] if spec.init else []
+            if parsed.init_script_url:
+                lines.append(read_init_script(parsed.init_script_url))
+            lines.extend(parsed.init)
+            init = "\n".join(lines)
         attachments = spec.attachments
         if parsed.attachments:
             attachments = [*(spec.attachments or []), *parsed.attachments]
         return dataclasses.replace(
             spec,
             tags={**spec.tags, **parsed.tags},
-            init="\n".join(lines),
+            init=init,
             attachments=attachments,
         )
 
