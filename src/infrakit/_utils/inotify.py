@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
+import sys
 
 __all__ = [
     "CLOSE_WRITE",
@@ -45,6 +46,8 @@ ONLYDIR = 0x01000000
 
 #: struct inotify_event: int wd; uint32_t mask, cookie, len; char name[len] (NUL-padded).
 _HEADER = struct.Struct("iIII")
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
 #: Bytes read at once: ~1300 events of instance-<n> names.
 _READ_SIZE = 65536
 
@@ -90,8 +93,8 @@ class DirectoryWatch:
             start = at + size
             at = start + length
             if length:
-                raw = data[start:at]
-                events.append((mask, os.fsdecode(raw[: raw.find(b"\0")] if b"\0" in raw else raw)))
+                name = data[start:at].rstrip(b"\0").decode(_FS_ENCODING, _FS_ERRORS)
+                events.append((mask, name))  # decoded as os.fsdecode does, without its calls
             else:
                 events.append((mask, None))
         return events
