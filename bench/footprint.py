@@ -28,21 +28,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report import Metric, bench_main, load_now
-from bench.rig import Stack, commit_and_wait, group_spec, running
+from bench.rig import commit_and_wait, group_spec, running
 from infrakit.testing.processes import bin_path
 
 SIZE = 1000
 
 
-def cli_wall_ms(stack: Stack, argv: list[str], runs: int) -> tuple[float, float, str]:
-    """Median wall ms of ``argv`` (an infrakit command), its mean user+sys CPU ms, and the tool."""
-    command = [bin_path(argv[0]), *argv[1:]]
-    check = subprocess.run(command, env=stack.env, capture_output=True, text=True, check=False)
+def cli_wall_ms(
+    env: dict[str, str], command: list[str], runs: int, *, rows: int | None = SIZE
+) -> tuple[float, float, str]:
+    """Median wall ms of ``command`` (an infrakit command line, program path first), its mean
+    user+sys CPU ms, and the tool; it must print ``rows`` instance rows (None: not checked)."""
+    argv = command
+    check = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if check.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {check.stderr}")
-    rows = [line for line in check.stdout.splitlines() if line.startswith("instance-")]
-    if len(rows) != SIZE:
-        raise RuntimeError(f"{' '.join(argv)} printed {len(rows)} instance rows, expected {SIZE}")
+    printed = [line for line in check.stdout.splitlines() if line.startswith("instance-")]
+    if rows is not None and len(printed) != rows:
+        raise RuntimeError(
+            f"{' '.join(argv)} printed {len(printed)} instance rows, expected {rows}"
+        )
     hyperfine = shutil.which("hyperfine")
     if hyperfine:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -60,7 +65,7 @@ def cli_wall_ms(stack: Stack, argv: list[str], runs: int) -> tuple[float, float,
                     out.name,
                     " ".join(command),
                 ],
-                env=stack.env,
+                env=env,
                 capture_output=True,
                 check=True,
             )
@@ -70,7 +75,7 @@ def cli_wall_ms(stack: Stack, argv: list[str], runs: int) -> tuple[float, float,
     for i in range(runs + 3):
         before = os.times()
         started = time.perf_counter()
-        subprocess.run(command, env=stack.env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=True)
         elapsed = time.perf_counter() - started
         after = os.times()
         if i >= 3:
@@ -112,9 +117,8 @@ def measure(trials: int, layout: str, runs: int) -> list[Metric]:
             commit_and_wait(stack, group_spec("cattle", SIZE))
             time.sleep(1.0)
             rss.samples.append(stack.rss_bytes() / 1e6)
-            ms, cpu_ms, tool = cli_wall_ms(
-                stack, ["infrakit", "instance", "--name", "instance-file", "describe"], runs
-            )
+            command = [bin_path("infrakit"), "instance", "--name", "instance-file", "describe"]
+            ms, cpu_ms, tool = cli_wall_ms(stack.env, command, runs)
             cli.samples.append(ms)
             cli_cpu.samples.append(cpu_ms)
             cli.note = f"median of {runs} runs per trial, timed with {tool}"

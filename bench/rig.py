@@ -226,6 +226,9 @@ class EventStream:
 INSTANCE_BASE: Path | None = None
 #: When set (``--profile DIR``), every stack process runs under pyinstrument, reporting into DIR.
 PROFILE_DIR: Path | None = None
+#: When set, the stack's commands come from this directory (another venv's ``bin``, e.g. main's,
+#: to compare two builds side by side in one run) instead of this Python's.
+BIN_DIR: Path | None = None
 _profiled = 0
 
 #: Directories of written instance files, removed only when the bench ends (``remove_later``).
@@ -286,11 +289,13 @@ class Stack:
 
     def _daemon(self, argv: list[str], sockets: list[str]) -> None:
         log = self.home / f"{argv[0]}.log"
+        if BIN_DIR is not None:
+            argv = [str(BIN_DIR / argv[0]), *argv[1:]]
         if PROFILE_DIR is not None:
             global _profiled
             _profiled += 1
             PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-            report = PROFILE_DIR / f"{_profiled:02d}-{argv[0]}.txt"
+            report = PROFILE_DIR / f"{_profiled:02d}-{Path(argv[0]).name}.txt"
             print(f"  profiling {argv[0]} (pid below) into {report}", flush=True)
             argv = [
                 sys.executable,

@@ -27,7 +27,6 @@ replaces the stale file (see :func:`infrakit.rpc.server.prepare_socket_path`).
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import stat
@@ -47,8 +46,6 @@ __all__ = [
     "remove_stale",
     "split_name",
 ]
-
-log = logging.getLogger(__name__)
 
 
 def infrakit_home() -> Path:
@@ -127,7 +124,9 @@ def _make_private(path: Path) -> None:
             f"plugin directory {path} is writable by other users (mode {mode}) and cannot be "
             f"made private ({exc.strerror or exc}); chmod 700 it or set {_setting()} elsewhere"
         ) from exc
-    log.warning(
+    import logging  # only on this path: the CLI starts without it
+
+    logging.getLogger(__name__).warning(
         "plugin directory %s was writable by other users (mode %s), who could replace its "
         "plugin sockets; changed it to 0700",
         path,

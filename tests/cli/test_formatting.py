@@ -44,6 +44,14 @@ def test_instance_table_is_infrakits_columns(capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().out == ""
 
 
+def test_instance_table_prints_tag_values_that_are_not_strings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A third-party plugin may send numbers or null as tag values; the row still prints.
+    instance_table([{"ID": "i-1", "Tags": {"z": 1, "a": None, "m": "x"}}], quiet=True)
+    assert capsys.readouterr().out.splitlines() == [f"{'i-1':<30}\t{'  -   ':<30}\ta=None,m=x,z=1"]
+
+
 STATUS: dict[str, Any] = {
     "Desired": 3,
     "Actual": 3,

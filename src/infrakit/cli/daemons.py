@@ -58,8 +58,10 @@ def daemon(script: str, kind: Kind, summary: str) -> click.Command:
 
 
 def _main(kind_name: str, script: str, summary: str) -> None:
+    from infrakit._utils import collector
     from infrakit.launch import registry
 
+    collector.defer()  # until the plugin serves (see infrakit._utils.collector)
     command = daemon(script, registry.get_kind(kind_name), summary)
     try:
         command.main(prog_name=script, standalone_mode=True)

@@ -72,7 +72,11 @@ def group_cli(ctx: click.Context, name: str) -> None:
 
 
 def _client(ctx: click.Context) -> SyncClient:
-    return client_for(ctx.obj["name"])
+    """One client (one kept-alive connection) for every call of the command."""
+    client: SyncClient | None = ctx.obj.get("client")
+    if client is None:
+        client = ctx.obj["client"] = client_for(ctx.obj["name"])
+    return client
 
 
 def _group(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:
@@ -267,9 +271,7 @@ def describe(ctx: click.Context, gid: str, quiet: bool, output: str) -> None:
         return
     instance_table(instances, quiet)
     if status is not None and not quiet:
-        click.echo("")
-        for line in status_lines(gid, status):
-            click.echo(line)
+        click.echo("\n" + "\n".join(status_lines(gid, status)))  # one write, not one per row
 
 
 def _status(ctx: click.Context, gid: str) -> dict[str, Any] | None:

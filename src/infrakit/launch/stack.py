@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from infrakit import discovery, errors
-from infrakit._utils import systemd
+from infrakit._utils import collector, systemd
 from infrakit.launch import registry, serving
 from infrakit.launch.host import PluginHost
 from infrakit.rpc.auth import resolve_token
@@ -287,6 +287,7 @@ async def serve(
             await commit_specs(host.group_lookup("group"), commit, on_commit)
         # Every socket answers (and up's specs are committed): tell systemd (Type=notify).
         systemd.notify("READY=1", f"STATUS=serving {', '.join(s.name for s in starts)}")
+        collector.settle()  # start-up's objects out of the collector's sight from now on
     except BaseException:
         await host.stop_all()
         raise

@@ -58,7 +58,7 @@ class InFlightCreate:
     abandoned: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class InstanceHealth:
     """Health history of one member, as seen through Flavor.Healthy."""
 

@@ -180,6 +180,7 @@ class FileInstancePlugin:
             instance_id = f"instance-{random.getrandbits(63)}"
         tags = dict(spec.tags)
         wire_spec = spec_to_wire(spec, Era.HEAD)
+        wire_spec["Tags"] = tags  # equal to spec.tags: one dict per instance, not two
         try:
             self._write(instance_id, spec.logical_id, tags, wire_spec)
         except FileNotFoundError:  # someone removed the directory: make it again, once
@@ -232,6 +233,10 @@ class FileInstancePlugin:
                 )
                 continue
             if record.described is None:
+                # A copy of the tags, made here: copies made one after another on a listing sit
+                # together in memory, where the record's (made by Provision) are scattered among
+                # its other allocations. Sharing the record's saved 0.2 KB per instance, but a
+                # pass over 10 000 then took 1.7 us per instance instead of 0.8.
                 record.described = Description(instance_id, record.logical_id, dict(record.tags))
             out.append(record.described)
         return out
@@ -433,43 +438,57 @@ class FileInstancePlugin:
             self._ensure_directory()
 
     async def _watch_inotify(self) -> None:
-        from asyncinotify import Inotify, Mask  # optional at run time: Linux only
+        """Follow the directory's changes until it goes away (or inotify fails: raise)."""
+        from infrakit._utils import inotify  # Linux only: elsewhere this raises OSError
 
         mask = (
-            Mask.CLOSE_WRITE
-            | Mask.MOVED_TO
-            | Mask.MOVED_FROM
-            | Mask.DELETE
-            | Mask.DELETE_SELF
-            | Mask.MOVE_SELF
-            | Mask.ONLYDIR
+            inotify.CLOSE_WRITE
+            | inotify.MOVED_TO
+            | inotify.MOVED_FROM
+            | inotify.DELETE
+            | inotify.DELETE_SELF
+            | inotify.MOVE_SELF
+            | inotify.ONLYDIR
         )
-        # Plain ints: enum.Flag operations per event cost more than the rest of handling it
-        # (0.48 s for the 30 000 events of a 10 000-instance scale-up).
-        gone = int(Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED)
-        moved_to = int(Mask.MOVED_TO)
-        overflow = int(Mask.Q_OVERFLOW)
-        with Inotify() as inotify:
-            inotify.add_watch(self.directory, mask)
-            self._watching = True
-            self.rescan()  # whatever changed between the first scan and the watch
-            async for event in inotify:
-                name = event.name
-                if name is not None:
-                    text = str(name)
-                    if text.startswith("."):  # our own temporary files: nothing to see
-                        continue
-                    if text in self._own_writes and int(event.mask) & moved_to:
-                        self._own_writes.discard(text)  # our own rename: indexed already
-                        continue
-                    self._refresh(text)
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            try:
+                if not self._handle_events(watch.read_events()) and not ended.done():
+                    ended.set_result(None)
+            except Exception as exc:  # a bug or an I/O error: fall back to rescanning
+                if not ended.done():
+                    ended.set_exception(exc)
+
+        with inotify.DirectoryWatch(self.directory, mask) as watch:
+            loop.add_reader(watch.fd, readable)
+            try:
+                self._watching = True
+                self.rescan()  # whatever changed between the first scan and the watch
+                await ended
+            finally:
+                loop.remove_reader(watch.fd)
+
+    def _handle_events(self, events: list[tuple[int, str | None]]) -> bool:
+        """Bring the index up to date with one read's events; False once the directory is gone."""
+        from infrakit._utils import inotify
+
+        gone = inotify.DELETE_SELF | inotify.MOVE_SELF | inotify.IGNORED
+        for bits, name in events:
+            if name is not None:
+                if name.startswith("."):  # our own temporary files: nothing to see
                     continue
-                bits = int(event.mask)
-                if bits & gone:
-                    log.warning("instance directory %s was removed or moved", self.directory)
-                    return
-                if bits & overflow:
-                    self.rescan()
+                if bits & inotify.MOVED_TO and name in self._own_writes:
+                    self._own_writes.discard(name)  # our own rename: indexed already
+                    continue
+                self._refresh(name)
+            elif bits & gone:
+                log.warning("instance directory %s was removed or moved", self.directory)
+                return False
+            elif bits & inotify.Q_OVERFLOW:
+                self.rescan()
+        return True
 
 
 def _record_problem(document: Any, name: str) -> str:

@@ -148,6 +148,8 @@ class VanillaFlavor:
         #: controller hands the very same object for every instance of a group, so a
         #: 10 000-instance scale-up parses it once instead of 10 000 times.
         self._last: tuple[JSON, VanillaProperties] | None = None
+        #: The last parse's Init lines joined (see _joined_init).
+        self._joined: tuple[VanillaProperties, str | None] | None = None
 
     def _parsed(self, properties: JSON) -> VanillaProperties:
         last = self._last
@@ -156,6 +158,16 @@ class VanillaFlavor:
         parsed = parse_properties(properties)
         self._last = (properties, parsed)
         return parsed
+
+    def _joined_init(self, parsed: VanillaProperties) -> str | None:
+        """``parsed.init`` as one script, joined once per parse: every instance of a group then
+        holds the same string (10 000 instances: ~1 MB less). None when the script differs per
+        instance (a template, or an InitScriptTemplateURL) and is rendered for each."""
+        joined = self._joined
+        if joined is None or joined[0] is not parsed:
+            plain = not parsed.init_script_url and not any(map(has_template_syntax, parsed.init))
+            joined = self._joined = (parsed, "\n".join(parsed.init) if plain else None)
+        return joined[1]
 
     async def validate(self, properties: JSON, allocation: AllocationMethod) -> None:
         parsed = parse_properties(properties)  # always afresh: a commit may have changed it
@@ -170,15 +182,20 @@ class VanillaFlavor:
         self, properties: JSON, spec: Spec, allocation: AllocationMethod, index: Index
     ) -> Spec:
         parsed = self._parsed(properties)
-        lines = [spec.init] if spec.init else []
-        lines.extend(render_init(parsed, instance_context(spec, index)))
+        shared = None if spec.init else self._joined_init(parsed)
+        if shared is not None:
+            init = shared  # the same string for every instance of the group
+        else:
+            lines = [spec.init] if spec.init else []
+            lines.extend(render_init(parsed, instance_context(spec, index)))
+            init = "\n".join(lines)
         attachments = spec.attachments
         if parsed.attachments:
             attachments = [*(spec.attachments or []), *parsed.attachments]
         return dataclasses.replace(
             spec,
             tags={**spec.tags, **parsed.tags},
-            init="\n".join(lines),
+            init=init,
             attachments=attachments,
         )
 

@@ -1,0 +1,39 @@
+"""The cyclic garbage collector around start-up: fewer collections while a command starts, and
+the start-up's objects out of its sight once a long-running process serves.
+
+Starting ``infrakit up`` allocates some 300 000 objects (modules, classes, aiohttp, pydantic);
+at the default threshold (700) the collector ran 130 times before every socket answered - 61 ms
+of a ~460 ms start, one full collection alone 33 ms - and 20-40 times (5-10 ms) in every short CLI
+command, all to find almost no garbage. :func:`defer` raises the threshold for the start;
+:func:`settle`, called once a server is up, freezes what is alive then (``gc.freeze``: later full
+collections skip it) and restores the usual thresholds. A command that never settles (``group
+watch``, ``event tail``) still collects, every 100 000 allocations.
+"""
+
+from __future__ import annotations
+
+import gc
+
+__all__ = ["START_THRESHOLDS", "defer", "settle"]
+
+#: Collector thresholds while a command starts (generation 0, 1, 2).
+START_THRESHOLDS = (100_000, 50, 100)
+
+_saved: tuple[int, int, int] | None = None
+
+
+def defer() -> None:
+    """Collect rarely from now on (start-up); :func:`settle` undoes it."""
+    global _saved
+    if _saved is None:
+        _saved = gc.get_threshold()
+        gc.set_threshold(*START_THRESHOLDS)
+
+
+def settle() -> None:
+    """Start-up is over: freeze the objects alive now and collect at the usual rate again."""
+    global _saved
+    gc.freeze()
+    if _saved is not None:
+        gc.set_threshold(*_saved)
+        _saved = None

@@ -1,0 +1,25 @@
+"""The collector policy around start-up: rare collections while starting, the usual thresholds and
+start-up's objects frozen once serving; calling either twice changes nothing more."""
+
+from __future__ import annotations
+
+import gc
+
+from infrakit._utils import collector
+
+
+def test_defer_then_settle_restores_the_thresholds_and_freezes() -> None:
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    try:
+        collector.defer()
+        collector.defer()  # idempotent: the thresholds to restore are the first ones
+        assert gc.get_threshold() == collector.START_THRESHOLDS
+        collector.settle()
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() > frozen
+        collector.settle()  # without a defer: only freezes again
+        assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
