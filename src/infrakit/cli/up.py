@@ -36,6 +36,7 @@ MANAGER_FLAGS = (
     "tls-key",
     "tls-ca",
     "poll-interval",
+    "http",
 )
 
 

@@ -835,12 +835,18 @@ class SyncClient(_Base):
         return isinstance(doc, dict) and "stopping" in doc
 
     def events(
-        self, topic: str, on_subscribed: Callable[[], None] | None = None
+        self,
+        topic: str,
+        on_subscribed: Callable[[], None] | None = None,
+        *,
+        since: str | None = None,
     ) -> Iterator[spi_event.Event]:
         """Yield events from ``/events`` (blocking). Ends when the plugin closes the stream.
 
         ``on_subscribed`` is called once the plugin has accepted the subscription (before any
         event), so a caller can tell its user, or a test, that nothing will be missed from now on.
+        ``since`` (a Go duration, ``30s``) first replays the events the plugin remembers from
+        that long ago.
         """
         from urllib.parse import quote
 
@@ -852,6 +858,8 @@ class SyncClient(_Base):
         # The subscription is answered at once (like a handshake); the stream may then be quiet.
         sock.settimeout(self.handshake_timeout)
         path = f"/events?topic={quote(topic, safe='')}"
+        if since is not None:
+            path += f"&since={quote(since, safe='')}"
         try:
             sock.sendall(
                 f"GET {path} HTTP/1.1\r\nHost: plugin\r\n"

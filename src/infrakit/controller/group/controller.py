@@ -118,7 +118,9 @@ class GroupController(GroupExtensions):
         #: Told (group ID, event type) of every event published (metrics count them).
         self._on_notice = on_notice
         #: Where events are published (``group/<id>``); the manager hands its own.
-        self.events: Broker[spi_event.Event] = events if events is not None else Broker()
+        self.events: Broker[spi_event.Event] = (
+            events if events is not None else Broker(history=spi_event.RECENT_EVENTS)
+        )
         self._rng = rng or random.Random()
         self.sources = InstanceEvents(
             instance_lookup,
@@ -344,6 +346,10 @@ class GroupController(GroupExtensions):
     def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
         """Follow the controller's events on ``topic`` (a prefix matches every group)."""
         return self.events.subscribe(topic)
+
+    def subscribe_since(self, topic: str, since: float) -> AsyncIterator[spi_event.Event]:
+        """The remembered events on ``topic`` since wall time ``since``, then the live ones."""
+        return self.events.subscribe(topic, since=since)
 
     # --- the pass ------------------------------------------------------------------------------
 
