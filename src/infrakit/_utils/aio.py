@@ -13,8 +13,8 @@ the process, as on a crash, which every plugin must survive anyway.
 its own bounded queue; a subscriber that does not keep up loses its *oldest* items (events are
 triggers, and the newest trigger is the one that matters), never blocks the publisher. A broker
 made with ``history=N`` also keeps the last N items with the time they were published, so a
-subscriber that arrives late can ask for what it missed (``subscribe(topic, since=t)``: a heal
-over before ``group watch`` connected is still seen).
+subscriber that arrives late can ask for what it missed (``recent(topic, since)``: a heal over
+before ``group watch`` connected is still seen).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from infrakit._utils.topics import topic_matches
@@ -183,7 +183,7 @@ class Broker(Generic[T]):
 
     @property
     def keeps_history(self) -> bool:
-        """Whether ``subscribe(..., since=...)`` can replay anything."""
+        """Whether :meth:`recent` can replay anything."""
         return self._history is not None
 
     def publish(self, topic: str, item: T) -> None:
@@ -209,26 +209,22 @@ class Broker(Generic[T]):
             if at >= since and topic_matches(subscription, topic)
         ]
 
-    def subscribe(self, subscription: str, *, since: float | None = None) -> AsyncIterator[T]:
+    def subscribe(self, subscription: str) -> AsyncIterator[T]:
         """Subscribe now; iterate the result for matching items (``aclose()`` it when done).
 
         Registration happens in this call, not at the first iteration, so nothing published after
-        ``subscribe`` returns is missed - callers can announce "subscribed" truthfully. With
-        ``since`` (wall time), the remembered items published since then come first, each once.
+        ``subscribe`` returns is missed - callers can announce "subscribed" truthfully (and a
+        :meth:`recent` right after it, with no ``await`` between, replays exactly what came
+        before: nothing twice, nothing lost).
         """
-        replay = self.recent(subscription, since) if since is not None else []
-        return _Subscription(self, subscription, max(self._queue_size, len(replay)), replay)
+        return _Subscription(self, subscription, self._queue_size)
 
 
 class _Subscription(Generic[T]):
     """One subscriber's queue, registered with its broker until closed or garbage-collected."""
 
-    def __init__(
-        self, broker: Broker[T], subscription: str, queue_size: int, replay: Sequence[T] = ()
-    ) -> None:
+    def __init__(self, broker: Broker[T], subscription: str, queue_size: int) -> None:
         self._queue: asyncio.Queue[tuple[str, T]] = asyncio.Queue(queue_size)
-        for item in replay:
-            self._queue.put_nowait((subscription, item))
         self._entry = (subscription, self._queue)
         self._broker = broker
         broker._subscribers.append(self._entry)

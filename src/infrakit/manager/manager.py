@@ -366,6 +366,6 @@ class Manager:
     def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
         return self.events.subscribe(topic)
 
-    def subscribe_since(self, topic: str, since: float) -> AsyncIterator[spi_event.Event]:
-        """The remembered events on ``topic`` since wall time ``since``, then the live ones."""
-        return self.events.subscribe(topic, since=since)
+    def recent(self, topic: str, since: float) -> list[spi_event.Event]:
+        """The remembered events on ``topic`` since wall time ``since``, oldest first."""
+        return self.events.recent(topic, since)

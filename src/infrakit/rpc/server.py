@@ -537,11 +537,12 @@ class PluginServer:
             status=200,
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
         )
-        # Subscribe before telling the subscriber it is live (Broker registers on this call).
+        # Subscribe before telling the subscriber it is live (Broker registers on this call),
+        # and read the replay right after it, with no await between: nothing lost or repeated.
+        events = self.events.subscribe(topic)
+        replay: list[spi_event.Event] = []
         if cutoff is not None and isinstance(self.events, spi_event.Recent):
-            events = self.events.subscribe_since(topic, cutoff)
-        else:
-            events = self.events.subscribe(topic)
+            replay = self.events.recent(topic, cutoff)
         await response.prepare(request)
         # A comment line first: the subscriber knows the subscription is live from here on.
         await response.write(b": subscribed " + topic.encode() + b"\n\n")
@@ -549,6 +550,12 @@ class PluginServer:
         if task is not None:
             self._sse_tasks.add(task)
         try:
+            if cutoff is not None:
+                # since=: the remembered events, then a comment saying the replay is over.
+                for item in replay:
+                    payload = codec.dumps(spi_event.event_to_wire(item))
+                    await response.write(b"data: " + payload + b"\n\n")
+                await response.write(b": replayed %d\n\n" % len(replay))
             await self._pump_events(events, response)
         except (ConnectionResetError, asyncio.CancelledError):
             pass

@@ -99,9 +99,10 @@ class Source(Protocol):
 class Recent(Protocol):
     """A source that remembers its last :data:`RECENT_EVENTS` events with their time."""
 
-    def subscribe_since(self, topic: str, since: float) -> AsyncIterator[Event]:
-        """The remembered events on ``topic`` published at or after wall time ``since``, then
-        the live ones (as :meth:`Source.subscribe`)."""
+    def recent(self, topic: str, since: float) -> list[Event]:
+        """The remembered events on ``topic`` published at or after wall time ``since``, oldest
+        first. Called right after :meth:`Source.subscribe` (no ``await`` between), the two
+        together miss nothing and repeat nothing."""
 
 
 @runtime_checkable

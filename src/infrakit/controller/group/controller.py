@@ -347,9 +347,9 @@ class GroupController(GroupExtensions):
         """Follow the controller's events on ``topic`` (a prefix matches every group)."""
         return self.events.subscribe(topic)
 
-    def subscribe_since(self, topic: str, since: float) -> AsyncIterator[spi_event.Event]:
-        """The remembered events on ``topic`` since wall time ``since``, then the live ones."""
-        return self.events.subscribe(topic, since=since)
+    def recent(self, topic: str, since: float) -> list[spi_event.Event]:
+        """The remembered events on ``topic`` since wall time ``since``, oldest first."""
+        return self.events.recent(topic, since)
 
     # --- the pass ------------------------------------------------------------------------------
 
