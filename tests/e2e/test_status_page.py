@@ -20,7 +20,7 @@ from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 UP_SOCKETS = ["group", "instance-file", "flavor-vanilla", "flavor-combo"]
-#: Where the docs' screenshot lives; a run with INFRAKIT_UPDATE_SCREENSHOTS=1 refreshes it.
+#: Where the docs' screenshot lives; a run with UPDATE_DOCS_SCREENSHOTS=1 refreshes it.
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "status-page.png"
 #: The page must show a heal this fast (the issue's bound), measured from the file's deletion.
 UPDATE_WITHIN = 1.0
@@ -86,7 +86,7 @@ async def test_the_page_follows_a_heal_live_within_a_second(e2e: E2E, tmp_path: 
         await page.screenshot(shot)
         width, height = _png_size(shot)
         assert width == 1280 and height >= 800, (width, height)
-        if os.environ.get("INFRAKIT_UPDATE_SCREENSHOTS") == "1":
+        if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
             DOCS_SHOT.parent.mkdir(exist_ok=True)
             shutil.copyfile(shot, DOCS_SHOT)
 

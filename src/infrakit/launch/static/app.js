@@ -59,7 +59,10 @@
       const actual = s.actual === null ? el("span", "unknown", "badge warn") : el("span", s.actual);
       if (s.actual === null && s.actual_unknown) actual.title = s.actual_unknown;
       const conv = el("span", s.converged ? "yes" : "no", "badge " + (s.converged ? "ok" : "warn"));
-      const health = el("span", s.healthy + " healthy, " + s.unhealthy + " unhealthy, " + s.unknown + " unknown");
+      const checked = s.healthy + s.unhealthy > 0;
+      const health = el("span", checked
+        ? s.healthy + " healthy, " + s.unhealthy + " unhealthy, " + s.unknown + " unknown"
+        : "not checked (" + s.unknown + ")");
       const cells = [name, el("td", s.desired, "num"), wrapTd(actual, "num actual"), wrapTd(conv, "converged"),
         wrapTd(health), wrapTd(breakerCell(s)), wrapTd(updateCell(s))];
       tr.append(...cells);
