@@ -358,7 +358,8 @@ def _check_since(since: str) -> None:
 class _EventLog:
     """Event lines the follower thread received: the last few hundred, and how many in all."""
 
-    KEPT = 500
+    #: More than the group plugin replays (its last 1000), so ``--since`` prints them all.
+    KEPT = 2000
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -373,10 +374,14 @@ class _EventLog:
             self.total += 1
 
     def since(self, seen: int) -> tuple[list[str], int]:
-        """Lines after the first ``seen`` (as many as are still kept), and the new total."""
+        """Lines after the first ``seen`` (as many as are still kept, saying how many were not),
+        and the new total."""
         with self.lock:
             new = min(self.total - seen, len(self.lines))
-            return (list(self.lines)[len(self.lines) - new :] if new else []), self.total
+            lines = list(self.lines)[len(self.lines) - new :] if new else []
+            if self.total - seen > new:
+                lines.insert(0, f"({self.total - seen - new} events not shown: they came too fast)")
+            return lines, self.total
 
     def last(self) -> list[str]:
         with self.lock:
