@@ -231,7 +231,8 @@ def test_canary_update_pause_resume_promote_and_rollback_through_the_cli(e2e: E2
 
 
 def test_group_watch_on_a_terminal_shows_the_live_view_until_converged(e2e: E2E) -> None:
-    """On a terminal `group watch` draws rich's live view (a panel and a table of instances)."""
+    """On a terminal `group watch` draws rich's live view: a panel with the summary, the counts,
+    the instances needing attention and the last events (never a row per instance)."""
     tutorial = e2e.home / "tutorial"
     tutorial.mkdir()
     start_stack(e2e, tutorial)
@@ -239,7 +240,10 @@ def test_group_watch_on_a_terminal_shows_the_live_view_until_converged(e2e: E2E)
     leader, follower = pty.openpty()
     env = {**e2e.env, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"}
     watcher = subprocess.Popen(
-        [bin_path("infrakit"), "group", "watch", "cattle", "--until-converged", "--timeout", "30"],
+        [
+            *(bin_path("infrakit"), "group", "watch", "cattle", "--until-converged"),
+            *("--timeout", "30", "--since", "1m"),  # the creates happened before: replayed
+        ],
         stdin=follower,
         stdout=follower,
         stderr=follower,
@@ -267,10 +271,9 @@ def test_group_watch_on_a_terminal_shows_the_live_view_until_converged(e2e: E2E)
         os.close(leader)
     text = screen.decode(errors="replace")
     assert "group cattle" in text  # the panel's title
-    for column in ("INSTANCE", "CONFIG", "HEALTH"):
-        assert column in text
+    for part in ("Instances: ", "Needing attention", "Last events", "instance-created"):
+        assert part in text, part
     assert "\x1b[" in text  # drawn with terminal control sequences, not plain lines
-    assert sum(name in text for name in (p.name for p in instance_files(tutorial))) == 5
 
 
 def test_a_stop_ends_a_big_scale_up_at_once(e2e: E2E) -> None:

@@ -42,7 +42,7 @@ def test_plan_finds_kinds_names_and_parses_their_options(plugin_dir: Path) -> No
         ("file", "my-files"),
         ("vanilla", "flavor-vanilla"),
     ]
-    assert starts[0].options == {"poll-interval": 90.0, "store": "memory"}
+    assert starts[0].options == {"poll-interval": 90.0, "store": "memory", "http": None}
     assert starts[1].options == {"dir": Path("~/x").expanduser()}
     assert starts[2].options == {}
 

@@ -11,7 +11,10 @@ the process, as on a crash, which every plugin must survive anyway.
 
 :class:`Broker` is an in-memory publish/subscribe hub keyed by slash topics. Each subscriber gets
 its own bounded queue; a subscriber that does not keep up loses its *oldest* items (events are
-triggers, and the newest trigger is the one that matters), never blocks the publisher.
+triggers, and the newest trigger is the one that matters), never blocks the publisher. A broker
+made with ``history=N`` also keeps the last N items with the time they were published, so a
+subscriber that arrives late can ask for what it missed (``recent(topic, since)``: a heal over
+before ``group watch`` connected is still seen).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import inspect
 import os
 import queue as _queue
 import threading
+import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -157,20 +162,35 @@ def ensure_async(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 
 
 class Broker(Generic[T]):
-    """Fan out items published on slash topics to every matching subscriber."""
+    """Fan out items published on slash topics to every matching subscriber; with ``history``,
+    remember the last that many items (and when they were published) for late subscribers."""
 
-    def __init__(self, queue_size: int = 1024) -> None:
+    def __init__(
+        self, queue_size: int = 1024, *, history: int = 0, clock: Callable[[], float] = time.time
+    ) -> None:
         self._queue_size = queue_size
         self._subscribers: list[tuple[str, asyncio.Queue[tuple[str, T]]]] = []
         self.published = 0
+        #: (wall time, topic, item) of the last ``history`` items, oldest first.
+        self._history: deque[tuple[float, str, T]] | None = (
+            deque(maxlen=history) if history else None
+        )
+        self._clock = clock
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def keeps_history(self) -> bool:
+        """Whether :meth:`recent` can replay anything."""
+        return self._history is not None
+
     def publish(self, topic: str, item: T) -> None:
         """Deliver ``item`` to every subscriber whose subscription matches ``topic``. Never blocks."""
         self.published += 1
+        if self._history is not None:
+            self._history.append((self._clock(), topic, item))
         for subscription, queue in self._subscribers:
             if topic_matches(subscription, topic):
                 if queue.full():
@@ -178,11 +198,24 @@ class Broker(Generic[T]):
                         queue.get_nowait()
                 queue.put_nowait((topic, item))
 
+    def recent(self, subscription: str, since: float) -> list[T]:
+        """The remembered items matching ``subscription`` published at or after wall time
+        ``since``, oldest first (none without ``history``)."""
+        if self._history is None:
+            return []
+        return [
+            item
+            for at, topic, item in self._history
+            if at >= since and topic_matches(subscription, topic)
+        ]
+
     def subscribe(self, subscription: str) -> AsyncIterator[T]:
         """Subscribe now; iterate the result for matching items (``aclose()`` it when done).
 
         Registration happens in this call, not at the first iteration, so nothing published after
-        ``subscribe`` returns is missed - callers can announce "subscribed" truthfully.
+        ``subscribe`` returns is missed - callers can announce "subscribed" truthfully (and a
+        :meth:`recent` right after it, with no ``await`` between, replays exactly what came
+        before: nothing twice, nothing lost).
         """
         return _Subscription(self, subscription, self._queue_size)
 

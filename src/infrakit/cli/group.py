@@ -11,6 +11,7 @@ files offline (the library side is :mod:`infrakit.launch.validate`).
 
 from __future__ import annotations
 
+import collections
 import json
 import sys
 import threading
@@ -447,43 +448,127 @@ group_cli.add_command(_extension("Group.Reset", "reset", "Reset {gid}"))
 @click.option(
     "--timeout", type=float, default=None, help="give up (exit 1) after this many seconds"
 )
+@click.option(
+    "--since",
+    default=None,
+    metavar="DURATION",
+    help="first replay the events of the last DURATION (e.g. 30s): a heal already over shows",
+)
 @click.pass_context
 def watch(
-    ctx: click.Context, gid: str, until_converged: bool, interval: float, timeout: float | None
+    ctx: click.Context,
+    gid: str,
+    until_converged: bool,
+    interval: float,
+    timeout: float | None,
+    since: str | None,
 ) -> None:
-    """Watch a group converge: a live view on a terminal, event lines otherwise."""
+    """Watch a group converge: a live view on a terminal, event lines otherwise.
+
+    The view stays a screenful at any size: the summary, progress bars, instance counts, the
+    instances needing attention (at most 10) and the last events."""
     if not 0 < interval < float("inf"):
         fail(f"--interval {interval:g}: expected seconds above 0, e.g. --interval 0.5")
     if timeout is not None and not 0 < timeout < float("inf"):
         fail(f"--timeout {timeout:g}: expected seconds above 0, e.g. --timeout 60")
-    name = ctx.obj["name"]
+    if since is not None:
+        _check_since(since)
     client = _client(ctx)
     first = _status_or_fail(client, gid)
-    events: list[str] = []
-    lock = threading.Lock()
+    log = _EventLog()
+    _follow(ctx.obj["name"], gid, since, log)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if sys.stdout.isatty():
+        _watch_live(client, gid, first, log, interval, until_converged, deadline)
+        return
+    _watch_lines(client, gid, first, log, interval, until_converged, deadline, timeout)
+
+
+def _check_since(since: str) -> None:
+    from infrakit._utils.duration import parse_duration
+
+    try:
+        parse_duration(since)
+    except ValueError:
+        fail(f"--since {since}: expected a duration, e.g. --since 30s or --since 5m")
+
+
+class _EventLog:
+    """Event lines the follower thread received: the last few hundred, and how many in all."""
+
+    #: More than the group plugin replays (its last 1000), so ``--since`` prints them all.
+    KEPT = 2000
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lines: collections.deque[str] = collections.deque(maxlen=self.KEPT)
+        self.total = 0
+        #: Set once the replay of ``--since`` is over (or there is none, or the stream failed).
+        self.replayed = threading.Event()
+
+    def add(self, line: str) -> None:
+        with self.lock:
+            self.lines.append(line)
+            self.total += 1
+
+    def since(self, seen: int) -> tuple[list[str], int]:
+        """Lines after the first ``seen`` (as many as are still kept, saying how many were not),
+        and the new total."""
+        with self.lock:
+            new = min(self.total - seen, len(self.lines))
+            lines = list(self.lines)[len(self.lines) - new :] if new else []
+            if self.total - seen > new:
+                lines.insert(0, f"({self.total - seen - new} events not shown: they came too fast)")
+            return lines, self.total
+
+    def last(self) -> list[str]:
+        with self.lock:
+            return list(self.lines)
+
+
+#: Seconds ``watch --since`` waits for the replay before drawing anyway.
+REPLAY_WAIT = 5.0
+
+
+def _follow(name: str, gid: str, since: str | None, log: _EventLog) -> None:
+    """Follow ``group/<gid>`` in a thread; with ``since``, wait (bounded) for the replay."""
+    from infrakit.cli.watch import event_line
 
     def follow() -> None:
         try:
             with client_for(name) as stream:
-                for ev in stream.events(f"group/{gid}"):
-                    with lock:
-                        events.append(f"{time.strftime('%H:%M:%S')} {ev.type:<20} {ev.message}")
-        except Exception:
-            return
+                for ev in stream.events(
+                    f"group/{gid}", since=since, on_replayed=lambda _: log.replayed.set()
+                ):
+                    log.add(event_line(ev))
+        except Exception as exc:
+            if since is not None and not log.replayed.is_set():
+                click.echo(f"warning: no replay of recent events ({exc})", err=True)
+        finally:
+            log.replayed.set()
 
+    if since is None:
+        log.replayed.set()
     threading.Thread(target=follow, daemon=True).start()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    tty = sys.stdout.isatty()
-    status = first
-    if tty:
-        _watch_live(client, gid, status, events, lock, interval, until_converged, deadline)
-        return
+    log.replayed.wait(REPLAY_WAIT)
+
+
+def _watch_lines(
+    client: SyncClient,
+    gid: str,
+    status: dict[str, Any],
+    log: _EventLog,
+    interval: float,
+    until_converged: bool,
+    deadline: float | None,
+    timeout: float | None,
+) -> None:
+    """Not a terminal: the summary line, then each event as a line, then the final summary."""
     printed = 0
     shown = status_lines(gid, status)[0]
     click.echo(shown)
     while True:
-        with lock:
-            new, printed = events[printed:], len(events)
+        new, printed = log.since(printed)
         for line in new:
             click.echo(line)
         if until_converged and status.get("Converged"):
@@ -500,7 +585,11 @@ def watch(
 
 
 def _status_or_fail(client: SyncClient, gid: str) -> dict[str, Any]:
-    result = call(client, "Group.Status", {"Name": "", "ID": gid})
+    """Status with only the instances needing attention, at most a screenful of them."""
+    from infrakit.cli.watch import ROWS_SHOWN
+
+    params = {"Name": "", "ID": gid, "Limit": ROWS_SHOWN, "Filter": "attention"}
+    result = call(client, "Group.Status", params)
     if not isinstance(result, dict):
         fail(f"group plugin {client.name} gave no status for {gid}")
     return result
@@ -510,36 +599,20 @@ def _watch_live(
     client: SyncClient,
     gid: str,
     status: dict[str, Any],
-    events: list[str],
-    lock: threading.Lock,
+    log: _EventLog,
     interval: float,
     until_converged: bool,
     deadline: float | None,
 ) -> None:
-    from rich.console import Group as RichGroup
     from rich.live import Live
     from rich.panel import Panel
-    from rich.table import Table
     from rich.text import Text
 
+    from infrakit.cli.watch import watch_lines
+
     def render(s: dict[str, Any]) -> Any:
-        table = Table(expand=True)
-        for col in ("INSTANCE", "LOGICAL", "CONFIG", "HEALTH", "NOTE"):
-            table.add_column(col)
-        for r in s.get("Instances") or []:
-            style = {"healthy": "green", "unhealthy": "red"}.get(r.get("Health", ""), "")
-            note = "destroying" if r.get("Destroying") else (r.get("Note") or "")
-            table.add_row(
-                r["ID"],
-                r.get("LogicalID") or "-",
-                r.get("Config", ""),
-                Text(r.get("Health", ""), style=style),
-                note,
-            )
-        header = Text("\n".join(status_lines(gid, {**s, "Instances": [], "Decisions": []})))
-        with lock:
-            tail = "\n".join(events[-8:])
-        return RichGroup(Panel(header, title=f"group {gid}"), table, Text(tail))
+        header = status_lines(gid, {**s, "Instances": [], "Decisions": []})
+        return Panel(Text("\n".join(watch_lines(header, s, log.last()))), title=f"group {gid}")
 
     with Live(render(status), refresh_per_second=4, transient=False) as live:
         while True:

@@ -43,6 +43,7 @@ MANAGER_FLAGS = (
     "tls-key",
     "tls-ca",
     "poll-interval",
+    "http",
 )
 #: The file kind's ``dir`` is ``up``'s ``--instances-dir``.
 FILE_RENAME = {"dir": "instances-dir"}

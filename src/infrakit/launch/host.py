@@ -6,7 +6,10 @@ A :class:`PluginHost` is what ``infrakit up``, ``infrakit plugin start`` and the
 1. builds the kind with a :class:`~infrakit.spi.plugin.Context` whose lookups resolve names to
    plugin objects;
 2. serves the result over RPC on ``<plugin dir>/<name>`` (mode 0600), optionally on TCP too;
-3. runs its start hook, and on shutdown its stop hook, then removes the socket.
+3. runs its start hook, and on shutdown its stop hook, then removes the socket;
+4. when it asks for one (``Served.http``: ``up --http``, ``-o group.http=``), serves the HTTP
+   listener for humans and probes (:mod:`infrakit.launch.http`) with its metrics recorder, its
+   readiness checks and its own event stream.
 
 Lookups prefer plugins running in this same process (called directly, through the same sync/async
 adapter as the RPC service, so behaviour is identical and ``infrakit up`` converges 1000 instances
@@ -31,6 +34,7 @@ from typing import TypeVar
 from infrakit import discovery, errors
 from infrakit._utils import systemd
 from infrakit.launch import registry
+from infrakit.launch.http import StatusServer, StatusSource, check_guard
 from infrakit.rpc import flavor as rpc_flavor
 from infrakit.rpc import group as rpc_group
 from infrakit.rpc import instance as rpc_instance
@@ -117,6 +121,8 @@ class Running:
     server: PluginServer
     instance: dict[str, AsyncInstance] = field(default_factory=dict)
     flavor: dict[str, AsyncFlavor] = field(default_factory=dict)
+    #: The HTTP listener (status page, health, metrics), when ``Served.http`` asked for one.
+    http: StatusServer | None = None
 
 
 P = TypeVar("P")
@@ -313,6 +319,7 @@ class PluginHost:
             metrics=served.metrics,
         )
         running = Running(name, kind, served, server, adapted.instance, adapted.flavor)
+        http_token, http_ssl = self.check_http(name, served)
         if served.tcp is not None:
             await server.start(
                 self.plugin_dir / name,
@@ -334,13 +341,51 @@ class PluginHost:
         try:
             if served.start is not None:
                 await served.start()
+            if served.http is not None:
+                running.http = await self._serve_http(running, http_token, http_ssl)
         except BaseException as exc:
             self.running.pop(name, None)
+            if running.http is not None:
+                await running.http.stop()
+            if running.http is None and served.http is not None and served.stop is not None:
+                await served.stop()  # started, but its HTTP listener could not bind
             await server.stop()
             if isinstance(exc, OSError):
                 raise _cannot_start(name, kind, exc) from exc
             raise
         return running
+
+    def check_http(self, name: str, served: Served) -> tuple[str | None, ssl.SSLContext | None]:
+        """The token and TLS of ``served``'s HTTP listener - the plugin's own (the manager's
+        ``--token-file``/``--tls-cert``), else this host's; an HTTP listener off loopback with
+        neither is refused (one line). Hosts of several plugins check them all before serving."""
+        token = served.tcp_token if served.tcp_token else self.tcp_token
+        tls = served.tcp_ssl if served.tcp_ssl is not None else self.tcp_ssl
+        if served.http is not None:
+            check_guard(name, served.http[0], token, tls is not None)
+        return token, tls
+
+    async def _serve_http(
+        self, running: Running, token: str | None, tls: ssl.SSLContext | None
+    ) -> StatusServer:
+        served = running.served
+        assert served.http is not None
+        source = served.group.get(".")
+        if not callable(getattr(source, "snapshots", None)):
+            raise errors.SpecError(
+                f"plugin {running.name}: --http serves a group controller's status page, and "
+                f"this plugin serves no group controller; give --http to the group plugin"
+            )
+        page: StatusSource = source  # type: ignore[assignment]
+        http = StatusServer(
+            running.name,
+            page,
+            recorder=served.metrics,
+            events=running.server.serve_events if served.events is not None else None,
+            ready=served.ready,
+        )
+        await http.start(*served.http, token=token, ssl=tls)
+        return http
 
     def _refuse_taken_name(self, name: str, kind: Kind | None) -> None:
         """Fail before binding if a live plugin (or a non-socket file) holds ``name``.
@@ -379,6 +424,8 @@ class PluginHost:
         running = self.running.pop(name, None)
         if running is None:
             return
+        if running.http is not None:
+            await running.http.stop()
         if running.served.stop is not None:
             try:
                 await running.served.stop()

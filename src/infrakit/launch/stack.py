@@ -276,6 +276,8 @@ async def serve(
             for s in starts
         ]
         for start, served in built:
+            host.check_http(start.name, served)  # --http off loopback without a token
+        for start, served in built:
             await host.serve(start.name, served, kind=start.kind)
         log.info(
             "serving %s in %s (pid %d); Ctrl-C stops",

@@ -23,6 +23,8 @@ Options (``-o manager.OPTION=VALUE`` on ``plugin start``; flags of ``infrakit up
 * ``etcd`` - etcd endpoint for ``leader=etcd`` when the store is not etcd.
 * ``ttl`` - etcd lease TTL.
 * ``poll-interval`` - the group controller's resync period (the ``group`` kind's option).
+* ``http`` - ``HOST:PORT`` of the status page and health endpoints (the ``group`` kind's option;
+  off loopback it needs ``token``/``token-file`` or ``tls-cert``).
 
 Defaults and environment variables are declared once, below (``infrakit plugin kinds`` lists
 them). Listing this kind imports nothing of the manager: ``build`` imports
@@ -31,7 +33,7 @@ them). Listing this kind imports nothing of the manager: ``build`` imports
 
 from __future__ import annotations
 
-from infrakit.controller.group.kind import POLL_INTERVAL_OPTION
+from infrakit.controller.group.kind import HTTP_OPTION, POLL_INTERVAL_OPTION
 from infrakit.spi.option import Option, choice, duration, flag, host_port
 from infrakit.spi.plugin import Context, Kind, Served
 
@@ -67,6 +69,7 @@ OPTIONS = (
     ),
     Option("ttl", "etcd lease TTL (Go duration)", default="2s", parse=duration),
     POLL_INTERVAL_OPTION,
+    HTTP_OPTION,
 )
 
 

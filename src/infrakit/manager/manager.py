@@ -80,7 +80,7 @@ class Manager:
         self.on_leader_change = on_leader_change
         self.controller: spi_group.GroupControl | None = None
         #: Events of the group controller while leading, plus ``manager/leadership`` changes.
-        self.events: Broker[spi_event.Event] = Broker()
+        self.events: Broker[spi_event.Event] = Broker(history=spi_event.RECENT_EVENTS)
         self._follow_task: asyncio.Task[None] | None = None
         self._transition = asyncio.Lock()
         self.start_timeout = start_timeout
@@ -364,3 +364,7 @@ class Manager:
 
     def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
         return self.events.subscribe(topic)
+
+    def recent(self, topic: str, since: float) -> list[spi_event.Event]:
+        """The remembered events on ``topic`` since wall time ``since``, oldest first."""
+        return self.events.recent(topic, since)

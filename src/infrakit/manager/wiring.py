@@ -22,6 +22,7 @@ from infrakit import errors
 from infrakit._utils.aio import Broker
 from infrakit.controller.group.controller import GroupController
 from infrakit.controller.group.metadata import GroupMetadata
+from infrakit.controller.group.readiness import readiness
 from infrakit.leader import Elector, LeaderInfo, open_elector
 from infrakit.manager.kind import KIND
 from infrakit.manager.manager import Manager, RemoteGroup
@@ -140,6 +141,10 @@ async def build(ctx: Context) -> Served:
         await manager.stop()
         await leaders.close()
 
+    async def leader_known() -> str:
+        info = await elector.leader()
+        return "" if info is not None else f"no leader elected ({elector.describe()})"
+
     return Served(
         group={".": manager},
         metadata={".": GroupMetadata(manager)},
@@ -153,6 +158,8 @@ async def build(ctx: Context) -> Served:
         tcp_ssl=server_tls,
         vendor=vendor_info("infrakit-manager"),
         metrics=recorder,
+        http=ctx.option(KIND, "http"),
+        ready=lambda: readiness(manager.snapshots, store, leader_known),
     )
 
 

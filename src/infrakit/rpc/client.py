@@ -835,12 +835,19 @@ class SyncClient(_Base):
         return isinstance(doc, dict) and "stopping" in doc
 
     def events(
-        self, topic: str, on_subscribed: Callable[[], None] | None = None
+        self,
+        topic: str,
+        on_subscribed: Callable[[], None] | None = None,
+        *,
+        since: str | None = None,
+        on_replayed: Callable[[int], None] | None = None,
     ) -> Iterator[spi_event.Event]:
         """Yield events from ``/events`` (blocking). Ends when the plugin closes the stream.
 
         ``on_subscribed`` is called once the plugin has accepted the subscription (before any
         event), so a caller can tell its user, or a test, that nothing will be missed from now on.
+        ``since`` (a Go duration, ``30s``) first replays the events the plugin remembers from
+        that long ago; ``on_replayed(count)`` is called once they have all been yielded.
         """
         from urllib.parse import quote
 
@@ -852,6 +859,8 @@ class SyncClient(_Base):
         # The subscription is answered at once (like a handshake); the stream may then be quiet.
         sock.settimeout(self.handshake_timeout)
         path = f"/events?topic={quote(topic, safe='')}"
+        if since is not None:
+            path += f"&since={quote(since, safe='')}"
         try:
             sock.sendall(
                 f"GET {path} HTTP/1.1\r\nHost: plugin\r\n"
@@ -893,6 +902,9 @@ class SyncClient(_Base):
                 pending += data
                 while b"\n\n" in pending:
                     frame, pending = pending.split(b"\n\n", 1)
+                    if frame.startswith(b": replayed ") and on_replayed is not None:
+                        count = frame[11:].strip()
+                        on_replayed(int(count) if count.isdigit() else 0)
                     payload = b"".join(
                         ln[5:].lstrip() for ln in frame.split(b"\n") if ln.startswith(b"data:")
                     )

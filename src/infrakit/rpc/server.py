@@ -6,7 +6,9 @@ Routes (one aiohttp application per socket):
 * ``POST <any other path>``    SEED-era JSON-RPC 1.0 envelope (the Go SEED client posts ``/rpc``),
                                answered in SEED shape: ``result`` + ``error``, HTTP 400 on error.
 * ``GET /info/api.json``       what this socket implements, with an example request per method.
-* ``GET /events?topic=T``      Server-Sent Events from the plugin's event source, if it has one.
+* ``GET /events?topic=T``      Server-Sent Events from the plugin's event source, if it has one;
+                               ``&since=30s`` first replays the events of the last 30 s (sources
+                               that remember them, :class:`~infrakit.spi.event.Recent`).
 * ``POST /_infrakit/stop``     (UNIX socket only) stop this plugin; ``infrakit plugin stop`` uses it.
 
 A :class:`Service` is one interface's dispatch table (built by ``rpc.instance``, ``rpc.flavor``,
@@ -55,6 +57,7 @@ import logging
 import os
 import socket
 import ssl as _ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +66,7 @@ from typing import Any
 from aiohttp import web
 
 from infrakit import errors
+from infrakit._utils.duration import parse_duration
 from infrakit._utils.nesting import deeper_than, may_be_deeper_than
 from infrakit._utils.private import bind_private_unix, private_dir, write_private
 from infrakit.rpc import codec, connections, envelope
@@ -522,12 +526,23 @@ class PluginServer:
                 404, {"error": f"plugin {self.name} publishes no events; poll it instead"}
             )
         topic = request.query.get("topic", "")
+        since = request.query.get("since")
+        cutoff: float | None = None
+        if since is not None:
+            answer = self._since(since)
+            if isinstance(answer, web.Response):
+                return answer
+            cutoff = answer
         response = web.StreamResponse(
             status=200,
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
         )
-        # Subscribe before telling the subscriber it is live (Broker registers on this call).
+        # Subscribe before telling the subscriber it is live (Broker registers on this call),
+        # and read the replay right after it, with no await between: nothing lost or repeated.
         events = self.events.subscribe(topic)
+        replay: list[spi_event.Event] = []
+        if cutoff is not None and isinstance(self.events, spi_event.Recent):
+            replay = self.events.recent(topic, cutoff)
         await response.prepare(request)
         # A comment line first: the subscriber knows the subscription is live from here on.
         await response.write(b": subscribed " + topic.encode() + b"\n\n")
@@ -535,6 +550,12 @@ class PluginServer:
         if task is not None:
             self._sse_tasks.add(task)
         try:
+            if cutoff is not None:
+                # since=: the remembered events, then a comment saying the replay is over.
+                for item in replay:
+                    payload = codec.dumps(spi_event.event_to_wire(item))
+                    await response.write(b"data: " + payload + b"\n\n")
+                await response.write(b": replayed %d\n\n" % len(replay))
             await self._pump_events(events, response)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -546,6 +567,29 @@ class PluginServer:
                 with contextlib.suppress(Exception):
                     await aclose()
         return response
+
+    def _since(self, text: str) -> float | web.Response:
+        """``since=30s`` -> the wall time 30 s ago; a bad value or a source that remembers no
+        events -> HTTP 400 naming what was expected."""
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds < float("inf"):
+            return _json_response(
+                400, {"error": f"since={text!r}: expected a Go duration, e.g. since=30s or 5m"}
+            )
+        if not isinstance(self.events, spi_event.Recent):
+            return _json_response(
+                400,
+                {"error": f"plugin {self.name} keeps no event history; subscribe without since"},
+            )
+        return time.time() - seconds
+
+    async def serve_events(self, request: web.Request) -> web.StreamResponse:
+        """``GET /events`` of this plugin for another listener of the process (the HTTP status
+        page's live events): the same stream, ended when this server stops."""
+        return await self._get_events(request)
 
     async def _pump_events(
         self, events: AsyncIterator[spi_event.Event], response: web.StreamResponse

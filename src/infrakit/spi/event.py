@@ -8,6 +8,11 @@ shape of InfraKit HEAD; in-process, the group controller subscribes directly.
 Events are *triggers*, never state: a subscriber must re-read the actual state (level-triggered).
 Topics are slash paths; a subscription to ``instance/`` (trailing slash) receives every topic under
 it, one without a trailing slash only that exact topic (InfraKit's rule).
+
+A source may also remember its recent events (:class:`Recent`, the group controller and the
+manager do): ``GET /events?topic=T&since=30s`` then replays the ones of the last 30 s before the
+live ones, so a subscriber that arrives late still sees a heal that is already over. Without
+``since`` the stream is InfraKit's, unchanged.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from infrakit.spi.types import (
 
 __all__ = [
     "INTERFACE",
+    "RECENT_EVENTS",
     "TOPIC_INSTANCES",
     "TOPIC_INSTANCE_CHANGE",
     "Event",
+    "Recent",
     "Source",
     "Subscribable",
     "event_from_wire",
@@ -48,6 +55,8 @@ INTERFACE = InterfaceSpec("Event", "0.1.1")
 TOPIC_INSTANCE_CHANGE = "instance/change"
 #: What the group controller subscribes to: every instance topic of a plugin.
 TOPIC_INSTANCES = "instance/"
+#: How many recent events a :class:`Recent` source remembers for late subscribers.
+RECENT_EVENTS = 1000
 
 
 def _now() -> str:
@@ -84,6 +93,16 @@ class Source(Protocol):
 
     def subscribe(self, topic: str) -> AsyncIterator[Event]:
         """Yield events matching ``topic`` until the consumer stops iterating."""
+
+
+@runtime_checkable
+class Recent(Protocol):
+    """A source that remembers its last :data:`RECENT_EVENTS` events with their time."""
+
+    def recent(self, topic: str, since: float) -> list[Event]:
+        """The remembered events on ``topic`` published at or after wall time ``since``, oldest
+        first. Called right after :meth:`Source.subscribe` (no ``await`` between), the two
+        together miss nothing and repeat nothing."""
 
 
 @runtime_checkable

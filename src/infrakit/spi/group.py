@@ -138,6 +138,8 @@ class GroupSnapshot:
     update_total: int | None = None
     update_replaced: int = 0
     update_paused: bool = False
+    #: Why ``actual`` is None ("" while the provider is observed): readiness and the page say it.
+    actual_unknown: str = ""
 
 
 class GroupControl(Plugin, Extensions, Protocol):

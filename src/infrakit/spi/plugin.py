@@ -157,6 +157,12 @@ class Served:
     #: Served at ``GET /metrics`` on the socket (and the HTTP listener); RPC requests are
     #: counted into it. None: no metrics (``/metrics`` answers 404).
     metrics: Metrics | None = None
+    #: Also serve the HTTP listener for humans and probes on ``(host, port)``: the status page,
+    #: ``/api/...``, ``/events``, ``/healthz``, ``/readyz``, ``/metrics`` (``launch.http``).
+    #: Off loopback it needs ``tcp_token`` (or the host's token) or ``tcp_ssl``.
+    http: tuple[str, int] | None = None
+    #: ``/readyz``: check name -> "" when ready, else why not (leader, store, each group).
+    ready: Callable[[], Awaitable[dict[str, str]]] | None = None
 
 
 @dataclass(frozen=True)

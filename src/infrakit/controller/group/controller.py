@@ -118,7 +118,9 @@ class GroupController(GroupExtensions):
         #: Told (group ID, event type) of every event published (metrics count them).
         self._on_notice = on_notice
         #: Where events are published (``group/<id>``); the manager hands its own.
-        self.events: Broker[spi_event.Event] = events if events is not None else Broker()
+        self.events: Broker[spi_event.Event] = (
+            events if events is not None else Broker(history=spi_event.RECENT_EVENTS)
+        )
         self._rng = rng or random.Random()
         self.sources = InstanceEvents(
             instance_lookup,
@@ -352,6 +354,10 @@ class GroupController(GroupExtensions):
     def subscribe(self, topic: str) -> AsyncIterator[spi_event.Event]:
         """Follow the controller's events on ``topic`` (a prefix matches every group)."""
         return self.events.subscribe(topic)
+
+    def recent(self, topic: str, since: float) -> list[spi_event.Event]:
+        """The remembered events on ``topic`` since wall time ``since``, oldest first."""
+        return self.events.recent(topic, since)
 
     # --- the pass ------------------------------------------------------------------------------
 

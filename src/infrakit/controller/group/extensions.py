@@ -23,7 +23,7 @@ from infrakit.controller.group.breaker import Notice
 from infrakit.controller.group.plan import structured_plan
 from infrakit.controller.group.runtime import Group
 from infrakit.controller.group.spec import parse_spec
-from infrakit.controller.group.status import status_report
+from infrakit.controller.group.status import instance_page, status_report
 from infrakit.controller.queue import WorkQueue
 from infrakit.spi import group as spi_group
 
@@ -72,6 +72,7 @@ class GroupExtensions:
         nothing is in flight; ``Actual`` is None (``ActualUnknown`` says why) while the provider
         cannot be observed."""
         group = self._get(id)
+        page = instance_page(options)
         await self._fresh_observation(group)
         now = self.clock.now()
         obs = group.observation
@@ -84,6 +85,7 @@ class GroupExtensions:
             converged=group.truly_converged(self.clock.now()),
             events=self.watch_mode.get(group.settings.properties.instance.plugin, "polling"),
             now=now,
+            page=page,
         )
         report["Passes"] = group.passes
         return report

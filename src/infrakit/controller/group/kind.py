@@ -7,16 +7,19 @@ Options (``infrakit plugin kinds`` lists them with their defaults and variables)
   this is the safety net. The manager kind reuses this option.
 * ``store`` - where committed specs live: a file path (default ``<INFRAKIT_HOME>/store.json``) or
   ``memory`` (nothing persisted).
+* ``http`` - ``HOST:PORT`` of the HTTP listener for humans and probes (status page, ``/healthz``,
+  ``/readyz``, ``/metrics``; :mod:`infrakit.launch.http`). The manager kind reuses this option
+  (``infrakit up --http``).
 
 Listing this kind imports no controller code: ``build`` does.
 """
 
 from __future__ import annotations
 
-from infrakit.spi.option import Option, duration
+from infrakit.spi.option import Option, duration, host_port
 from infrakit.spi.plugin import Context, Kind, Served, vendor_info
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "KIND", "POLL_INTERVAL_OPTION", "build"]
+__all__ = ["DEFAULT_POLL_INTERVAL", "HTTP_OPTION", "KIND", "POLL_INTERVAL_OPTION", "build"]
 
 #: How often the group controller re-reads every group when no event says so.
 DEFAULT_POLL_INTERVAL = "10s"
@@ -33,11 +36,18 @@ STORE_OPTION = Option(
     "spec store: a file path, or 'memory' (default: INFRAKIT_HOME/store.json)",
     env="INFRAKIT_GROUP_STORE",
 )
+HTTP_OPTION = Option(
+    "http",
+    "HOST:PORT of the status page, /healthz, /readyz and /metrics (off loopback: token or TLS)",
+    env="INFRAKIT_HTTP",
+    parse=host_port,
+)
 
 
 async def build(ctx: Context) -> Served:
     from infrakit.controller.group.controller import GroupController
     from infrakit.controller.group.metadata import GroupMetadata
+    from infrakit.controller.group.readiness import readiness
     from infrakit.metrics import Recorder, TimedStore, timed_lookups, watch_controller
     from infrakit.store import open_store
 
@@ -65,6 +75,8 @@ async def build(ctx: Context) -> Served:
         start=controller.start,
         stop=controller.stop,
         vendor=vendor_info("infrakit-group-default"),
+        http=ctx.option(KIND, "http"),
+        ready=lambda: readiness(controller.snapshots, store),
     )
 
 
@@ -73,5 +85,5 @@ KIND = Kind(
     default_name="group",
     summary="the default group controller (scaled and quorum groups, rolling updates, healing)",
     build=build,
-    options=(POLL_INTERVAL_OPTION, STORE_OPTION),
+    options=(POLL_INTERVAL_OPTION, STORE_OPTION, HTTP_OPTION),
 )
