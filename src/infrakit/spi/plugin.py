@@ -38,7 +38,7 @@ from infrakit.spi.option import Option, resolve_options
 if TYPE_CHECKING:  # names in annotations only: listing kinds imports no interface module
     import ssl
 
-    from infrakit.spi import event, flavor, group, instance
+    from infrakit.spi import event, flavor, group, instance, loadbalancer
 
 __all__ = [
     "Context",
@@ -46,6 +46,7 @@ __all__ = [
     "GroupLookup",
     "InstanceLookup",
     "Kind",
+    "LoadBalancerLookup",
     "Option",
     "Served",
     "vendor_info",
@@ -57,6 +58,8 @@ InstanceLookup = Callable[[str], "instance.Plugin"]
 FlavorLookup = Callable[[str], "flavor.Plugin"]
 #: ``name`` -> async group plugin.
 GroupLookup = Callable[[str], "group.Plugin"]
+#: ``name`` -> async L4 load balancer (the group controller's ingress uses it).
+LoadBalancerLookup = Callable[[str], "loadbalancer.Plugin"]
 
 
 class Metrics(Protocol):
@@ -86,6 +89,8 @@ class Context:
     group_lookup: GroupLookup
     #: Extra wiring some kinds need (the group kind gets ``store`` here), keyed by name.
     extras: dict[str, Any] = field(default_factory=dict)
+    #: L4 load balancers by name (None: this host reaches none).
+    loadbalancer_lookup: LoadBalancerLookup | None = None
 
     def option(self, kind: Kind, name: str) -> Any:
         """Option ``name`` of ``kind``: given, else its environment variable, else its default;
@@ -106,6 +111,8 @@ class Served:
     flavor: dict[str, object] = field(default_factory=dict)
     #: Group plugin objects keyed by name (``"."`` = default object).
     group: dict[str, object] = field(default_factory=dict)
+    #: L4 load balancer objects keyed by type (``""`` = default object).
+    loadbalancer: dict[str, object] = field(default_factory=dict)
     #: Event source served at ``/events`` (and offered to in-process subscribers).
     events: event.Source | None = None
     #: Called once after the socket is up (start background work here).
