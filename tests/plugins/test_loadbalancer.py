@@ -76,9 +76,8 @@ def start_web(webs: list[Web], version: str) -> Web:
     webs.append(web)
     deadline = time.monotonic() + 10
     while True:
-        with contextlib.suppress(OSError):
-            with socket_to(web.port):
-                return web
+        with contextlib.suppress(OSError), socket_to(web.port):
+            return web
         assert time.monotonic() < deadline, f"web server {version} did not listen"
         time.sleep(0.02)  # noqa: TID251 - a real process coming up
 
@@ -243,7 +242,7 @@ async def test_bad_input_changes_nothing(
     with pytest.raises(errors.NotFoundError, match="backend nope is not registered"):
         await lb.deregister_backends(["a", "nope"])
     assert (await states(lb))["a"].state != spi_lb.BACKEND_DRAINING
-    with pytest.raises(errors.SpecError, match="Route.Port"):
+    with pytest.raises(errors.SpecError, match=r"Route\.Port"):
         await lb.client.call("L4.Publish", {"Type": "", "Route": {"LoadBalancerPort": 1}})
     with pytest.raises(errors.SpecError, match="ExtPort"):
         await lb.client.call("L4.Unpublish", {"Type": "", "ExtPort": "x"})
