@@ -287,7 +287,9 @@ class HAProxy:
         self._reap_retiring()
         process = self.process
         if process is None:
-            raise PluginError(f"{self.label}: haproxy is not started; start the plugin")
+            raise PluginError(
+                f"{self.label}: haproxy is not running yet (the plugin is starting, or was stopped); retry once `infrakit plugin start loadbalancer` is up"
+            )
         status = process.poll()
         if status is not None:
             raise PluginError(
