@@ -203,6 +203,7 @@ def test_web_tier_serves_every_request_through_kills_and_a_rolling_update(
         served_before_roll = len(client.answers)
 
         # Roll the whole group to v2.
+        roll_started = time.monotonic()
         e2e.run("group", "commit", str(web_spec(e2e, "v2", lb_port)))
         wait_for(lambda: rolled_to(e2e, "v2", 5), timeout=150, what="5 v2 servers")
         wait_for(
@@ -211,6 +212,7 @@ def test_web_tier_serves_every_request_through_kills_and_a_rolling_update(
             what="the group converged on v2",
         )
         rolled_at = time.monotonic()
+        roll_took = rolled_at - roll_started
         wait_for(
             lambda: len([t for t, _ in client.answers if t > rolled_at]) >= 50,
             timeout=30,
@@ -220,7 +222,7 @@ def test_web_tier_serves_every_request_through_kills_and_a_rolling_update(
     print(
         f"web tier: {len(client.answers)} requests served ({served_before_roll} before the "
         f"roll), {len(client.failures)} failed; HAProxy retried {retried[0]} connection(s), "
-        f"redispatched {retried[1]}"
+        f"redispatched {retried[1]}; the roll of 5 took {roll_took:.1f}s"
     )
     assert client.failures == [], (client.failures[:5], e2e.daemons[0].output()[-5000:])
     assert client.versions_since(rolled_at) == {"v2"}
