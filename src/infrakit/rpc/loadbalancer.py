@@ -55,9 +55,7 @@ def _ext_port(value: Any) -> int:
 def service(plugins: dict[str, AsyncLoadBalancer]) -> Service:
     """Serve L4 balancers keyed by type (``""`` is the default object)."""
 
-    def method(
-        call: Any,
-    ) -> Handler:
+    def method(call: Any) -> Handler:
         async def handler(params: dict[str, Any], era: Era) -> Any:
             view = ci_view(params, "params")
             type_, plugin = _pick(plugins, view)
@@ -112,8 +110,13 @@ def service(plugins: dict[str, AsyncLoadBalancer]) -> Service:
     }
     objects = ["."] if "" in plugins else []
     objects += sorted(k for k in plugins if k)
+    return Service(spi_lb.INTERFACE, handlers, objects, _examples(), None, _results())
+
+
+def _examples() -> dict[str, Any]:
+    """Example params per method, for ``/info/api.json``."""
     route = spi_lb.route_to_wire(spi_lb.Route(port=8080, load_balancer_port=80))
-    examples = {
+    return {
         "L4.Name": {"Type": ""},
         "L4.Routes": {"Type": ""},
         "L4.Publish": {"Type": "", "Route": route},
@@ -131,8 +134,12 @@ def service(plugins: dict[str, AsyncLoadBalancer]) -> Service:
         "L4.Backends": {"Type": ""},
         "L4.BackendStates": {"Type": ""},
     }
+
+
+def _results() -> dict[str, Any]:
+    """Zero-value results per method, as Go prints them."""
     result = {"Type": "", "Result": ""}
-    results = {
+    return {
         "L4.Name": {"Type": "", "Name": ""},
         "L4.Routes": {"Type": "", "Routes": None},
         "L4.Publish": result,
@@ -143,7 +150,6 @@ def service(plugins: dict[str, AsyncLoadBalancer]) -> Service:
         "L4.Backends": {"Type": "", "IDs": None},
         "L4.BackendStates": {"Type": "", "Backends": None},
     }
-    return Service(spi_lb.INTERFACE, handlers, objects, examples, None, results)
 
 
 class LoadBalancerClient:
