@@ -145,12 +145,7 @@ class HAProxy:
         """Start HAProxy on ``config``; refuse ports someone else holds, with the reason."""
         private_dir(self.directory)
         self._stop_leftover()
-        for host, port in ports:
-            if not _port_free(host, port):
-                raise SpecError(
-                    f"{self.label}: port {port} on {host} is in use by another process; stop it "
-                    f"or publish the route on another port"
-                )
+        self._refuse_taken(ports)
         await asyncio.to_thread(self._check_config, config)
         self.socket_path.unlink(missing_ok=True)
         self.process = await self._spawn([])
@@ -159,12 +154,7 @@ class HAProxy:
         """Run ``config`` without dropping a connection: the new process takes the listening
         sockets over, the old one finishes what it serves and exits."""
         old = self.require_running()
-        for host, port in new_ports:
-            if not _port_free(host, port):
-                raise SpecError(
-                    f"{self.label}: port {port} on {host} is in use by another process; stop it "
-                    f"or publish the route on another port"
-                )
+        self._refuse_taken(new_ports)
         await asyncio.to_thread(self._check_config, config)
         # HAProxy binds the new admin socket under a temporary name and renames it over the old
         # one, so commands reach the new process as soon as it answers.
@@ -173,6 +163,14 @@ class HAProxy:
         )
         self._retiring.append(old)
         self._reap_retiring()
+
+    def _refuse_taken(self, ports: list[tuple[str, int]]) -> None:
+        for host, port in ports:
+            if not _port_free(host, port):
+                raise SpecError(
+                    f"{self.label}: port {port} on {host} is in use by another process; stop it "
+                    f"or publish the route on another port"
+                )
 
     def _check_config(self, config: str) -> None:
         write_private(self.config_path, config.encode())
