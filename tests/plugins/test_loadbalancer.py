@@ -273,6 +273,31 @@ async def test_haproxy_died_is_one_clear_error_and_no_action(
     assert await lb.name() == "lb"  # the daemon itself still answers
 
 
+async def test_a_restarted_plugin_keeps_its_routes_and_up_backends(webs: list[Web]) -> None:
+    directory = short_tempdir("iklb")
+    port = free_port()
+    a, b = start_web(webs, "a"), start_web(webs, "b")
+    first = HAProxyBalancer("lb", directory, routes=parse_routes(f"{port}:80"))
+    await first.start()
+    try:
+        await first.register_backends(["a", "b"], {"a": a.address, "b": b.address})
+        await wait_until(lambda: first._backends["a"].state == spi_lb.BACKEND_UP, timeout=10)
+        await first.deregister_backends(["b"])  # draining: not kept
+    finally:
+        await first.stop()
+    second = HAProxyBalancer("lb", directory)  # no routes option: the saved one
+    await second.start()
+    try:
+        assert [r.load_balancer_port for r in second.routes()] == [port]
+        assert second.backends() == ["a"]
+        # Up at once, as before the restart: no empty pool while checks run.
+        assert await asyncio.to_thread(get, port) == (200, "a a\n")
+        assert (await second.backend_states())[0].state == spi_lb.BACKEND_UP
+    finally:
+        await second.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 async def test_start_refuses_a_port_in_use() -> None:
     import socket
 

@@ -14,7 +14,7 @@ one server in every route's backend, named after its instance ID. Backends move 
 
 A background task moves checking and draining backends on (``TEND_INTERVAL``). Routes and the
 health check are kept in ``state.json`` beside the configuration, so a restarted plugin listens
-where it did; backends are not (the ingress registers them again).
+where it did, with the backends that were up (checking ones the ingress registers again).
 """
 
 from __future__ import annotations
@@ -123,12 +123,16 @@ class HAProxyBalancer:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start HAProxy on the saved routes (plus the ``routes`` option) and the tending task."""
-        self._load_state()
+        """Start HAProxy on the saved routes (plus the ``routes`` option) and backends, and the
+        tending task. Saved backends start up (static servers: traffic at once, as before the
+        restart); one that died meanwhile fails its check and the ingress drains it out."""
+        self._load_state(backends=True)
         for route in self._initial_routes:
             self._routes[route.load_balancer_port] = route
         self._save_state()
         await self.haproxy.start(self._config(), [(self.bind, p) for p in self._routes])
+        for backend in self._backends.values():
+            backend.added = set(self._routes)
         self._tender = asyncio.create_task(self._tend_forever(), name=f"tend {self._label}")
 
     async def stop(self) -> None:
@@ -143,20 +147,29 @@ class HAProxyBalancer:
     def _state_path(self) -> Path:
         return self.directory / "state.json"
 
-    def _load_state(self) -> None:
+    def _load_state(self, *, backends: bool = False) -> None:
+        """Routes and health check from ``state.json`` (and, at start, the backends)."""
         try:
             doc = json.loads(self._state_path().read_text())
             routes = [spi_lb.route_from_wire(r) for r in doc.get("Routes") or []]
             health = spi_lb.health_check_from_wire(doc.get("HealthCheck"))
+            saved = {
+                str(b["ID"]): parse_address(str(b["Address"]), f"backend {b['ID']}")
+                for b in (doc.get("Backends") or [] if backends else [])
+            }
         except FileNotFoundError:
             return
-        except (OSError, ValueError, InfrakitError, AttributeError) as exc:
+        except (OSError, ValueError, InfrakitError, AttributeError, KeyError, TypeError) as exc:
             raise SpecError(
                 f"{self._label}: cannot read {self._state_path()} ({exc}); fix or remove it"
             ) from None
         self._routes = {r.load_balancer_port: r for r in routes}
         if health.interval > 0:
             self._health = health
+        for iid, (host, port) in saved.items():
+            self._backends[iid] = _Backend(
+                iid, self._server_name(iid), host, port, state=spi_lb.BACKEND_UP
+            )
 
     def _save_state(self) -> None:
         from infrakit._utils.private import private_dir, write_private
@@ -165,6 +178,11 @@ class HAProxyBalancer:
         doc = {
             "Routes": [spi_lb.route_to_wire(r) for r in self._routes.values()],
             "HealthCheck": spi_lb.health_check_to_wire(self._health),
+            "Backends": [
+                {"ID": b.id, "Address": b.address}
+                for b in self._backends.values()
+                if b.state in (spi_lb.BACKEND_UP, spi_lb.BACKEND_DOWN)
+            ],
         }
         write_private(self._state_path(), json.dumps(doc, indent=1).encode())
 
@@ -284,6 +302,7 @@ class HAProxyBalancer:
                 self._backends[iid] = backend
                 await self._add(backend)
                 done.append(iid)
+            self._save_state()
         if not done:
             return f"{len(wanted)} backend(s) already registered"
         return f"registered {len(done)} backend(s): {', '.join(done)}"
@@ -330,6 +349,7 @@ class HAProxyBalancer:
                     await self._expect(f"set server be_{port}/{backend.server} state drain", "")
                 backend.state = spi_lb.BACKEND_DRAINING
                 backend.draining_since = time.monotonic()
+            self._save_state()
         return f"draining {len(ids)} backend(s): {', '.join(ids)}"
 
     def backends(self) -> list[str]:
