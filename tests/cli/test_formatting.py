@@ -286,7 +286,7 @@ def test_plugin_ls_table_and_json(stack: Stack) -> None:
     assert set(rows[0]) == {"Name", "Interfaces", "Listen", "Live"}
     by_name = {r["Name"]: r for r in rows}
     assert by_name["instance-file"]["Interfaces"] == ["Event/0.1.1", "Instance/0.6.1"]
-    assert by_name["group"]["Interfaces"] == ["Event/0.1.1", "Group/0.1.1"]
+    assert by_name["group"]["Interfaces"] == ["Event/0.1.1", "Group/0.1.1", "Metadata/0.1.1"]
     assert all(r["Live"] for r in rows)
     text = stack.cli("plugin", "ls").splitlines()
     assert text[0].split() == ["NAME", "INTERFACE", "LISTEN"]

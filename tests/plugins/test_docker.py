@@ -20,7 +20,12 @@ import pytest
 from infrakit import errors
 from infrakit.plugins.docker import DockerInstancePlugin
 from infrakit.plugins.docker.kind import build
-from infrakit.plugins.docker.plugin import PLUGIN_LABEL, command_with_init, parse_properties
+from infrakit.plugins.docker.plugin import (
+    PLUGIN_LABEL,
+    command_with_init,
+    parse_properties,
+    published_address,
+)
 from infrakit.rpc.client import SyncClient
 from infrakit.spi.event import Event
 from infrakit.spi.instance import Context, Spec
@@ -255,6 +260,24 @@ async def test_ports_restart_policy_and_stop_timeout_reach_the_engine(
             except OSError:
                 await asyncio.sleep(0.1)
     assert body == "pong\n"
+    # The published port is the instance's address (what a load balancer's ingress registers).
+    [described] = await h.instance.describe_instances({"g": "web"})
+    assert described.tags["infrakit.address"] == f"127.0.0.1:{port}"
+
+
+def test_the_address_is_the_first_published_tcp_port() -> None:
+    def row(*ports: dict[str, Any]) -> dict[str, Any]:
+        return {"Ports": list(ports)}
+
+    tcp = {"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp", "IP": "0.0.0.0"}
+    assert published_address(row(tcp)) == "127.0.0.1:8080"
+    assert published_address(row({**tcp, "IP": "::"}, tcp)) == "127.0.0.1:8080"
+    low = {"PrivatePort": 22, "PublicPort": 2222, "Type": "tcp", "IP": "127.0.0.2"}
+    assert published_address(row(tcp, low)) == "127.0.0.2:2222"
+    assert published_address(row({**tcp, "IP": "fd00::1"})) == "[fd00::1]:8080"
+    udp = {"PrivatePort": 53, "PublicPort": 5353, "Type": "udp"}
+    assert published_address(row(udp, {"PrivatePort": 80, "Type": "tcp"})) == ""
+    assert published_address({}) == ""
 
 
 @pytest.mark.parametrize(

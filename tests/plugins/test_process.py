@@ -489,3 +489,36 @@ async def test_a_command_or_init_outside_the_allow_list_is_refused(state_dir: Pa
         assert list(state_dir.iterdir()) == []
         iid = await h.instance.provision(Spec(properties=SLEEP))
         await h.instance.destroy(iid, Context("terminate"))
+
+
+async def test_port_auto_gives_each_instance_its_own_port_and_address(served) -> None:
+    _plugin, h = served
+    serve = [
+        sys.executable,
+        "-c",
+        "import os, socket; s = socket.socket(); s.bind(('127.0.0.1', int(os.environ['PORT'])));"
+        " s.listen()\nwhile True: s.accept()[0].close()",
+    ]
+    ids = [
+        await h.instance.provision(Spec({"Command": serve, "Port": "auto"}, tags={"g": "web"}))
+        for _ in range(2)
+    ]
+    found = {d.id: d for d in await h.instance.describe_instances({"g": "web"}, True)}
+    addresses = {found[i].tags["infrakit.address"] for i in ids if i}
+    assert len(addresses) == 2 and all(a.startswith("127.0.0.1:") for a in addresses)
+    for iid in ids:
+        assert iid is not None
+        pid = int(found[iid].properties["Pid"])
+        port = psutil.Process(pid).environ()["PORT"]
+        assert found[iid].tags["infrakit.address"] == f"127.0.0.1:{port}"
+        # The process got the port: it listens there.
+        await wait_until(lambda p=int(port): _listening(p), timeout=10)
+    with pytest.raises(errors.SpecError, match=r'Properties\.Port: expected "auto"'):
+        await h.instance.validate({"Command": ["sleep", "1"], "Port": 8080})
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

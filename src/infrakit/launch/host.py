@@ -38,13 +38,14 @@ from infrakit.launch.http import StatusServer, StatusSource, check_guard
 from infrakit.rpc import flavor as rpc_flavor
 from infrakit.rpc import group as rpc_group
 from infrakit.rpc import instance as rpc_instance
+from infrakit.rpc import loadbalancer as rpc_lb
 from infrakit.rpc import metadata as rpc_metadata
 from infrakit.rpc import stack as rpc_stack
 from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client, default_call_timeout
 from infrakit.rpc.server import PluginServer, Service
-from infrakit.spi import flavor, group, instance, stack
-from infrakit.spi.adapt import AsyncFlavor, AsyncInstance
+from infrakit.spi import flavor, group, instance, loadbalancer, stack
+from infrakit.spi.adapt import AsyncFlavor, AsyncInstance, AsyncLoadBalancer
 from infrakit.spi.option import env_sources
 from infrakit.spi.plugin import Context, Kind, Served
 
@@ -60,12 +61,14 @@ class Adapted:
     instance: dict[str, AsyncInstance]
     flavor: dict[str, AsyncFlavor]
     services: list[Service]
+    loadbalancer: dict[str, AsyncLoadBalancer] = field(default_factory=dict)
 
 
 def services_for(name: str, served: Served) -> Adapted:
     """Adapt ``served`` once and build the RPC services over those same adapters."""
     inst = {k: _as_instance(v, name, k) for k, v in served.instance.items()}
     flav = {k: _as_flavor(v, name, k) for k, v in served.flavor.items()}
+    balancers = {k: _as_balancer(v, name, k) for k, v in served.loadbalancer.items()}
     services: list[Service] = []
     if inst:
         services.append(rpc_instance.service(inst))
@@ -82,9 +85,13 @@ def services_for(name: str, served: Served) -> Adapted:
                 "implement the Stack interface (is_leader, leader_location, enforce ...)"
             )
         services.append(rpc_stack.service(served.stack))
+    if balancers:
+        services.append(rpc_lb.service(balancers))
     if not services and served.events is None:
-        raise errors.SpecError(f"plugin {name} serves nothing: no instance, flavor or group object")
-    return Adapted(inst, flav, services)
+        raise errors.SpecError(
+            f"plugin {name} serves nothing: no instance, flavor, group or load balancer object"
+        )
+    return Adapted(inst, flav, services, balancers)
 
 
 def _cannot_start(name: str, kind: Kind | None, exc: OSError) -> errors.SpecError:
@@ -111,6 +118,12 @@ def _as_flavor(obj: object, name: str, type_: str) -> AsyncFlavor:
     return obj if isinstance(obj, AsyncFlavor) else AsyncFlavor(obj, _label(name, type_))
 
 
+def _as_balancer(obj: object, name: str, type_: str) -> AsyncLoadBalancer:
+    if isinstance(obj, AsyncLoadBalancer):
+        return obj
+    return AsyncLoadBalancer(obj, _label(name, type_))
+
+
 @dataclass
 class Running:
     """One plugin served by this host."""
@@ -121,6 +134,7 @@ class Running:
     server: PluginServer
     instance: dict[str, AsyncInstance] = field(default_factory=dict)
     flavor: dict[str, AsyncFlavor] = field(default_factory=dict)
+    loadbalancer: dict[str, AsyncLoadBalancer] = field(default_factory=dict)
     #: The HTTP listener (status page, health, metrics), when ``Served.http`` asked for one.
     http: StatusServer | None = None
 
@@ -147,6 +161,10 @@ def _local_flavor(running: Running, name: str) -> flavor.Plugin | None:
     return _typed(running, name, running.flavor)
 
 
+def _local_balancer(running: Running, name: str) -> loadbalancer.Plugin | None:
+    return _typed(running, name, running.loadbalancer)
+
+
 def _local_group(running: Running, name: str) -> group.Plugin | None:
     if not running.served.group:
         return None
@@ -165,6 +183,10 @@ def _remote_instance(client: Client, name: str) -> instance.Plugin:
 
 def _remote_flavor(client: Client, name: str) -> flavor.Plugin:
     return rpc_flavor.FlavorClient(client, discovery.split_name(name)[1])
+
+
+def _remote_balancer(client: Client, name: str) -> loadbalancer.Plugin:
+    return rpc_lb.LoadBalancerClient(client, discovery.split_name(name)[1])
 
 
 class PluginHost:
@@ -202,6 +224,7 @@ class PluginHost:
         self._instances: dict[str, instance.Plugin] = {}
         self._flavors: dict[str, flavor.Plugin] = {}
         self._groups: dict[str, group.Plugin] = {}
+        self._balancers: dict[str, loadbalancer.Plugin] = {}
         self._done = asyncio.Event()
         self._background: set[asyncio.Future[None]] = set()
 
@@ -245,10 +268,13 @@ class PluginHost:
     def group_lookup(self, name: str) -> group.Plugin:
         return self._lookup(name, self._groups, _local_group, rpc_group.GroupClient)
 
+    def loadbalancer_lookup(self, name: str) -> loadbalancer.Plugin:
+        return self._lookup(name, self._balancers, _local_balancer, _remote_balancer)
+
     def forget_client(self, lookup: str) -> None:
         """Drop a cached client (the plugin restarted elsewhere)."""
         self._clients.pop(lookup, None)
-        for cache in (self._instances, self._flavors, self._groups):
+        for cache in (self._instances, self._flavors, self._groups, self._balancers):
             for name in [n for n in cache if discovery.split_name(n)[0] == lookup]:
                 del cache[name]
 
@@ -272,6 +298,7 @@ class PluginHost:
             plugin_dir=self.plugin_dir,
             flags=dict(flags or {}),
             from_env=dict(from_env or {}),
+            loadbalancer_lookup=self.loadbalancer_lookup,
         )
 
     async def build_kind(
@@ -318,7 +345,9 @@ class PluginHost:
             on_stop_request=lambda: self._stop_soon(name),
             metrics=served.metrics,
         )
-        running = Running(name, kind, served, server, adapted.instance, adapted.flavor)
+        running = Running(
+            name, kind, served, server, adapted.instance, adapted.flavor, adapted.loadbalancer
+        )
         http_token, http_ssl = self.check_http(name, served)
         if served.tcp is not None:
             await server.start(
@@ -442,7 +471,7 @@ class PluginHost:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
-        for cache in (self._instances, self._flavors, self._groups):
+        for cache in (self._instances, self._flavors, self._groups, self._balancers):
             cache.clear()
         self._done.set()
 

@@ -1,7 +1,7 @@
 """``infrakit.serve(plugin, name=...)``: the one call a plugin author needs.
 
 It recognises what ``plugin`` is by its methods (``provision`` -> instance, ``prepare`` -> flavor,
-``commit_group`` -> group; ``subscribe`` + ``topics`` -> it also publishes events; ``async def
+``commit_group`` -> group, ``register_backends`` -> L4 load balancer; ``subscribe`` + ``topics`` -> it also publishes events; ``async def
 start()`` / ``async def stop()`` -> called after the socket is up / before it goes), serves it on
 ``<plugin dir>/<name>`` and blocks until SIGINT/SIGTERM, then removes the socket. Sync and async
 methods both work (sync ones run in a worker thread).
@@ -37,11 +37,14 @@ def detect(plugin: object, name: str) -> Served:
         served.flavor[""] = plugin
     elif callable(getattr(plugin, "commit_group", None)):
         served.group["."] = plugin
+    elif callable(getattr(plugin, "register_backends", None)):
+        served.loadbalancer[""] = plugin
     else:
         raise errors.SpecError(
             f"plugin {name}: {type(plugin).__name__} is neither an instance plugin "
-            "(provision, destroy, describe_instances, validate), a flavor (prepare, validate) "
-            "nor a group (commit_group ...); see docs/writing-a-plugin.md"
+            "(provision, destroy, describe_instances, validate), a flavor (prepare, validate), "
+            "a group (commit_group ...) nor an L4 load balancer (register_backends ...); see "
+            "docs/writing-a-plugin.md"
         )
     return served
 

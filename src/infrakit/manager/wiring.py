@@ -187,6 +187,7 @@ class _Controllers:
             events=events,
             on_pass=self.recorder.reconciled,
             on_notice=self.recorder.group_event,
+            loadbalancer_lookup=self.ctx.loadbalancer_lookup,
         )
         return self.made
 

@@ -23,9 +23,17 @@ from infrakit._utils.aio import ensure_async
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.spi import event as spi_event
 from infrakit.spi import flavor, instance
+from infrakit.spi import loadbalancer as spi_lb
 from infrakit.spi.types import JSON, Health, Tags
 
-__all__ = ["AsyncFlavor", "AsyncInstance", "event_source_of", "subscribe_to", "wrap_method"]
+__all__ = [
+    "AsyncFlavor",
+    "AsyncInstance",
+    "AsyncLoadBalancer",
+    "event_source_of",
+    "subscribe_to",
+    "wrap_method",
+]
 
 
 def _accepted_positional(fn: Callable[..., Any]) -> int:
@@ -191,6 +199,69 @@ class AsyncFlavor:
             value = fn()
             return value if isinstance(value, dict) else None
         return None
+
+
+class AsyncLoadBalancer:
+    """An L4 load balancer seen through the async :class:`infrakit.spi.loadbalancer.Plugin`
+    protocol (plus ``backend_states``, derived from ``backends`` when the plugin has none)."""
+
+    def __init__(
+        self, plugin: object, label: str = "load balancer", *, inline: bool = False
+    ) -> None:
+        self.plugin = plugin
+        #: Who this is in messages (``name`` is the SPI's method).
+        self.label = label
+        kind = "load balancer plugin"
+
+        def method(name: str, required: bool = True) -> Callable[..., Awaitable[Any]] | None:
+            return wrap_method(plugin, name, required=required, label=kind, inline=inline)
+
+        self._name = method("name")
+        self._routes = method("routes")
+        self._publish = method("publish")
+        self._unpublish = method("unpublish")
+        self._health = method("configure_health_check")
+        self._register = method("register_backends")
+        self._deregister = method("deregister_backends")
+        self._backends = method("backends")
+        self._states = method("backend_states", required=False)
+
+    async def name(self) -> str:
+        assert self._name is not None
+        return str(await self._name())
+
+    async def routes(self) -> list[spi_lb.Route]:
+        assert self._routes is not None
+        return list(await self._routes() or [])
+
+    async def publish(self, route: spi_lb.Route) -> str:
+        assert self._publish is not None
+        return str(await self._publish(route) or "")
+
+    async def unpublish(self, ext_port: int) -> str:
+        assert self._unpublish is not None
+        return str(await self._unpublish(ext_port) or "")
+
+    async def configure_health_check(self, check: spi_lb.HealthCheck) -> str:
+        assert self._health is not None
+        return str(await self._health(check) or "")
+
+    async def register_backends(self, ids: list[str], addresses: dict[str, str]) -> str:
+        assert self._register is not None
+        return str(await self._register(ids, addresses) or "")
+
+    async def deregister_backends(self, ids: list[str]) -> str:
+        assert self._deregister is not None
+        return str(await self._deregister(ids) or "")
+
+    async def backends(self) -> list[str]:
+        assert self._backends is not None
+        return [str(i) for i in await self._backends() or []]
+
+    async def backend_states(self) -> list[spi_lb.Backend]:
+        if self._states is None:
+            return [spi_lb.Backend(id=i) for i in await self.backends()]
+        return list(await self._states() or [])
 
 
 def event_source_of(plugin: object) -> spi_event.Source | None:

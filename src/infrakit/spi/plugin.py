@@ -38,7 +38,7 @@ from infrakit.spi.option import Option, resolve_options
 if TYPE_CHECKING:  # names in annotations only: listing kinds imports no interface module
     import ssl
 
-    from infrakit.spi import event, flavor, group, instance
+    from infrakit.spi import event, flavor, group, instance, loadbalancer
 
 __all__ = [
     "Context",
@@ -46,6 +46,7 @@ __all__ = [
     "GroupLookup",
     "InstanceLookup",
     "Kind",
+    "LoadBalancerLookup",
     "Option",
     "Served",
     "vendor_info",
@@ -57,6 +58,8 @@ InstanceLookup = Callable[[str], "instance.Plugin"]
 FlavorLookup = Callable[[str], "flavor.Plugin"]
 #: ``name`` -> async group plugin.
 GroupLookup = Callable[[str], "group.Plugin"]
+#: ``name`` -> async L4 load balancer (the group controller's ingress uses it).
+LoadBalancerLookup = Callable[[str], "loadbalancer.Plugin"]
 
 
 class Metrics(Protocol):
@@ -94,6 +97,8 @@ class Context:
     flags: dict[str, str] = field(default_factory=dict)
     #: The options whose value came from their environment variable: name -> variable.
     from_env: dict[str, str] = field(default_factory=dict)
+    #: L4 load balancers by name (None: this host reaches none).
+    loadbalancer_lookup: LoadBalancerLookup | None = None
 
     def option(self, kind: Kind, name: str) -> Any:
         """Option ``name`` of ``kind``: given, else its environment variable, else its default;
@@ -139,6 +144,8 @@ class Served:
     metadata: dict[str, object] = field(default_factory=dict)
     #: The stack (:class:`infrakit.spi.stack.Plugin`), served as ``Stack/0.1.1`` (the manager).
     stack: object | None = None
+    #: L4 load balancer objects keyed by type (``""`` = default object).
+    loadbalancer: dict[str, object] = field(default_factory=dict)
     #: Event source served at ``/events`` (and offered to in-process subscribers).
     events: event.Source | None = None
     #: Called once after the socket is up (start background work here).

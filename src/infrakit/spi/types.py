@@ -23,6 +23,7 @@ from typing import Any
 from infrakit.errors import SpecError
 
 __all__ = [
+    "ADDRESS_TAG",
     "CONFIG_HASH_TAG",
     "CREATED_TAG",
     "CREATE_TOKEN_TAG",
@@ -64,6 +65,12 @@ CREATED_TAG = "infrakit.created"
 #: lists a new instance before its Provision call has returned is matched to that create, so the
 #: instance is not counted twice (once listed, once in flight). Ignored by Go InfraKit.
 CREATE_TOKEN_TAG = "infrakit.create_token"
+#: Where an instance can be reached, ``HOST:PORT`` (``127.0.0.1:41234``) or a bare ``HOST``,
+#: set by the instance plugin on the instances it describes (process: the port it allocated;
+#: docker: the first published TCP port). infrakit's own: Go InfraKit's ``instance.Description``
+#: has no address field, and a tag reaches clients of both eras (SEED has no Properties). The
+#: ingress registers instances with a load balancer at this address.
+ADDRESS_TAG = "infrakit.address"
 
 
 def format_timestamp(seconds: float, timespec: str = "milliseconds") -> str:

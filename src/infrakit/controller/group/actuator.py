@@ -13,8 +13,10 @@ turns every outcome into the group's memory:
   failure is a breaker transition (backoff, probing, opening: see
   :mod:`~infrakit.controller.group.breaker`), a success chains the next create while the pass
   left a backlog;
-* **destroy**: ``Flavor.Drain`` (unless skipped) + ``Instance.Destroy``, each bounded; a destroyed
-  instance is hidden while the provider still lists it;
+* **destroy**: a drain (unless skipped) - out of the group's load balancer first when it has an
+  ``Ingress`` (:mod:`~infrakit.controller.group.balancer`), then ``Flavor.Drain`` - and
+  ``Instance.Destroy``, each bounded; a destroyed instance is hidden while the provider still
+  lists it;
 * **validate**: both plugins' ``Validate`` on commit, naming the plugin in every error.
 
 Every create and destroy runs as a background task of its group (:meth:`Group.spawn`), so a slow
@@ -32,6 +34,7 @@ from typing import TypeVar
 
 from infrakit import errors
 from infrakit._utils.clock import Clock
+from infrakit.controller.group.balancer import Ingress
 from infrakit.controller.group.breaker import Notice
 from infrakit.controller.group.runtime import Group
 from infrakit.controller.group.spec import GroupSettings
@@ -104,6 +107,7 @@ class Actuator:
         on_provisioned: Callable[[Group, str], None],
         rng: random.Random,
         run_id: str,
+        ingress: Ingress | None = None,
     ) -> None:
         """``publish`` carries notices out, ``requeue`` asks for a group's next pass, ``current``
         tells whether a group object is still the managed one (it may have been freed or replaced
@@ -128,6 +132,8 @@ class Actuator:
         self._on_provisioned = on_provisioned
         #: Set by the controller's ``stop``: chained creates end at once (see ``create``).
         self.stopping = False
+        #: Groups' load balancers (``Properties.Ingress``): synced, drained, gating health.
+        self.ingress = ingress or Ingress(None, clock, publish)
 
     # --- observe -----------------------------------------------------------------------------
 
@@ -209,6 +215,7 @@ class Actuator:
             return
         props = settings.properties.flavor.properties
         sem = asyncio.Semaphore(HEALTH_PARALLEL)
+        answers: dict[str, tuple[Health, str]] = {}
 
         async def one(m: spi_instance.Description) -> None:
             async with sem:
@@ -223,9 +230,12 @@ class Actuator:
                     status, note = Health.UNKNOWN, f"Healthy did not answer in {HEALTH_TIMEOUT:g}s"
                 except Exception as exc:
                     status, note = Health.UNKNOWN, f"Healthy failed: {exc}"
-                self._record_health(group, m.id, Health(status), note)
+                answers[m.id] = (Health(status), note)
 
         await asyncio.gather(*(one(m) for m in due))
+        # Behind a load balancer, HEALTHY means "and the balancer routes traffic to it".
+        for iid, (status, note) in (await self.ingress.gate(group, answers)).items():
+            self._record_health(group, iid, status, note)
 
     def _record_health(self, group: Group, iid: str, status: Health, note: str) -> None:
         """Record one Flavor.Healthy answer: a change of status starts a new ``since`` (timeouts
@@ -270,6 +280,7 @@ class Actuator:
                 f"Failed to find Instance plugin '{p.instance.plugin}':{exc}"
             ) from exc
         await self._named(plugin.validate(p.instance.properties), "Instance", p.instance.plugin)
+        await self.ingress.validate(settings)
 
     async def _named(self, awaitable: Awaitable[None], kind: str, name: str) -> None:
         """Await a plugin's Validate within VALIDATE_TIMEOUT and make sure any error names the
@@ -546,14 +557,32 @@ class Actuator:
         self._publish(gid, Notice("instance-destroyed", message, instance_id=desc.id))
 
     async def _drain(self, group: Group, desc: spi_instance.Description, *, strict: bool) -> None:
-        """Flavor.Drain within DRAIN_TIMEOUT. A failure stops a strict drain (rolling update);
-        otherwise it is published and the destroy goes on."""
+        """Out of the load balancer (with an Ingress: until its connections are gone or
+        Ingress.DrainTimeout), then Flavor.Drain within DRAIN_TIMEOUT. A failure stops a strict
+        drain (rolling update); otherwise it is published and the destroy goes on."""
         settings = group.settings
+        if settings.properties.ingress is not None:
+            await self._drain_step(group, desc, self.ingress.drain(group, desc), strict=strict)
+        await self._drain_step(group, desc, self._flavor_drain(group, desc), strict=strict)
+
+    async def _flavor_drain(self, group: Group, desc: spi_instance.Description) -> None:
+        settings = group.settings
+        flavor = self.flavor_lookup(settings.properties.flavor.plugin)
+        await self.clock.wait_for(
+            flavor.drain(settings.properties.flavor.properties, desc), DRAIN_TIMEOUT
+        )
+
+    async def _drain_step(
+        self,
+        group: Group,
+        desc: spi_instance.Description,
+        step: Awaitable[None],
+        *,
+        strict: bool,
+    ) -> None:
+        """Await one drain step; see :meth:`_drain` for what a failure does."""
         try:
-            flavor = self.flavor_lookup(settings.properties.flavor.plugin)
-            await self.clock.wait_for(
-                flavor.drain(settings.properties.flavor.properties, desc), DRAIN_TIMEOUT
-            )
+            await step
         except asyncio.CancelledError:
             raise
         except Exception as exc:

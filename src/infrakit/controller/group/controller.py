@@ -18,7 +18,9 @@ it. It reads, top to bottom:
 
 1. **observe** - ``DescribeInstances`` (:mod:`~infrakit.controller.group.actuator`), joined with
    what is in flight (:mod:`~infrakit.controller.group.observe`, pure). An error means *no action
-   this round* - never "zero instances" (that is how InfraKit ran away, #677).
+   this round* - never "zero instances" (that is how InfraKit ran away, #677). A group with an
+   ``Ingress`` then has its load balancer synced with the members, in the background
+   (:mod:`~infrakit.controller.group.balancer`).
 2. **health** - ``Flavor.Healthy`` for the members that need it.
 3. **rollout** - the rolling update's record advances, finishes, pauses or rolls back
    (:mod:`~infrakit.controller.group.rollout`, pure).
@@ -54,6 +56,7 @@ from infrakit._utils.clock import Clock, SystemClock
 from infrakit._utils.duration import parse_duration
 from infrakit.controller.group import rollout
 from infrakit.controller.group.actuator import Actuator
+from infrakit.controller.group.balancer import Ingress
 from infrakit.controller.group.breaker import Notice
 from infrakit.controller.group.extensions import GroupExtensions
 from infrakit.controller.group.kind import DEFAULT_POLL_INTERVAL
@@ -69,7 +72,7 @@ from infrakit.controller.source import InstanceEvents
 from infrakit.spi import event as spi_event
 from infrakit.spi import group as spi_group
 from infrakit.spi import instance as spi_instance
-from infrakit.spi.plugin import FlavorLookup, InstanceLookup
+from infrakit.spi.plugin import FlavorLookup, InstanceLookup, LoadBalancerLookup
 from infrakit.store import Store
 
 __all__ = ["GroupController"]
@@ -104,10 +107,12 @@ class GroupController(GroupExtensions):
         events: Broker[spi_event.Event] | None = None,
         on_pass: Callable[[str, float, bool], None] | None = None,
         on_notice: Callable[[str, str], None] | None = None,
+        loadbalancer_lookup: LoadBalancerLookup | None = None,
     ) -> None:
         """Wire the controller: its queue (one worker per group at a time), the actuator that
         calls the plugins, and the instance-event source that queues the groups events concern.
-        ``workers`` bounds how many groups reconcile at once; ``events`` is where it publishes."""
+        ``workers`` bounds how many groups reconcile at once; ``events`` is where it publishes;
+        ``loadbalancer_lookup`` reaches the balancers of groups with an ``Ingress``."""
         self.store = store
         self.records = GroupRecords(store)
         self.clock: Clock = clock or SystemClock()
@@ -139,6 +144,7 @@ class GroupController(GroupExtensions):
             on_provisioned=lambda group, iid: self.sources.provisioned(group.id, iid),
             rng=self._rng,
             run_id=secrets.token_hex(4),
+            ingress=Ingress(loadbalancer_lookup, self.clock, self._publish),
         )
         self._locks: dict[str, asyncio.Lock] = {}
         self._started = False
@@ -380,6 +386,8 @@ class GroupController(GroupExtensions):
         obs = group.observation = observe(settings, state, found, now, self.clock.wall(), self._rng)
         self.sources.own(gid, {d.id for d in obs.visible})
         self._publish_all(gid, obs.notices)
+        # Ingress: the load balancer follows the members (in the background; no Ingress: no-op).
+        self.actuator.ingress.sync(group, obs.members)
         split = by_config(settings, obs.members)  # once: every step below needs it
         # 2. health: only the members whose answer the rules need now.
         due = health_checks_due(settings, obs.members, state, now, split)

@@ -65,6 +65,7 @@ async def build(ctx: Context) -> Served:
         name=ctx.name,
         on_pass=recorder.reconciled,
         on_notice=recorder.group_event,
+        loadbalancer_lookup=ctx.loadbalancer_lookup,
     )
     watch_controller(recorder, lambda: controller)
     return Served(

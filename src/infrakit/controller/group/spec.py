@@ -1,6 +1,6 @@
 """The default group controller's spec: parse, validate and normalise the group ``Properties``.
 
-InfraKit's schema, plus three optional sections of infrakit's own (unknown to InfraKit, so Go specs
+InfraKit's schema, plus four optional sections of infrakit's own (unknown to InfraKit, so Go specs
 keep working and infrakit specs stay readable by humans)::
 
     {
@@ -14,7 +14,9 @@ keep working and infrakit specs stay readable by humans)::
                      "UnhealthyTimeout": "5m", "MaxUnhealthy": "100%"},
       "Provisioning": {"MaxParallel": 100, "DeletePolicy": "Newest", "MaxFailures": 5,
                        "CrashLoopWindow": "30s", "CoolDown": "5m", "BackoffInitial": "1s",
-                       "BackoffMax": "1m", "ProvisionTimeout": "2m", "VisibilityTimeout": "1m"}
+                       "BackoffMax": "1m", "ProvisionTimeout": "2m", "VisibilityTimeout": "1m"},
+      "Ingress":    {"Plugin": "loadbalancer", "DrainTimeout": "30s",
+                     "Route": {"LoadBalancerPort": 8080, "Port": 80, "HealthMonitorPath": "/"}}
     }
 
 Every default is stated once, in the field definitions below (with its unit). Durations are Go
@@ -46,6 +48,7 @@ from infrakit.controller.group.hash import ConfigHash, config_hash
 from infrakit.errors import SpecError
 from infrakit.spi import flavor
 from infrakit.spi import group as spi_group
+from infrakit.spi import loadbalancer as spi_lb
 
 __all__ = ["GroupSettings", "Percent", "Problem", "parse_spec", "spec_problems"]
 
@@ -193,6 +196,27 @@ class ProvisioningSection(_Model):
     visibility_timeout: Duration = Field(60.0, alias="VisibilityTimeout")
 
 
+def _route(value: Any) -> spi_lb.Route:
+    """An L4 ``Route`` object, checked as Go checks it."""
+    return spi_lb.route_from_wire(value, "Route")
+
+
+class IngressSection(_Model):
+    """``Ingress``: keep an L4 load balancer's backends equal to the group's members
+    (docs/plugins/loadbalancer.md). Not part of the config hash: changing it rolls nothing."""
+
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, arbitrary_types_allowed=True
+    )
+    #: The load balancer plugin (``loadbalancer`` or ``lb-web/TYPE``). Required.
+    plugin: str = Field(alias="Plugin", min_length=1)
+    #: Seconds a member to be destroyed drains (no new connections) before it is destroyed
+    #: anyway, if its connections are not gone sooner. Default 30.
+    drain_timeout: Duration = Field(30.0, alias="DrainTimeout")
+    #: A route the balancer must have (published when missing); None: whatever it has.
+    route: Annotated[Any, BeforeValidator(_route)] = Field(None, alias="Route")
+
+
 class GroupProperties(_Model):
     """A group spec's ``Properties``: every section parsed, unknown top-level keys ignored as
     Go ignores them."""
@@ -206,10 +230,11 @@ class GroupProperties(_Model):
     provisioning: ProvisioningSection = Field(
         default_factory=ProvisioningSection, alias="Provisioning"
     )
+    ingress: IngressSection | None = Field(None, alias="Ingress")
 
 
 #: Sections whose keys are matched case-insensitively; ``Properties`` / ``Options`` stay opaque.
-_OPAQUE = {"Properties", "Options"}
+_OPAQUE = {"Properties", "Options", "Route"}
 
 
 def _canonical_keys(model: type[BaseModel], data: Any) -> Any:
@@ -320,6 +345,8 @@ class GroupSettings:
             out["Health"] = lowered["health"]
         if "provisioning" in lowered:
             out["Provisioning"] = lowered["provisioning"]
+        if "ingress" in lowered:
+            out["Ingress"] = lowered["ingress"]
         return out
 
 
@@ -499,10 +526,11 @@ def spec_problems(spec: spi_group.Spec) -> list[Problem]:
         alias = info.alias or field_name
         model = _submodel(info.annotation)
         assert model is not None
+        optional = info.default is None  # Health, Ingress: absent or null means "not used"
         if alias not in canonical:
-            sections[alias] = None if alias == "Health" else model.model_validate({})
+            sections[alias] = None if optional else model.model_validate({})
             continue
-        if alias == "Health" and canonical[alias] is None:
+        if optional and canonical[alias] is None:
             sections[alias] = None
             continue
         try:

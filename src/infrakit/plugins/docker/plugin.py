@@ -36,7 +36,7 @@ from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.plugins.docker.kind import DEFAULT_HOST
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, tags_match
-from infrakit.spi.types import JSON, LOGICAL_ID_TAG, Tags, ci_get, ci_view
+from infrakit.spi.types import ADDRESS_TAG, JSON, LOGICAL_ID_TAG, Tags, ci_get, ci_view
 
 __all__ = [
     "MEMBER_STATES",
@@ -461,6 +461,9 @@ class DockerInstancePlugin:
             if not tags_match(labels, tags):
                 continue
             labels.pop(PLUGIN_LABEL, None)
+            address = published_address(row)
+            if address and ADDRESS_TAG not in labels:
+                labels[ADDRESS_TAG] = address
             out.append(
                 Description(
                     id=str(row["Id"])[:12],
@@ -604,6 +607,26 @@ class DockerInstancePlugin:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._broker.publish, TOPIC_INSTANCE_CHANGE, event)
+
+
+def published_address(row: dict[str, Any]) -> str:
+    """``HOST:PORT`` of the container's first published TCP port (lowest container port), as
+    the engine's list entry reports it ("" when none is published). A wildcard host (``0.0.0.0``,
+    ``::``, none) is reached on 127.0.0.1."""
+    ports = [
+        p
+        for p in row.get("Ports") or []
+        if isinstance(p, dict) and p.get("PublicPort") and p.get("Type", "tcp") == "tcp"
+    ]
+    if not ports:
+        return ""
+    first = min(ports, key=lambda p: (int(p.get("PrivatePort") or 0), ":" in str(p.get("IP"))))
+    host = str(first.get("IP") or "")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{int(first['PublicPort'])}"
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

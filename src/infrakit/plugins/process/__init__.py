@@ -1,6 +1,7 @@
 """The ``process`` instance plugin: every instance is a local OS process.
 
-Properties name what to run: ``{"Command": ["sleep", "1000"], "Dir": "/srv", "Env": {"K": "V"}}``.
+Properties name what to run: ``{"Command": ["sleep", "1000"], "Dir": "/srv", "Env": {"K": "V"}}``;
+``"Port": "auto"`` gives each instance a free port (``$PORT``, tag ``infrakit.address``).
 The flavor's Init, when not empty, runs first as ``sh -c <Init>`` in the same Dir and Env and must
 exit 0 before the Command starts (Provision fails with the Init's last output line otherwise).
 

@@ -31,6 +31,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from infrakit._utils.private import open_private, private_dir, write_private
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
-from infrakit.spi.types import JSON, Era, Tags
+from infrakit.spi.types import ADDRESS_TAG, JSON, Era, Tags
 
 __all__ = ["ProcessCommand", "ProcessInstancePlugin", "allowed", "parse_properties"]
 
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 INSTANCE_ID_ENV = "INFRAKIT_INSTANCE_ID"
 #: Set as well when the instance has a logical ID (pets).
 LOGICAL_ID_ENV = "INFRAKIT_LOGICAL_ID"
+#: With ``"Port": "auto"``: the TCP port the plugin allocated for the instance to listen on.
+PORT_ENV = "PORT"
+#: The host of an allocated port's address (``infrakit.address`` = ``127.0.0.1:PORT``).
+PORT_HOST = "127.0.0.1"
 
 #: How far a process's start time may drift from the recorded one and still be the same process.
 #: Linux derives it from the boot time, which moves by whole seconds when the clock is adjusted.
@@ -81,6 +86,11 @@ PROPERTIES_SCHEMA: dict[str, Any] = {
             "additionalProperties": {"type": "string"},
             "description": "variables added to the plugin's environment",
         },
+        "Port": {
+            "enum": ["auto"],
+            "description": "allocate a free 127.0.0.1 TCP port per instance: exported as $PORT, "
+            "described as the tag infrakit.address=127.0.0.1:PORT",
+        },
     },
 }
 PROPERTIES_EXAMPLE: dict[str, Any] = {
@@ -101,6 +111,8 @@ class ProcessCommand:
     argv: list[str]
     directory: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: ``"Port": "auto"``: each instance gets a free port ($PORT, the address tag).
+    allocate_port: bool = False
 
     def environment(self, extra: dict[str, str]) -> dict[str, str]:
         """The plugin's environment, then ``Env``, then ``extra`` (the instance's identity)."""
@@ -115,11 +127,18 @@ def parse_properties(properties: JSON) -> ProcessCommand:
             f"process instance Properties: expected an object with a Command, got {got}; "
             f"e.g. {_EXAMPLE_TEXT}"
         )
-    unknown = sorted(set(properties) - {"Command", "Dir", "Env"})
+    unknown = sorted(set(properties) - {"Command", "Dir", "Env", "Port"})
     if unknown:
         raise SpecError(
             f"process instance Properties.{unknown[0]}: unknown field, expected only Command, "
-            f"Dir and Env; fix the spelling or remove it"
+            f"Dir, Env and Port; fix the spelling or remove it"
+        )
+    port = properties.get("Port")
+    if port not in (None, "auto"):
+        raise SpecError(
+            f'process instance Properties.Port: expected "auto" (the plugin allocates a free port '
+            f'per instance, exported as $PORT), got {json.dumps(port)}; write "auto" or '
+            f"leave Port out"
         )
     argv = properties.get("Command")
     if (
@@ -155,7 +174,7 @@ def parse_properties(properties: JSON) -> ProcessCommand:
             f"process instance Properties.Env: expected an object of string values like "
             f'{{"GREETING": "hello"}}, got {json.dumps(env)}; quote numbers and booleans'
         )
-    command = ProcessCommand(list(argv), directory, dict(env))
+    command = ProcessCommand(list(argv), directory, dict(env), port == "auto")
     _check_executable(command)
     return command
 
@@ -439,6 +458,11 @@ class ProcessInstancePlugin:
         identity = {INSTANCE_ID_ENV: instance_id}
         if spec.logical_id:
             identity[LOGICAL_ID_ENV] = spec.logical_id
+        tags = dict(spec.tags)
+        if command.allocate_port:
+            port = self._free_port()
+            identity[PORT_ENV] = str(port)
+            tags[ADDRESS_TAG] = f"{PORT_HOST}:{port}"
         env = command.environment(identity)
         log_path = self._log_path(instance_id)
         log_fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
@@ -458,7 +482,7 @@ class ProcessInstancePlugin:
         instance = _Instance(
             id=instance_id,
             logical_id=spec.logical_id,
-            tags=dict(spec.tags),
+            tags=tags,
             spec=spec_to_wire(spec, Era.HEAD),
             pid=child.pid,
             start_time=start_time,
@@ -519,6 +543,20 @@ class ProcessInstancePlugin:
     def info(self) -> dict[str, Any]:
         """Properties schema and example for ``infrakit instance info``."""
         return {"schema": PROPERTIES_SCHEMA, "example": PROPERTIES_EXAMPLE}
+
+    def _free_port(self) -> int:
+        """A TCP port on 127.0.0.1 that is free now and not allocated to another instance (the
+        kernel picks it; the instance binds it moments later)."""
+        taken = {i.tags.get(ADDRESS_TAG) for i in self._instances.values()}
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((PORT_HOST, 0))
+                port = int(probe.getsockname()[1])
+            if f"{PORT_HOST}:{port}" not in taken:
+                return port
+        raise PluginError(  # pragma: no cover - the kernel hands out distinct ephemeral ports
+            "process instance: no free TCP port on 127.0.0.1 after 100 tries; free some ports"
+        )
 
     # --- events ---------------------------------------------------------------------------------
 
