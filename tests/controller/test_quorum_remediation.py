@@ -33,7 +33,6 @@ def settings(allocation: dict[str, Any]) -> GroupSettings:
     )
 
 
-
 def members(s: GroupSettings, lids: list[str | None]) -> list[Description]:
     out = []
     for i, lid in enumerate(lids):
