@@ -157,6 +157,7 @@ for kind in kinds.values():
     kind.resolve_options({})
 heavy = ("docker", "boto3", "botocore", "aetcd", "psutil", "aiohttp", "msgspec", "pydantic",
          "infrakit.rpc", "infrakit.plugins.file.plugin", "infrakit.plugins.process.plugin",
+         "infrakit.plugins.etcdmember.plugin",
          "infrakit.manager.manager", "infrakit.controller.group.controller")
 print(sorted(kinds))
 print([m for m in heavy if m in sys.modules])
@@ -169,7 +170,18 @@ def test_listing_kinds_and_their_options_imports_no_plugin_and_no_sdk() -> None:
     )
     names, loaded = result.stdout.splitlines()
     assert names == str(
-        ["aws", "combo", "docker", "file", "group", "manager", "process", "simulator", "vanilla"]
+        [
+            "aws",
+            "combo",
+            "docker",
+            "etcd-member",
+            "file",
+            "group",
+            "manager",
+            "process",
+            "simulator",
+            "vanilla",
+        ]
     )
     assert loaded == "[]", loaded
 

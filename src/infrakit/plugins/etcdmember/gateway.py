@@ -135,9 +135,12 @@ def _members(body: dict[str, Any]) -> list[Member]:
     ]
 
 
-async def list_members(endpoint: str, timeout: float) -> list[Member]:
-    """The cluster's members as ``endpoint`` knows them."""
-    return _members(await _post(endpoint, "/v3/cluster/member/list", {}, timeout))
+async def list_members(endpoint: str, timeout: float) -> tuple[str, list[Member]]:
+    """The ID of the member answering at ``endpoint``, and the cluster's members as it knows them."""
+    body = await _post(endpoint, "/v3/cluster/member/list", {}, timeout)
+    header = body.get("header")
+    answering = str(header.get("member_id", "")) if isinstance(header, dict) else ""
+    return answering, _members(body)
 
 
 async def remove_member(endpoint: str, member_id: str, timeout: float) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "JoinPlan",
     "MemberAddress",
     "addresses",
+    "foreign_member",
     "initial_cluster",
     "member_command",
     "parse_properties",
@@ -255,6 +256,19 @@ def joined_cluster(me: MemberAddress, joined_id: str, members: list[Member]) -> 
     return initial_cluster(pairs)
 
 
+def foreign_member(answering: str, members: list[Member], addrs: dict[str, MemberAddress]) -> str:
+    """Why the member answering (ID ``answering``) is not one of ours ("" when it is): ours is
+    named by a logical ID and advertises that ID's peer URL. The member API of a stranger on one
+    of our ports (another cluster) must never be changed."""
+    me = next((m for m in members if m.id == answering), None)
+    if me is None:
+        return f"member {answering or '?'} is not in its own member list"
+    ours = addrs.get(me.name)
+    if ours is None or ours.peer_url not in me.peer_urls:
+        return f"it calls itself {me.name!r} at {', '.join(me.peer_urls) or 'no peer URL'}"
+    return ""
+
+
 def _instance_command(properties: JSON) -> list[str]:
     """The instance's Command to prefix the flags with (``["etcd"]`` when none is given)."""
     if isinstance(properties, dict):
@@ -323,7 +337,7 @@ class EtcdMemberFlavor:
         while True:
             probe = await _probe(peers)
             if probe.healthy:
-                return "existing", await self._join(probe.healthy[0], me, deadline)
+                return "existing", await self._join(probe.healthy[0], me, addrs, deadline)
             if not probe.answered:
                 log.info("etcd member %s: no peer answers; starting the cluster", me.name)
                 return "new", everyone
@@ -338,12 +352,14 @@ class EtcdMemberFlavor:
                 return "new", everyone
             await asyncio.sleep(RETRY_EVERY)
 
-    async def _join(self, endpoint: str, me: MemberAddress, deadline: float) -> str:
+    async def _join(
+        self, endpoint: str, me: MemberAddress, addrs: dict[str, MemberAddress], deadline: float
+    ) -> str:
         """Remove the dead incarnation, add this one (retrying what the cluster refuses for
         now); the ``--initial-cluster`` to start it with."""
         while True:
             try:
-                return await self._join_once(endpoint, me)
+                return await self._join_once(endpoint, me, addrs)
             except (GatewayError, Unreachable) as exc:
                 retry = isinstance(exc, Unreachable) or exc.retryable
                 if not retry or time.monotonic() >= deadline:
@@ -354,8 +370,16 @@ class EtcdMemberFlavor:
                 log.info("etcd member %s: join refused for now (%s); retrying", me.name, exc)
                 await asyncio.sleep(RETRY_EVERY * 4)
 
-    async def _join_once(self, endpoint: str, me: MemberAddress) -> str:
-        members = await gateway.list_members(endpoint, PROBE_TIMEOUT)
+    async def _join_once(
+        self, endpoint: str, me: MemberAddress, addrs: dict[str, MemberAddress]
+    ) -> str:
+        answering, members = await gateway.list_members(endpoint, PROBE_TIMEOUT)
+        stranger = foreign_member(answering, members, addrs)
+        if stranger:
+            raise PluginError(
+                f"etcd member {me.name}: {endpoint} is not a member of this cluster ({stranger}); "
+                f"another etcd holds that port: stop it or move ClientPortBase/PeerPortBase"
+            )
         plan = plan_join(me, members)
         if plan.action == "reuse" and plan.member is not None:
             log.info("etcd member %s: joining as %s (added earlier)", me.name, plan.member.id)
