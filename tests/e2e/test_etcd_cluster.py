@@ -23,15 +23,12 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from infrakit.testing import short_tempdir
 from tests.e2e.conftest import E2E, EXAMPLES, wait_for
 
 pytestmark = [
@@ -209,37 +206,18 @@ def free_bases(count: int = 3) -> tuple[int, int]:
 
 
 @pytest.fixture
-def stack(e2e: E2E) -> Iterator[Path]:
-    """group + process + etcd-member in one daemon; afterwards every member left is killed (by
-    the PIDs in the process plugin's records) while the daemon can still reap it."""
-    records = e2e.home / "processes"
+def stack(e2e: E2E, state_dir: Path) -> Path:
+    """group + process + etcd-member in one daemon; yields the members' data directory (inside
+    the test's INFRAKIT_HOME, removed after every member is gone)."""
     e2e.start(
         "infrakit", "plugin", "start", "group", "process", "etcd-member",
         "-o", "group.store=memory", "-o", "group.poll-interval=1h", "-o", "process.grace=10s",
         sockets=["group", "instance-process", "flavor-etcd-member"],
-        INFRAKIT_INSTANCE_PROCESS_DIR=str(records),
+        INFRAKIT_INSTANCE_PROCESS_DIR=str(state_dir),
     )  # fmt: skip
-    data = short_tempdir("iketcd")
-    try:
-        yield data
-    finally:
-        leftover = []
-        for record in records.glob("*.json"):
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                leftover.append(json.loads(record.read_text())["Pid"])
-        for pid in leftover:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(AssertionError):
-            wait_for(lambda: not any(_running(p) for p in leftover), timeout=10)
-        shutil.rmtree(data, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    data = e2e.home / "etcd-data"
+    data.mkdir()
+    return data
 
 
 def cluster_spec(e2e: E2E, data: Path, client: int, peer: int, heartbeat: int) -> Path:
