@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,7 @@ def free_bases(count: int = 3) -> tuple[int, int]:
 
 
 @pytest.fixture
-def stack(e2e: E2E, state_dir: Path) -> Path:
+def stack(e2e: E2E, state_dir: Path) -> Iterator[Path]:
     """group + process + etcd-member in one daemon; yields the members' data directory (inside
     the test's INFRAKIT_HOME, removed after every member is gone)."""
     e2e.start(
@@ -217,7 +218,10 @@ def stack(e2e: E2E, state_dir: Path) -> Path:
     )  # fmt: skip
     data = e2e.home / "etcd-data"
     data.mkdir()
-    return data
+    yield data
+    # A failed test leaves the group managed: stop the controller from recreating members while
+    # state_dir kills what is left (one created in between would outlive the daemon).
+    e2e.run("group", "destroy", "etcd", check=False, timeout=30)
 
 
 def cluster_spec(e2e: E2E, data: Path, client: int, peer: int, heartbeat: int) -> Path:

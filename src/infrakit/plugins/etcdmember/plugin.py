@@ -49,7 +49,9 @@ CLIENT_URL_TAG = "infrakit.etcd.client-url"
 JOIN_TAG = "infrakit.etcd.join"
 
 #: Seconds for one /health or member-list request (a member without a quorum never answers).
-PROBE_TIMEOUT = 1.5
+#: etcd's /health itself waits up to 1 s for its quorum read; a loaded member needs more, and a
+#: running member taken for silent would make Prepare start a new cluster's member.
+PROBE_TIMEOUT = 3.0
 #: Seconds for a member remove/add (a raft configuration change; etcd's own limit is 5 s).
 CHANGE_TIMEOUT = 7.0
 #: Seconds between looks while the cluster answers but has no leader (an election).
