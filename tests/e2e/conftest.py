@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import select
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
 import pytest
 
 from infrakit.testing.processes import Daemon, bin_path, isolated_env, run_cli
@@ -111,6 +114,31 @@ class E2E:
     def stop_all(self) -> None:
         for daemon in reversed(self.daemons):
             daemon.stop()
+
+
+def running(pid: int) -> bool:
+    """``pid`` is a live process (not a zombie)."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture
+def state_dir(e2e: E2E) -> Iterator[Path]:
+    """The process plugin's records; whatever instance is left at the end is killed while its
+    parent (the plugin daemon, stopped after this fixture) can still reap it."""
+    directory = e2e.home / "processes"
+    yield directory
+    leftover = []
+    for record in directory.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            leftover.append(json.loads(record.read_text())["Pid"])
+    for pid in leftover:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not any(running(p) for p in leftover), timeout=10)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.e2e.conftest import E2E, EXAMPLES, wait_for
+from tests.e2e.conftest import E2E, EXAMPLES, running, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -31,30 +31,6 @@ def processes(e2e: E2E) -> dict[str, dict[str, Any]]:
 
 def pids(found: dict[str, dict[str, Any]]) -> set[int]:
     return {d["Properties"]["Pid"] for d in found.values()}
-
-
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-@pytest.fixture
-def state_dir(e2e: E2E) -> Iterator[Path]:
-    """The plugin's records; whatever instance is left at the end is killed while its parent
-    (the plugin daemon, stopped after this fixture) can still reap it."""
-    directory = e2e.home / "processes"
-    yield directory
-    leftover = []
-    for record in directory.glob("*.json"):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            leftover.append(json.loads(record.read_text())["Pid"])
-    for pid in leftover:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(AssertionError):
-        wait_for(lambda: not any(running(p) for p in leftover), timeout=10)
 
 
 PR_SET_CHILD_SUBREAPER = 36

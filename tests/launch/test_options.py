@@ -158,6 +158,7 @@ for kind in kinds.values():
 heavy = ("docker", "boto3", "botocore", "aetcd", "psutil", "aiohttp", "msgspec", "pydantic",
          "infrakit.rpc", "infrakit.plugins.file.plugin", "infrakit.plugins.process.plugin",
          "infrakit.plugins.loadbalancer.plugin",
+         "infrakit.plugins.etcdmember.plugin",
          "infrakit.manager.manager", "infrakit.controller.group.controller")
 print(sorted(kinds))
 print([m for m in heavy if m in sys.modules])
@@ -174,6 +175,7 @@ def test_listing_kinds_and_their_options_imports_no_plugin_and_no_sdk() -> None:
             "aws",
             "combo",
             "docker",
+            "etcd-member",
             "file",
             "group",
             "loadbalancer",

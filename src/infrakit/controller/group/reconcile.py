@@ -42,7 +42,10 @@ Each logical ID has exactly one member. A missing ID is created (with its ID), m
 removed from the spec are destroyed, duplicates are reduced to one, members without a logical ID
 are left alone (and reported). Rolling replaces one member at a time - destroy, then the missing
 ID is recreated at the new config - and only while every ID is present and ready and, for groups
-of three or more, a majority stays available.
+of three or more, a majority stays available. Remediation of pets, too, takes one member at a
+time and none while another logical ID is missing or changing (a quorum survives one missing
+member, not two). A flavor whose Healthy means "member up and the cluster has a leader"
+(etcd-member) makes the ready gate wait for the cluster's leader as well.
 """
 
 from __future__ import annotations
@@ -342,21 +345,52 @@ def _remediate(
         )
         d.notes.append(state.short_circuit)
         return set()
-    out: set[str] = set()
+    due: list[tuple[Description, float]] = []
     for m, since in bad:
-        due = since + health.unhealthy_timeout
-        if now >= due:
-            h = state.health.get(m.id)
-            status = h.status.name.lower() if h else "unknown"
-            d.destroys.append((m, REASON_UNHEALTHY))
-            d.notes.append(
-                f"replacing {m.id}: {status} for {now - since:.0f}s "
-                f"(Health.UnhealthyTimeout {health.unhealthy_timeout:g}s)"
-            )
-            out.add(m.id)
+        if now >= since + health.unhealthy_timeout:
+            due.append((m, since))
         else:
-            d.soon(due - now)
+            d.soon(since + health.unhealthy_timeout - now)
+    if settings.is_quorum:
+        due = _one_pet_at_a_time(settings, members, state, due, d)
+    out: set[str] = set()
+    for m, since in due:
+        h = state.health.get(m.id)
+        status = h.status.name.lower() if h else "unknown"
+        d.destroys.append((m, REASON_UNHEALTHY))
+        d.notes.append(
+            f"replacing {m.id}: {status} for {now - since:.0f}s "
+            f"(Health.UnhealthyTimeout {health.unhealthy_timeout:g}s)"
+        )
+        out.add(m.id)
     return out
+
+
+def _one_pet_at_a_time(
+    settings: GroupSettings,
+    members: list[Description],
+    state: GroupState,
+    due: list[tuple[Description, float]],
+    d: Decision,
+) -> list[tuple[Description, float]]:
+    """Remediation of pets takes down one member at a time, as the rolling update does: a quorum
+    system (etcd, ZooKeeper) survives one missing member, not two - and when a cluster without
+    a leader answers "unhealthy" on every member, replacing them all at once would wipe it. So
+    while a logical ID is missing, being created or being destroyed, nothing more is replaced;
+    otherwise only the member bad the longest."""
+    if not due:
+        return due
+    present = {logical_id_of(m) for m in members}
+    absent = [lid for lid in settings.properties.allocation.logical_ids or [] if lid not in present]
+    if absent or state.creating or state.destroying:
+        busy = f"logical ID(s) {', '.join(absent)} missing" if absent else "a member is changing"
+        d.notes.append(
+            f"remediation of {len(due)} unhealthy member(s) waits: {busy}; pets are replaced "
+            f"one at a time"
+        )
+        d.soon(READY_RECHECK)
+        return []
+    return [min(due, key=lambda pair: (pair[1], pair[0].id))]
 
 
 def decide(
