@@ -51,6 +51,7 @@ __all__ = [
     "StoreError",
     "TransportError",
     "VersionMismatchError",
+    "as_reported",
     "error_from_kind",
 ]
 
@@ -167,3 +168,27 @@ def error_from_kind(kind: str | None, message: str) -> InfrakitError:
     if cls is PluginError:
         return PluginError(message, remote_kind=kind)
     return cls(message)
+
+
+def as_reported(exc: Exception) -> InfrakitError:
+    """The error a caller sees for ``exc`` raised by a plugin's code: what the wire makes of it.
+
+    A plugin behaves the same in-process and over a socket: an infrakit error keeps its class
+    (a transport error of the plugin's own becomes :class:`PluginError`: the plugin itself was
+    reached), ``NotImplementedError`` and any other exception (a plugin bug) become
+    :class:`PluginError` - the latter named by its class, ``KeyError: 'x'``.
+    """
+    if isinstance(exc, PluginError):
+        # Its kind on the wire: a transport error's (the plugin's own backend was unreachable,
+        # which the wire has always said), else PluginError. Mapping twice changes nothing.
+        cls = _KINDS.get(exc.remote_kind or "")
+        kind = exc.remote_kind if cls is not None and issubclass(cls, TransportError) else None
+        kind = kind or PluginError.kind
+        return exc if exc.remote_kind == kind else PluginError(str(exc), remote_kind=kind)
+    if isinstance(exc, InfrakitError):
+        rebuilt = error_from_kind(exc.kind, str(exc))
+        return exc if type(rebuilt) is type(exc) else rebuilt
+    if isinstance(exc, NotImplementedError):
+        return PluginError(str(exc) or "not implemented", remote_kind=PluginError.kind)
+    text = str(exc) or type(exc).__name__
+    return PluginError(f"{type(exc).__name__}: {text}", remote_kind=PluginError.kind)

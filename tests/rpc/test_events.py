@@ -127,5 +127,5 @@ async def test_a_plugin_without_events_says_so() -> None:
         assert head.startswith(b"HTTP/1.1 404")
         assert "publishes no events" in json.loads(body)["error"]
         stream: Any = h.client.subscribe("x")
-        with pytest.raises(errors.NotFoundError, match="serves no event stream"):
+        with pytest.raises(errors.NotFoundError, match="publishes no events"):
             await anext(stream)

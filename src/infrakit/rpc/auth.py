@@ -57,6 +57,7 @@ __all__ = [
     "PeerNotProven",
     "ServerAuth",
     "Session",
+    "client_credentials",
     "format_address",
     "read_token_file",
     "resolve_token",
@@ -345,3 +346,20 @@ def resolve_token(token: str | None, token_file: str | None, what: str = "--toke
     if env_file:
         return read_token_file(env_file, "INFRAKIT_TOKEN_FILE")
     return os.environ.get("INFRAKIT_TOKEN") or None
+
+
+def client_credentials(
+    address: Any, name: str, token: str | None, ssl: Any
+) -> tuple[str | None, Any]:
+    """A client's token and TLS context for ``address`` (an :class:`infrakit.rpc.core.Address`):
+    the token given, else ``$INFRAKIT_TOKEN_FILE`` / ``$INFRAKIT_TOKEN`` for TCP targets (never
+    for a UNIX socket); for ``https://`` without a context, one verifying against
+    ``$INFRAKIT_TLS_CA`` (refused with one line without it)."""
+    tcp = address.path is None
+    if token is None and tcp:
+        token = resolve_token(None, None)
+    if ssl is None and address.tls:
+        from infrakit.rpc.tls import tls_client_context
+
+        ssl = tls_client_context(None, f"plugin {name} at {address}")
+    return token, ssl

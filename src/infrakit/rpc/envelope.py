@@ -178,15 +178,12 @@ def error_reply(
     }
 
 
-def exception_to_error(exc: BaseException) -> tuple[int, str, Any]:
-    """Map any exception raised by a handler to ``(code, message, data)``."""
-    if isinstance(exc, errors.InfrakitError):
-        return SERVER_ERROR, str(exc), {"kind": exc.kind}
-    if isinstance(exc, NotImplementedError):
-        return SERVER_ERROR, str(exc) or "not implemented", {"kind": "PluginError"}
-    # A plugin bug: keep serving, report the class so the user can find it.
-    text = str(exc) or type(exc).__name__
-    return SERVER_ERROR, f"{type(exc).__name__}: {text}", {"kind": "PluginError"}
+def exception_to_error(exc: Exception) -> tuple[int, str, Any]:
+    """Map any exception raised by a handler to ``(code, message, data)``: the message and kind
+    of :func:`infrakit.errors.as_reported` (what an in-process caller sees too)."""
+    reported = errors.as_reported(exc)
+    kind = reported.remote_kind if isinstance(reported, errors.PluginError) else None
+    return SERVER_ERROR, str(reported), {"kind": kind or reported.kind}
 
 
 def decode_response(status: int, doc: Any, era: Era, what: Callable[[], str]) -> Any:

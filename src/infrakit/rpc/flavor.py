@@ -15,70 +15,53 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from infrakit import errors
 from infrakit.rpc.client import Client
-from infrakit.rpc.server import Handler, Service
+from infrakit.rpc.objects import Step, object_names, typed_handlers
+from infrakit.rpc.server import Service
 from infrakit.spi import event as spi_event
 from infrakit.spi import flavor, instance
 from infrakit.spi.adapt import AsyncFlavor
-from infrakit.spi.types import Era, Health, ci_get, ci_view, want_str
+from infrakit.spi.types import Era, Health, ci_get, ci_view
 
-__all__ = ["FlavorClient", "service"]
-
-
-def _pick(plugins: dict[str, AsyncFlavor], view: dict[str, Any]) -> tuple[str, AsyncFlavor]:
-    type_ = want_str(ci_get(view, "Type"), "Type")
-    plugin = plugins.get(type_)
-    if plugin is None:
-        raise errors.NotFoundError(f"no-plugin:{type_}")
-    return type_, plugin
+__all__ = ["HANDLERS", "FlavorClient", "service"]
 
 
-def _ok(type_: str, era: Era, **fields: Any) -> dict[str, Any]:
-    return fields if era is Era.SEED else {"Type": type_, **fields}
+async def _validate(plugin: AsyncFlavor, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    alloc = flavor.allocation_from_wire(ci_get(view, "Allocation"), "Allocation")
+    await plugin.validate(ci_get(view, "Properties"), alloc)
+    return {"OK": True}
+
+
+async def _prepare(plugin: AsyncFlavor, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    spec = instance.spec_from_wire(ci_get(view, "Spec"), "Spec")
+    alloc = flavor.allocation_from_wire(ci_get(view, "Allocation"), "Allocation")
+    index = flavor.index_from_wire(ci_get(view, "Index"), "Index")
+    result = await plugin.prepare(ci_get(view, "Properties"), spec, alloc, index)
+    return {"Spec": instance.spec_to_wire(result, era)}
+
+
+async def _healthy(plugin: AsyncFlavor, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    desc = instance.description_from_wire(ci_get(view, "Instance"), "Instance")
+    return {"Health": int(await plugin.healthy(ci_get(view, "Properties"), desc))}
+
+
+async def _drain(plugin: AsyncFlavor, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    desc = instance.description_from_wire(ci_get(view, "Instance"), "Instance")
+    await plugin.drain(ci_get(view, "Properties"), desc)
+    return {"OK": True}
+
+
+#: The wire methods of ``Flavor/0.1.1``.
+HANDLERS: dict[str, Step[AsyncFlavor]] = {
+    "Flavor.Validate": _validate,
+    "Flavor.Prepare": _prepare,
+    "Flavor.Healthy": _healthy,
+    "Flavor.Drain": _drain,
+}
 
 
 def service(plugins: dict[str, AsyncFlavor]) -> Service:
     """Serve flavor plugins keyed by type (``""`` is the default object)."""
-
-    async def validate(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        alloc = flavor.allocation_from_wire(ci_get(view, "Allocation"), "Allocation")
-        await plugin.validate(ci_get(view, "Properties"), alloc)
-        return _ok(type_, era, OK=True)
-
-    async def prepare(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        spec = instance.spec_from_wire(ci_get(view, "Spec"), "Spec")
-        alloc = flavor.allocation_from_wire(ci_get(view, "Allocation"), "Allocation")
-        index = flavor.index_from_wire(ci_get(view, "Index"), "Index")
-        result = await plugin.prepare(ci_get(view, "Properties"), spec, alloc, index)
-        return _ok(type_, era, Spec=instance.spec_to_wire(result, era))
-
-    async def healthy(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        desc = instance.description_from_wire(ci_get(view, "Instance"), "Instance")
-        health = await plugin.healthy(ci_get(view, "Properties"), desc)
-        return _ok(type_, era, Health=int(health))
-
-    async def drain(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        desc = instance.description_from_wire(ci_get(view, "Instance"), "Instance")
-        await plugin.drain(ci_get(view, "Properties"), desc)
-        return _ok(type_, era, OK=True)
-
-    handlers: dict[str, Handler] = {
-        "Flavor.Validate": validate,
-        "Flavor.Prepare": prepare,
-        "Flavor.Healthy": healthy,
-        "Flavor.Drain": drain,
-    }
-    objects = ["."] if "" in plugins else []
-    objects += sorted(k for k in plugins if k)
     default = plugins.get("") or next(iter(plugins.values()))
     example = (default.info() or {}).get("example")
     alloc = {"Size": 0, "LogicalIDs": None}
@@ -103,7 +86,14 @@ def service(plugins: dict[str, AsyncFlavor]) -> Service:
         "Flavor.Healthy": {"Type": "", "Health": 0},
         "Flavor.Drain": ok,
     }
-    return Service(flavor.INTERFACE, handlers, objects, examples, default.info(), results)
+    return Service(
+        flavor.INTERFACE,
+        typed_handlers(plugins, HANDLERS),
+        object_names(plugins),
+        examples,
+        default.info(),
+        results,
+    )
 
 
 class FlavorClient:

@@ -24,6 +24,7 @@ also accepts any unknown sub (InfraKit rejected it), since the group ID travels 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from infrakit import errors
@@ -32,7 +33,7 @@ from infrakit.rpc.server import Handler, Service
 from infrakit.spi import group
 from infrakit.spi.types import Era, ci_get, ci_view, want_str
 
-__all__ = ["EXTENSIONS", "GroupClient", "resolve_name", "service"]
+__all__ = ["EXTENSIONS", "HANDLERS", "GroupClient", "resolve_name", "service"]
 
 #: infrakit-only Group methods: wire name -> Python method name on the group object.
 EXTENSIONS = {
@@ -72,126 +73,133 @@ def _group_id(view: dict[str, Any], method: str) -> str:
     return gid
 
 
-def service(objects: dict[str, Any]) -> Service:  # noqa: C901 (see [tool.infrakit.house-rules])
-    """Serve group objects (implementing :class:`infrakit.spi.group.Plugin`) keyed by name."""
+def _echo(name: str, gid: str, era: Era, **fields: Any) -> dict[str, Any]:
+    """A result: HEAD echoes ``Name`` and ``ID`` before the fields; SEED has the fields alone."""
+    if era is Era.SEED:
+        return fields
+    return {"Name": name, "ID": gid, **fields}
 
-    def target(view: dict[str, Any]) -> tuple[str, Any]:
+
+def _done(name: str, gid: str, era: Era) -> dict[str, Any]:
+    """The result of a call that returns nothing: SEED's ``{"OK": true}``, HEAD's echo."""
+    return {"OK": True} if era is Era.SEED else _echo(name, gid, era)
+
+
+#: One wire method of the group service: (group object, Name, params, era) -> result.
+GroupStep = Callable[[Any, str, dict[str, Any], Era], Awaitable[dict[str, Any]]]
+
+
+async def _commit(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    if ci_get(view, "Spec") is None:
+        raise errors.SpecError("Group.CommitGroup: params.Spec (the group spec) must be set")
+    spec = group.spec_from_wire(ci_get(view, "Spec"), "Spec")
+    pretend = ci_get(view, "Pretend", False)
+    pretend = False if pretend is None else pretend  # JSON null leaves a Go bool false
+    if not isinstance(pretend, bool):
+        raise errors.SpecError(f"Group.CommitGroup: Pretend must be true or false, got {pretend!r}")
+    details = await obj.commit_group(spec, pretend)
+    return _echo(name, spec.id, era, Details=details)
+
+
+async def _free(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    gid = _group_id(view, "FreeGroup")
+    await obj.free_group(gid)
+    return _done(name, gid, era)
+
+
+async def _describe(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    gid = _group_id(view, "DescribeGroup")
+    desc = await obj.describe_group(gid)
+    return _echo(name, gid, era, Description=group.group_description_to_wire(desc, era))
+
+
+async def _destroy(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    gid = _group_id(view, "DestroyGroup")
+    await obj.destroy_group(gid)
+    return _done(name, gid, era)
+
+
+async def _inspect(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    specs = await obj.inspect_groups()
+    groups = [group.spec_to_wire(s) for s in specs] or None
+    return _echo(name, want_str(ci_get(view, "ID"), "ID"), era, Groups=groups)
+
+
+async def _destroy_instances(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    gid = _group_id(view, "DestroyInstances")
+    ids = ci_get(view, "Instances")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise errors.SpecError(
+            "Group.DestroyInstances: Instances must be a non-empty array of instance IDs"
+        )
+    await obj.destroy_instances(gid, ids)
+    return _echo(name, gid, era)
+
+
+async def _size(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    gid = _group_id(view, "Size")
+    return _echo(name, gid, era, Size=await obj.size(gid))
+
+
+async def _set_size(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    gid = _group_id(view, "SetSize")
+    new_size = ci_get(view, "Size")
+    if isinstance(new_size, bool) or not isinstance(new_size, int):
+        raise errors.SpecError(f"Group.SetSize: Size must be an integer, got {new_size!r}")
+    if new_size < 0:
+        raise errors.SpecError("size cannot be negative")
+    await obj.set_size(gid, new_size)
+    return _echo(name, gid, era)
+
+
+def _extension(method_name: str) -> GroupStep:
+    """An infrakit extension: ``obj.<method_name>(id, options)`` with the other params."""
+
+    async def step(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
+        if method_name.startswith("manager_"):
+            gid = want_str(ci_get(view, "ID"), "ID")
+        else:
+            gid = _group_id(view, method_name)
+        fn = getattr(obj, method_name, None)
+        if fn is None:
+            raise errors.NotFoundError(f"group plugin {name or '.'} does not support {method_name}")
+        options = {k.lower(): v for k, v in view.items() if k.lower() not in ("name", "id")}
+        result = await fn(gid, options)
+        return _echo(name, gid, era, **(result if isinstance(result, dict) else {}))
+
+    return step
+
+
+#: The wire methods of ``Group/0.1.1`` (the extensions are added per served object).
+HANDLERS: dict[str, GroupStep] = {
+    "Group.CommitGroup": _commit,
+    "Group.FreeGroup": _free,
+    "Group.DescribeGroup": _describe,
+    "Group.DestroyGroup": _destroy,
+    "Group.InspectGroups": _inspect,
+    "Group.DestroyInstances": _destroy_instances,
+    "Group.Size": _size,
+    "Group.SetSize": _set_size,
+}
+
+
+def _named(objects: dict[str, Any], step: GroupStep) -> Handler:
+    async def handle(params: dict[str, Any], era: Era) -> Any:
+        view = ci_view(params, "params")
         name = want_str(ci_get(view, "Name"), "Name")
-        return name, resolve_name(objects, name)
+        return await step(resolve_name(objects, name), name, view, era)
 
-    def echo(name: str, gid: str, era: Era, **fields: Any) -> dict[str, Any]:
-        if era is Era.SEED:
-            return fields
-        return {"Name": name, "ID": gid, **fields}
+    return handle
 
-    async def commit(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        name, obj = target(view)
-        if ci_get(view, "Spec") is None:
-            raise errors.SpecError("Group.CommitGroup: params.Spec (the group spec) must be set")
-        spec = group.spec_from_wire(ci_get(view, "Spec"), "Spec")
-        pretend = ci_get(view, "Pretend", False)
-        pretend = False if pretend is None else pretend  # JSON null leaves a Go bool false
-        if not isinstance(pretend, bool):
-            raise errors.SpecError(
-                f"Group.CommitGroup: Pretend must be true or false, got {pretend!r}"
-            )
-        details = await obj.commit_group(spec, pretend)
-        return echo(name, spec.id, era, Details=details)
 
-    async def free(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        name, obj = target(view)
-        gid = _group_id(view, "FreeGroup")
-        await obj.free_group(gid)
-        return {"OK": True} if era is Era.SEED else echo(name, gid, era)
-
-    async def describe(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        name, obj = target(view)
-        gid = _group_id(view, "DescribeGroup")
-        desc = await obj.describe_group(gid)
-        return echo(name, gid, era, Description=group.group_description_to_wire(desc, era))
-
-    async def destroy(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        name, obj = target(view)
-        gid = _group_id(view, "DestroyGroup")
-        await obj.destroy_group(gid)
-        return {"OK": True} if era is Era.SEED else echo(name, gid, era)
-
-    async def inspect(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        name, obj = target(view)
-        specs = await obj.inspect_groups()
-        groups = [group.spec_to_wire(s) for s in specs] or None
-        gid = want_str(ci_get(view, "ID"), "ID")
-        return echo(name, gid, era, Groups=groups)
-
-    async def destroy_instances(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        name, obj = target(view)
-        gid = _group_id(view, "DestroyInstances")
-        ids = ci_get(view, "Instances")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-            raise errors.SpecError(
-                "Group.DestroyInstances: Instances must be a non-empty array of instance IDs"
-            )
-        await obj.destroy_instances(gid, ids)
-        return echo(name, gid, era)
-
-    async def size(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        name, obj = target(view)
-        gid = _group_id(view, "Size")
-        return echo(name, gid, era, Size=await obj.size(gid))
-
-    async def set_size(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        name, obj = target(view)
-        gid = _group_id(view, "SetSize")
-        new_size = ci_get(view, "Size")
-        if isinstance(new_size, bool) or not isinstance(new_size, int):
-            raise errors.SpecError(f"Group.SetSize: Size must be an integer, got {new_size!r}")
-        if new_size < 0:
-            raise errors.SpecError("size cannot be negative")
-        await obj.set_size(gid, new_size)
-        return echo(name, gid, era)
-
-    def extension(method_name: str) -> Handler:
-        async def call(params: dict[str, Any], era: Era) -> Any:
-            view = ci_view(params, "params")
-            name, obj = target(view)
-            if method_name.startswith("manager_"):
-                gid = want_str(ci_get(view, "ID"), "ID")
-            else:
-                gid = _group_id(view, method_name)
-            fn = getattr(obj, method_name, None)
-            if fn is None:
-                raise errors.NotFoundError(
-                    f"group plugin {name or '.'} does not support {method_name}"
-                )
-            options = {k.lower(): v for k, v in params.items() if k.lower() not in ("name", "id")}
-            result = await fn(gid, options)
-            fields = result if isinstance(result, dict) else {}
-            return echo(name, gid, era, **fields)
-
-        return call
-
-    handlers: dict[str, Handler] = {
-        "Group.CommitGroup": commit,
-        "Group.FreeGroup": free,
-        "Group.DescribeGroup": describe,
-        "Group.DestroyGroup": destroy,
-        "Group.InspectGroups": inspect,
-        "Group.DestroyInstances": destroy_instances,
-        "Group.Size": size,
-        "Group.SetSize": set_size,
-    }
+def service(objects: dict[str, Any]) -> Service:
+    """Serve group objects (implementing :class:`infrakit.spi.group.Plugin`) keyed by name."""
+    table = dict(HANDLERS)
     sample = next(iter(objects.values()))
     for wire_name, py_name in EXTENSIONS.items():
         if callable(getattr(sample, py_name, None)):
-            handlers[wire_name] = extension(py_name)
+            table[wire_name] = _extension(py_name)
+    handlers = {method: _named(objects, step) for method, step in table.items()}
     examples: dict[str, Any] = {m: {"Name": "", "ID": ""} for m in handlers}
     examples["Group.CommitGroup"] = {
         "Name": "",

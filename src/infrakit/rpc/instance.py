@@ -19,91 +19,86 @@ from typing import Any
 
 from infrakit import errors
 from infrakit.rpc.client import Client
-from infrakit.rpc.server import Handler, Service
+from infrakit.rpc.objects import Step, object_names, typed_handlers
+from infrakit.rpc.server import Service
 from infrakit.spi import event as spi_event
 from infrakit.spi import instance
 from infrakit.spi.adapt import AsyncInstance
 from infrakit.spi.types import Era, Tags, ci_get, ci_view, want_str, want_tags
 
-__all__ = ["InstanceClient", "service"]
+__all__ = ["HANDLERS", "InstanceClient", "service"]
 
 
-def _pick(plugins: dict[str, AsyncInstance], view: dict[str, Any]) -> tuple[str, AsyncInstance]:
-    type_ = want_str(ci_get(view, "Type"), "Type")
-    plugin = plugins.get(type_)
-    if plugin is None:
-        raise errors.NotFoundError(f"no-plugin:{type_}")
-    return type_, plugin
+async def _validate(plugin: AsyncInstance, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    if era is Era.SEED and ci_get(view, "Properties") is None:
+        raise errors.SpecError("Request Properties must be set")
+    await plugin.validate(ci_get(view, "Properties"))
+    return {"OK": True}
 
 
-def _ok(type_: str, era: Era, **fields: Any) -> dict[str, Any]:
-    return fields if era is Era.SEED else {"Type": type_, **fields}
+async def _provision(plugin: AsyncInstance, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    if ci_get(view, "Spec") is None:
+        raise errors.SpecError("Instance.Provision: params.Spec must be set")
+    spec = instance.spec_from_wire(ci_get(view, "Spec"), "Spec")
+    return {"ID": await plugin.provision(spec)}
+
+
+def _instance_id(view: dict[str, Any], method: str) -> str:
+    instance_id: str = want_str(ci_get(view, "Instance"), "Instance")
+    if not instance_id:
+        raise errors.SpecError(f"{method}: params.Instance (an instance ID) must be set")
+    return instance_id
+
+
+async def _label(plugin: AsyncInstance, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    instance_id = _instance_id(view, "Instance.Label")
+    await plugin.label(instance_id, want_tags(ci_get(view, "Labels"), "Labels"))
+    return {"OK": True}
+
+
+async def _destroy(plugin: AsyncInstance, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    instance_id = _instance_id(view, "Instance.Destroy")
+    ctx_view = ci_view(ci_get(view, "Context"), "Context")
+    context = instance.Context(want_str(ci_get(ctx_view, "Reason"), "Context.Reason"))
+    await plugin.destroy(instance_id, context)
+    return {"OK": True}
+
+
+async def _describe(plugin: AsyncInstance, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    tags = want_tags(ci_get(view, "Tags"), "Tags")
+    want_props = ci_get(view, "Properties", False)
+    want_props = False if want_props is None else want_props  # JSON null leaves a Go bool false
+    if not isinstance(want_props, bool):
+        raise errors.SpecError(
+            f"Instance.DescribeInstances: params.Properties must be true or false, "
+            f"got {want_props!r}"
+        )
+    found = await plugin.describe_instances(tags, want_props)
+    return {"Descriptions": [instance.description_to_wire(d, era) for d in found]}
+
+
+#: The wire methods of ``Instance/0.6.1``.
+HANDLERS: dict[str, Step[AsyncInstance]] = {
+    "Instance.Validate": _validate,
+    "Instance.Provision": _provision,
+    "Instance.Label": _label,
+    "Instance.Destroy": _destroy,
+    "Instance.DescribeInstances": _describe,
+}
+
+_OK = {"Type": "", "OK": False}
+#: Zero-value results per method, as Go prints them.
+_RESULTS = {
+    "Instance.Validate": _OK,
+    "Instance.Provision": {"Type": "", "ID": None},
+    "Instance.Label": _OK,
+    "Instance.Destroy": _OK,
+    "Instance.DescribeInstances": {"Type": "", "Descriptions": None},
+}
 
 
 def service(plugins: dict[str, AsyncInstance]) -> Service:
     """Serve instance plugins keyed by type (``""`` is the default object)."""
-
-    async def validate(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        if era is Era.SEED and ci_get(view, "Properties") is None:
-            raise errors.SpecError("Request Properties must be set")
-        await plugin.validate(ci_get(view, "Properties"))
-        return _ok(type_, era, OK=True)
-
-    async def provision(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        if ci_get(view, "Spec") is None:
-            raise errors.SpecError("Instance.Provision: params.Spec must be set")
-        spec = instance.spec_from_wire(ci_get(view, "Spec"), "Spec")
-        instance_id = await plugin.provision(spec)
-        return _ok(type_, era, ID=instance_id)
-
-    async def label(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        instance_id = want_str(ci_get(view, "Instance"), "Instance")
-        if not instance_id:
-            raise errors.SpecError("Instance.Label: params.Instance (an instance ID) must be set")
-        await plugin.label(instance_id, want_tags(ci_get(view, "Labels"), "Labels"))
-        return _ok(type_, era, OK=True)
-
-    async def destroy(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        instance_id = want_str(ci_get(view, "Instance"), "Instance")
-        if not instance_id:
-            raise errors.SpecError("Instance.Destroy: params.Instance (an instance ID) must be set")
-        ctx_view = ci_view(ci_get(view, "Context"), "Context")
-        context = instance.Context(want_str(ci_get(ctx_view, "Reason"), "Context.Reason"))
-        await plugin.destroy(instance_id, context)
-        return _ok(type_, era, OK=True)
-
-    async def describe(params: dict[str, Any], era: Era) -> Any:
-        view = ci_view(params, "params")
-        type_, plugin = _pick(plugins, view)
-        tags = want_tags(ci_get(view, "Tags"), "Tags")
-        # JSON null leaves a Go bool false.
-        want_props = ci_get(view, "Properties", False)
-        want_props = False if want_props is None else want_props
-        if not isinstance(want_props, bool):
-            raise errors.SpecError(
-                f"Instance.DescribeInstances: params.Properties must be true or false, "
-                f"got {want_props!r}"
-            )
-        found = await plugin.describe_instances(tags, want_props)
-        return _ok(type_, era, Descriptions=[instance.description_to_wire(d, era) for d in found])
-
-    handlers: dict[str, Handler] = {
-        "Instance.Validate": validate,
-        "Instance.Provision": provision,
-        "Instance.Label": label,
-        "Instance.Destroy": destroy,
-        "Instance.DescribeInstances": describe,
-    }
-    objects = ["."] if "" in plugins else []
-    objects += sorted(k for k in plugins if k)
     default = plugins.get("") or next(iter(plugins.values()))
     example_props = (default.info() or {}).get("example")
     examples = {
@@ -116,15 +111,14 @@ def service(plugins: dict[str, AsyncInstance]) -> Service:
         "Instance.Destroy": {"Type": "", "Instance": "", "Context": {"Reason": ""}},
         "Instance.DescribeInstances": {"Type": "", "Tags": {}, "Properties": False},
     }
-    ok = {"Type": "", "OK": False}
-    results = {
-        "Instance.Validate": ok,
-        "Instance.Provision": {"Type": "", "ID": None},
-        "Instance.Label": ok,
-        "Instance.Destroy": ok,
-        "Instance.DescribeInstances": {"Type": "", "Descriptions": None},
-    }
-    return Service(instance.INTERFACE, handlers, objects, examples, default.info(), results)
+    return Service(
+        instance.INTERFACE,
+        typed_handlers(plugins, HANDLERS),
+        object_names(plugins),
+        examples,
+        default.info(),
+        _RESULTS,
+    )
 
 
 class InstanceClient:

@@ -25,22 +25,13 @@ from typing import Any
 
 from infrakit import errors
 from infrakit.rpc.client import Client
-from infrakit.rpc.server import Handler, Service
+from infrakit.rpc.objects import Step, object_names, typed_handlers
+from infrakit.rpc.server import Service
 from infrakit.spi import loadbalancer as spi_lb
 from infrakit.spi.adapt import AsyncLoadBalancer
 from infrakit.spi.types import Era, ci_get, ci_view, want_str
 
-__all__ = ["LoadBalancerClient", "service"]
-
-
-def _pick(
-    plugins: dict[str, AsyncLoadBalancer], view: dict[str, Any]
-) -> tuple[str, AsyncLoadBalancer]:
-    type_ = want_str(ci_get(view, "Type"), "Type")
-    plugin = plugins.get(type_)
-    if plugin is None:
-        raise errors.NotFoundError(f"no-plugin:{type_}")
-    return type_, plugin
+__all__ = ["HANDLERS", "LoadBalancerClient", "service"]
 
 
 def _ext_port(value: Any) -> int:
@@ -52,65 +43,67 @@ def _ext_port(value: Any) -> int:
     return value
 
 
+async def _name(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    return {"Name": await plugin.name()}
+
+
+async def _routes(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    return {"Routes": [spi_lb.route_to_wire(r) for r in await plugin.routes()]}
+
+
+async def _publish(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    if ci_get(view, "Route") is None:
+        raise errors.SpecError("L4.Publish: params.Route must be set")
+    route = spi_lb.route_from_wire(ci_get(view, "Route"), "Route")
+    return {"Result": await plugin.publish(route)}
+
+
+async def _unpublish(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    return {"Result": await plugin.unpublish(_ext_port(ci_get(view, "ExtPort")))}
+
+
+async def _configure(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    check = spi_lb.health_check_from_wire(view, "params")
+    return {"Result": await plugin.configure_health_check(check)}
+
+
+async def _register(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    ids = spi_lb.ids_from_wire(ci_get(view, "IDs"), "IDs")
+    addresses = spi_lb.addresses_from_wire(ci_get(view, "Addresses"), "Addresses")
+    return {"Result": await plugin.register_backends(ids, addresses)}
+
+
+async def _deregister(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    ids = spi_lb.ids_from_wire(ci_get(view, "IDs"), "IDs")
+    return {"Result": await plugin.deregister_backends(ids)}
+
+
+async def _backends(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    return {"IDs": await plugin.backends()}
+
+
+async def _states(plugin: AsyncLoadBalancer, view: dict[str, Any], era: Era) -> dict[str, Any]:
+    return {"Backends": [spi_lb.backend_to_wire(b) for b in await plugin.backend_states()]}
+
+
+#: The wire methods of ``L4/0.6.1`` (and infrakit's ``L4.BackendStates``).
+HANDLERS: dict[str, Step[AsyncLoadBalancer]] = {
+    "L4.Name": _name,
+    "L4.Routes": _routes,
+    "L4.Publish": _publish,
+    "L4.Unpublish": _unpublish,
+    "L4.ConfigureHealthCheck": _configure,
+    "L4.RegisterBackends": _register,
+    "L4.DeregisterBackends": _deregister,
+    "L4.Backends": _backends,
+    "L4.BackendStates": _states,
+}
+
+
 def service(plugins: dict[str, AsyncLoadBalancer]) -> Service:
     """Serve L4 balancers keyed by type (``""`` is the default object)."""
-
-    def method(call: Any) -> Handler:
-        async def handler(params: dict[str, Any], era: Era) -> Any:
-            view = ci_view(params, "params")
-            type_, plugin = _pick(plugins, view)
-            return {"Type": type_, **await call(plugin, view)}
-
-        return handler
-
-    async def name(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        return {"Name": await plugin.name()}
-
-    async def routes(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        return {"Routes": [spi_lb.route_to_wire(r) for r in await plugin.routes()]}
-
-    async def publish(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        if ci_get(view, "Route") is None:
-            raise errors.SpecError("L4.Publish: params.Route must be set")
-        route = spi_lb.route_from_wire(ci_get(view, "Route"), "Route")
-        return {"Result": await plugin.publish(route)}
-
-    async def unpublish(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        return {"Result": await plugin.unpublish(_ext_port(ci_get(view, "ExtPort")))}
-
-    async def configure(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        check = spi_lb.health_check_from_wire(view, "params")
-        return {"Result": await plugin.configure_health_check(check)}
-
-    async def register(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        ids = spi_lb.ids_from_wire(ci_get(view, "IDs"), "IDs")
-        addresses = spi_lb.addresses_from_wire(ci_get(view, "Addresses"), "Addresses")
-        return {"Result": await plugin.register_backends(ids, addresses)}
-
-    async def deregister(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        ids = spi_lb.ids_from_wire(ci_get(view, "IDs"), "IDs")
-        return {"Result": await plugin.deregister_backends(ids)}
-
-    async def backends(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        return {"IDs": await plugin.backends()}
-
-    async def states(plugin: AsyncLoadBalancer, view: dict[str, Any]) -> dict[str, Any]:
-        return {"Backends": [spi_lb.backend_to_wire(b) for b in await plugin.backend_states()]}
-
-    handlers: dict[str, Handler] = {
-        "L4.Name": method(name),
-        "L4.Routes": method(routes),
-        "L4.Publish": method(publish),
-        "L4.Unpublish": method(unpublish),
-        "L4.ConfigureHealthCheck": method(configure),
-        "L4.RegisterBackends": method(register),
-        "L4.DeregisterBackends": method(deregister),
-        "L4.Backends": method(backends),
-        "L4.BackendStates": method(states),
-    }
-    objects = ["."] if "" in plugins else []
-    objects += sorted(k for k in plugins if k)
-    return Service(spi_lb.INTERFACE, handlers, objects, _examples(), None, _results())
+    handlers = typed_handlers(plugins, HANDLERS, seed_has_type=True)
+    return Service(spi_lb.INTERFACE, handlers, object_names(plugins), _examples(), None, _results())
 
 
 def _examples() -> dict[str, Any]:

@@ -58,7 +58,7 @@ import os
 import socket
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ from infrakit._utils.nesting import deeper_than, may_be_deeper_than
 from infrakit._utils.private import bind_private_unix, private_dir, write_private
 from infrakit.rpc import codec, connections, envelope
 from infrakit.rpc.auth import AUTH_PATH, SCHEME, ServerAuth, format_address
+from infrakit.rpc.core import sse_comment, sse_data
 from infrakit.spi import event as spi_event
 from infrakit.spi import plugin as spi_plugin
 from infrakit.spi.types import Era, InterfaceSpec
@@ -521,69 +522,89 @@ class PluginServer:
     # --- events --------------------------------------------------------------------------------
 
     async def _get_events(self, request: web.Request) -> web.StreamResponse:
-        if self.events is None:
-            return _json_response(
-                404, {"error": f"plugin {self.name} publishes no events; poll it instead"}
-            )
-        topic = request.query.get("topic", "")
-        since = request.query.get("since")
-        cutoff: float | None = None
-        if since is not None:
-            answer = self._since(since)
-            if isinstance(answer, web.Response):
-                return answer
-            cutoff = answer
+        opened = self.open_events(request.query.get("topic", ""), request.query.get("since"))
+        if isinstance(opened, tuple):
+            return _json_response(*opened)
         response = web.StreamResponse(
             status=200,
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
         )
-        # Subscribe before telling the subscriber it is live (Broker registers on this call),
-        # and read the replay right after it, with no await between: nothing lost or repeated.
-        events = self.events.subscribe(topic)
-        replay: list[spi_event.Event] = []
-        if cutoff is not None and isinstance(self.events, spi_event.Recent):
-            replay = self.events.recent(topic, cutoff)
         await response.prepare(request)
-        # A comment line first: the subscriber knows the subscription is live from here on.
-        await response.write(b": subscribed " + topic.encode() + b"\n\n")
         task = asyncio.current_task()
         if task is not None:
             self._sse_tasks.add(task)
         try:
-            if cutoff is not None:
-                # since=: the remembered events, then a comment saying the replay is over.
-                for item in replay:
-                    payload = codec.dumps(spi_event.event_to_wire(item))
-                    await response.write(b"data: " + payload + b"\n\n")
-                await response.write(b": replayed %d\n\n" % len(replay))
-            await self._pump_events(events, response)
+            async for frame in opened:
+                await response.write(frame)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             if task is not None:
                 self._sse_tasks.discard(task)
+            await opened.aclose()
+        return response
+
+    def open_events(
+        self, topic: str, since: str | None
+    ) -> AsyncGenerator[bytes, None] | tuple[int, dict[str, Any]]:
+        """The frames of one ``/events`` subscription, or ``(status, error doc)`` refusing it.
+
+        The subscription is made here, before the first frame is asked for: a ``: subscribed``
+        comment first (the subscriber knows it is live from there on), with ``since`` the events
+        remembered from that long ago and ``: replayed N``, then every new event, with a
+        keep-alive comment every :data:`SSE_HEARTBEAT_SECONDS` of quiet, until the source ends or
+        this server stops. The socket route and :class:`~infrakit.rpc.memory.MemoryTransport`
+        both serve these frames.
+        """
+        if self.events is None:
+            return 404, {"error": f"plugin {self.name} publishes no events; poll it instead"}
+        cutoff: float | None = None
+        if since is not None:
+            answer = self._since(since)
+            if isinstance(answer, str):
+                return 400, {"error": answer}
+            cutoff = answer
+        # Subscribe (Broker registers on this call) and read the replay right after it, with no
+        # await between: nothing lost or repeated.
+        events = self.events.subscribe(topic)
+        replay: list[spi_event.Event] = []
+        if cutoff is not None and isinstance(self.events, spi_event.Recent):
+            replay = self.events.recent(topic, cutoff)
+        return self._event_frames(topic, events, replay if cutoff is not None else None)
+
+    async def _event_frames(
+        self,
+        topic: str,
+        events: AsyncIterator[spi_event.Event],
+        replay: list[spi_event.Event] | None,
+    ) -> AsyncGenerator[bytes, None]:
+        pump = self._pump_events(events)
+        try:
+            yield sse_comment(f"subscribed {topic}")
+            if replay is not None:
+                for item in replay:
+                    yield sse_data(codec.dumps(spi_event.event_to_wire(item)))
+                yield sse_comment(f"replayed {len(replay)}")
+            async for frame in pump:
+                yield frame
+        finally:
+            await pump.aclose()
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
-        return response
 
-    def _since(self, text: str) -> float | web.Response:
+    def _since(self, text: str) -> float | str:
         """``since=30s`` -> the wall time 30 s ago; a bad value or a source that remembers no
-        events -> HTTP 400 naming what was expected."""
+        events -> the error naming what was expected (answered with HTTP 400)."""
         try:
             seconds = parse_duration(text)
         except ValueError:
             seconds = -1.0
         if not 0 <= seconds < float("inf"):
-            return _json_response(
-                400, {"error": f"since={text!r}: expected a Go duration, e.g. since=30s or 5m"}
-            )
+            return f"since={text!r}: expected a Go duration, e.g. since=30s or 5m"
         if not isinstance(self.events, spi_event.Recent):
-            return _json_response(
-                400,
-                {"error": f"plugin {self.name} keeps no event history; subscribe without since"},
-            )
+            return f"plugin {self.name} keeps no event history; subscribe without since"
         return time.time() - seconds
 
     async def serve_events(self, request: web.Request) -> web.StreamResponse:
@@ -592,8 +613,8 @@ class PluginServer:
         return await self._get_events(request)
 
     async def _pump_events(
-        self, events: AsyncIterator[spi_event.Event], response: web.StreamResponse
-    ) -> None:
+        self, events: AsyncIterator[spi_event.Event]
+    ) -> AsyncGenerator[bytes, None]:
         iterator = events.__aiter__()
         pending: asyncio.Task[spi_event.Event] | None = None
         try:
@@ -602,7 +623,7 @@ class PluginServer:
                     pending = asyncio.ensure_future(iterator.__anext__())
                 done, _ = await asyncio.wait({pending}, timeout=SSE_HEARTBEAT_SECONDS)
                 if not done:
-                    await response.write(b": keep-alive\n\n")
+                    yield sse_comment("keep-alive")
                     continue
                 try:
                     item = pending.result()
@@ -610,8 +631,7 @@ class PluginServer:
                     return
                 finally:
                     pending = None
-                payload = codec.dumps(spi_event.event_to_wire(item))
-                await response.write(b"data: " + payload + b"\n\n")
+                yield sse_data(codec.dumps(spi_event.event_to_wire(item)))
         finally:
             if pending is not None:
                 pending.cancel()

@@ -7,7 +7,10 @@ without ``properties``). The adapters here:
 * check at wrap time that the required methods exist (an error names the class and the method, so a
   broken plugin fails when it is served, not at its first call);
 * run sync methods in a worker thread, so a blocking SDK never stalls the event loop;
-* pass only as many arguments as the method accepts.
+* pass only as many arguments as the method accepts;
+* turn what a method raises into what the wire would make of it (:func:`infrakit.errors.as_reported`:
+  a plugin bug's ``KeyError`` is a :class:`~infrakit.errors.PluginError` naming it, logged with its
+  traceback), so a caller sees the same error in-process and over a socket.
 
 Both the RPC services (``infrakit.rpc.*``) and in-process wiring (``infrakit.launch``) use these, so
 a plugin behaves the same over a socket and in-process.
@@ -16,15 +19,18 @@ a plugin behaves the same over a socket and in-process.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from infrakit._utils.aio import ensure_async
-from infrakit.errors import NotFoundError, PluginError, SpecError
+from infrakit.errors import InfrakitError, NotFoundError, PluginError, SpecError, as_reported
 from infrakit.spi import event as spi_event
 from infrakit.spi import flavor, instance
 from infrakit.spi import loadbalancer as spi_lb
 from infrakit.spi.types import JSON, Health, Tags
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AsyncFlavor",
@@ -69,7 +75,16 @@ def wrap_method(
     accepted = _accepted_positional(fn)
 
     async def invoke(*args: Any) -> Any:
-        return await call(*args[:accepted])
+        try:
+            return await call(*args[:accepted])
+        except Exception as exc:
+            # What a caller would get over RPC, in-process too (errors.as_reported).
+            reported = as_reported(exc)
+            if reported is exc:
+                raise
+            if not isinstance(exc, InfrakitError | NotImplementedError):
+                log.error("%s %s: %s raised", label, type(plugin).__name__, method, exc_info=exc)
+            raise reported from exc
 
     invoke.__name__ = method
     return invoke

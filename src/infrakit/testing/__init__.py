@@ -13,7 +13,7 @@ from infrakit.testing.fakes import (
     lookup,
     wait_until,
 )
-from infrakit.testing.harness import Harness, serve_plugin, short_tempdir
+from infrakit.testing.harness import Harness, serve_in_memory, serve_plugin, short_tempdir
 
 __all__ = [
     "FakeClock",
@@ -23,6 +23,7 @@ __all__ = [
     "FakeInstancePlugin",
     "Harness",
     "lookup",
+    "serve_in_memory",
     "serve_plugin",
     "short_tempdir",
     "wait_until",

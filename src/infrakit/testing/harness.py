@@ -9,6 +9,10 @@ For plugin authors' tests (and ours)::
 The socket lives in a fresh short directory under /tmp (UNIX socket paths must stay under 107
 bytes), which is removed afterwards. ``h.instance`` / ``h.flavor`` / ``h.group`` are the typed
 clients for whatever the plugin serves; ``h.client`` is the raw :class:`infrakit.rpc.client.Client`.
+
+:func:`serve_in_memory` gives the same harness without a socket: the client's requests go straight
+into the plugin's RPC server (:class:`infrakit.rpc.memory.MemoryTransport`) - the same envelopes,
+errors and events, no HTTP, nothing on disk.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from infrakit.rpc.group import GroupClient
 from infrakit.rpc.instance import InstanceClient
 from infrakit.spi.plugin import Served
 
-__all__ = ["Harness", "serve_plugin", "short_tempdir"]
+__all__ = ["Harness", "serve_in_memory", "serve_plugin", "short_tempdir"]
 
 
 def short_tempdir(prefix: str = "ik") -> Path:
@@ -39,13 +43,17 @@ def short_tempdir(prefix: str = "ik") -> Path:
 
 @dataclass
 class Harness:
-    host: PluginHost
+    #: The host serving the plugin (None in memory: nothing is served on a socket).
+    host: PluginHost | None
     name: str
-    directory: Path
+    #: The socket's directory (None in memory).
+    directory: Path | None
     client: Client
 
     @property
     def socket(self) -> Path:
+        if self.directory is None:
+            raise AttributeError("a harness in memory has no socket")
         return self.directory / self.name
 
     @property
@@ -83,3 +91,26 @@ async def serve_plugin(
         await host.stop_all()
         if owned:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def serve_in_memory(
+    plugin: object | Served, name: str = "plugin", **client_options: Any
+) -> AsyncIterator[Harness]:
+    """Like :func:`serve_plugin`, without a socket: ``plugin``'s RPC server is built (not
+    started) and the client talks to it through :class:`~infrakit.rpc.memory.MemoryTransport`."""
+    from infrakit.launch.host import services_for
+    from infrakit.rpc.memory import MemoryTransport
+    from infrakit.rpc.server import PluginServer
+
+    served = plugin if isinstance(plugin, Served) else detect(plugin, name)
+    server = PluginServer(name, services_for(name, served).services, events=served.events)
+    client = Client(name, f"memory/{name}", transport=MemoryTransport(server), **client_options)
+    if served.start is not None:
+        await served.start()
+    try:
+        yield Harness(None, name, None, client)
+    finally:
+        await client.close()
+        if served.stop is not None:
+            await served.stop()

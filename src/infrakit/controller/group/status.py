@@ -75,7 +75,6 @@ def status_report(
     end = None if page.limit is None else page.offset + page.limit
     instances = [_instance_row(m, settings, state, now) for m in chosen[page.offset : end]]
     breaker = state.breaker
-    prov = settings.properties.provisioning
     return {
         "Desired": settings.size,
         "Actual": None if unknown else len(members),
@@ -95,17 +94,7 @@ def status_report(
         "Converged": converged,
         "ConfigHash": settings.hash.head,
         "Updating": _updating(settings, state),
-        "Degraded": (
-            {
-                "Reason": breaker.reason,
-                "Failures": breaker.failures,
-                "HalfOpen": breaker.half_open,
-                "FailedTrials": breaker.failed_trials,
-                "NextTrialIn": round(max(0.0, breaker.next_trial_at(prov, now) - now), 3),
-            }
-            if breaker.open
-            else None
-        ),
+        "Degraded": _degraded(settings, state, now),
         "Backoff": round(max(0.0, breaker.next_create_at - now), 3),
         "ShortCircuit": state.short_circuit,
         "LastError": state.last_error,
@@ -114,6 +103,21 @@ def status_report(
         "InstancesTotal": len(chosen),
         "InstancesOffset": page.offset,
         "Decisions": list(state.decisions[-DECISIONS_SHOWN:]),
+    }
+
+
+def _degraded(settings: GroupSettings, state: GroupState, now: float) -> dict[str, Any] | None:
+    """The open breaker: why, how many failures, and when the next trial create is due."""
+    breaker = state.breaker
+    if not breaker.open:
+        return None
+    prov = settings.properties.provisioning
+    return {
+        "Reason": breaker.reason,
+        "Failures": breaker.failures,
+        "HalfOpen": breaker.half_open,
+        "FailedTrials": breaker.failed_trials,
+        "NextTrialIn": round(max(0.0, breaker.next_trial_at(prov, now) - now), 3),
     }
 
 
