@@ -64,9 +64,8 @@ from infrakit.controller.group.observe import observe
 from infrakit.controller.group.plan import plan_sentence
 from infrakit.controller.group.reconcile import Decision, by_config, decide, health_checks_due
 from infrakit.controller.group.records import GroupRecords
-from infrakit.controller.group.runtime import FRESH_FOR, Group
+from infrakit.controller.group.runtime import Group, hidden_due, min_delay, visibility_due
 from infrakit.controller.group.spec import GroupSettings, parse_spec
-from infrakit.controller.group.status import snapshot_of
 from infrakit.controller.queue import WorkQueue
 from infrakit.controller.source import InstanceEvents
 from infrakit.spi import event as spi_event
@@ -322,37 +321,6 @@ class GroupController(GroupExtensions):
 
     # --- event source --------------------------------------------------------------------------
 
-    def group_ids(self) -> list[str]:
-        """The IDs of the managed groups, sorted."""
-        return sorted(self.groups)
-
-    def snapshots(self) -> list[spi_group.GroupSnapshot]:
-        """Every group's numbers from memory (metrics, the status page): no plugin is called.
-
-        Unlike Status, a snapshot cannot ask for a new pass first (a scrape of a thousand
-        groups must not start a thousand passes), so ``converged`` means: the last pass matched
-        the spec, no pass is waiting or running (an instance event queues one at once), and the
-        observation is no older than the group's next resync is due - a converged group stays
-        converged while it idles, and anything that changed is seen within one resync."""
-        now = self.clock.now()
-        out = []
-        for gid in sorted(self.groups):
-            group = self.groups[gid]
-            obs = group.observation
-            fresh_for = self._resync_after(group.settings) + FRESH_FOR
-            converged = group.truly_converged(now, fresh_for) and not self.queue.busy(gid)
-            out.append(
-                snapshot_of(
-                    group.settings,
-                    group.state,
-                    obs.visible if obs is not None else None,
-                    unknown=group.unknown_reason(now),
-                    converged=converged,
-                    passes=group.passes,
-                )
-            )
-        return out
-
     def topics(self) -> list[str]:
         """Event topics: ``group/<id>`` per managed group."""
         return sorted(f"group/{gid}" for gid in self.groups)
@@ -410,11 +378,11 @@ class GroupController(GroupExtensions):
         await self._note_convergence(group, decision.converged)
         group.wake_observers()
         health = settings.properties.health
-        return _min_delay(
+        return min_delay(
             decision.requeue_after,
             self._resync_after(settings),
-            _visibility_due(group, now),
-            _hidden_due(group, now),
+            visibility_due(group, now),
+            hidden_due(group, now),
             health.check_interval if health is not None else None,
         )
 
@@ -530,22 +498,3 @@ class GroupController(GroupExtensions):
     async def _persist_update(self, group: Group) -> None:
         """Write (or delete) the group's rolling-update record, before anything acts on it."""
         await self.records.put_update(group.id, group.state.update)
-
-
-def _visibility_due(group: Group, now: float) -> float | None:
-    """Seconds until the first provisioned instance must have become visible."""
-    deadlines = [c.visible_by - now for c in group.state.creating.values() if c.visible_by]
-    return max(0.0, min(deadlines)) if deadlines else None
-
-
-def _hidden_due(group: Group, now: float) -> float | None:
-    """Seconds until an instance we destroyed but the provider still lists stops being hidden
-    (then it is a member again, and destroyed again if it should not be)."""
-    until = group.state.destroyed_until
-    return max(0.0, min(until.values()) - now) if until else None
-
-
-def _min_delay(*delays: float | None) -> float | None:
-    """The smallest of the delays given (None: no deadline at all)."""
-    values = [d for d in delays if d is not None]
-    return min(values) if values else None

@@ -21,9 +21,9 @@ from infrakit.controller.group import rollout
 from infrakit.controller.group.actuator import Actuator
 from infrakit.controller.group.breaker import Notice
 from infrakit.controller.group.plan import structured_plan
-from infrakit.controller.group.runtime import Group
-from infrakit.controller.group.spec import parse_spec
-from infrakit.controller.group.status import instance_page, status_report
+from infrakit.controller.group.runtime import FRESH_FOR, Group
+from infrakit.controller.group.spec import GroupSettings, parse_spec
+from infrakit.controller.group.status import instance_page, snapshot_of, status_report
 from infrakit.controller.queue import WorkQueue
 from infrakit.spi import group as spi_group
 
@@ -49,6 +49,8 @@ class _Host(Protocol):
 
     def _get(self, gid: str) -> Group: ...
 
+    def _resync_after(self, settings: GroupSettings) -> float: ...
+
     def _publish(self, gid: str, notice: Notice) -> None: ...
 
     async def _persist_update(self, group: Group) -> None: ...
@@ -62,6 +64,37 @@ class _Host(Protocol):
 
 class GroupExtensions:
     """Group.Status, Group.Plan, Group.Pause/Resume/Promote/Rollback/Reset (module docstring)."""
+
+    def group_ids(self: _Host) -> list[str]:
+        """The IDs of the managed groups, sorted."""
+        return sorted(self.groups)
+
+    def snapshots(self: _Host) -> list[spi_group.GroupSnapshot]:
+        """Every group's numbers from memory (metrics, the status page): no plugin is called.
+
+        Unlike Status, a snapshot cannot ask for a new pass first (a scrape of a thousand
+        groups must not start a thousand passes), so ``converged`` means: the last pass matched
+        the spec, no pass is waiting or running (an instance event queues one at once), and the
+        observation is no older than the group's next resync is due - a converged group stays
+        converged while it idles, and anything that changed is seen within one resync."""
+        now = self.clock.now()
+        out = []
+        for gid in sorted(self.groups):
+            group = self.groups[gid]
+            obs = group.observation
+            fresh_for = self._resync_after(group.settings) + FRESH_FOR
+            converged = group.truly_converged(now, fresh_for) and not self.queue.busy(gid)
+            out.append(
+                snapshot_of(
+                    group.settings,
+                    group.state,
+                    obs.visible if obs is not None else None,
+                    unknown=group.unknown_reason(now),
+                    converged=converged,
+                    passes=group.passes,
+                )
+            )
+        return out
 
     async def status(self: _Host, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Desired / actual / healthy / updating / degraded, and per-instance state.

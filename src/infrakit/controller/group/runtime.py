@@ -16,7 +16,7 @@ from infrakit.controller.group.observe import Observation
 from infrakit.controller.group.spec import GroupSettings
 from infrakit.controller.group.state import GroupState
 
-__all__ = ["FRESH_FOR", "OBSERVE_SLOW", "Group"]
+__all__ = ["FRESH_FOR", "OBSERVE_SLOW", "Group", "hidden_due", "min_delay", "visibility_due"]
 
 #: An observation counts as fresh (the group may say Converged) for this many seconds.
 FRESH_FOR = 1.0
@@ -90,3 +90,22 @@ class Group:
         """An observation attempt ended: wake the Status calls waiting for it."""
         self.observed.set()
         self.observed = asyncio.Event()
+
+
+def visibility_due(group: Group, now: float) -> float | None:
+    """Seconds until the first provisioned instance must have become visible."""
+    deadlines = [c.visible_by - now for c in group.state.creating.values() if c.visible_by]
+    return max(0.0, min(deadlines)) if deadlines else None
+
+
+def hidden_due(group: Group, now: float) -> float | None:
+    """Seconds until an instance we destroyed but the provider still lists stops being hidden
+    (then it is a member again, and destroyed again if it should not be)."""
+    until = group.state.destroyed_until
+    return max(0.0, min(until.values()) - now) if until else None
+
+
+def min_delay(*delays: float | None) -> float | None:
+    """The smallest of the delays given (None: no deadline at all)."""
+    values = [d for d in delays if d is not None]
+    return min(values) if values else None
