@@ -100,10 +100,12 @@ class WorkQueue:
             return
         state = self._keys.setdefault(key, _KeyState())
         if state.running:
+            # Level-triggered: the running pass may have read the world before this change, so
+            # one more pass follows it - one, however many adds arrive meanwhile.
             state.dirty = True
             return
         if state.queued:
-            return
+            return  # collapsed: the waiting pass will see whatever this add was about
         state.queued = True
         self.adds += 1
         self._ready.put_nowait(key)
@@ -117,6 +119,8 @@ class WorkQueue:
             return
         state = self._keys.setdefault(key, _KeyState())
         deadline = self._clock.now() + delay
+        # One timer per key, the earliest wins: a later deadline is covered by the pass the
+        # earlier one starts (which asks for its own next deadline).
         if state.deadline is not None and state.deadline <= deadline and state.timer is not None:
             return
         if state.timer is not None:

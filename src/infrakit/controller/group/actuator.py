@@ -324,6 +324,9 @@ class Actuator:
                 return
             state = group.state
             breaker = state.breaker
+            # Chain only while the count this backlog was computed from still holds: the same
+            # group object and spec, cattle (pets are created per logical ID by the pass), and a
+            # breaker that would let a pass create too. Anything else: a pass decides afresh.
             if not (
                 created
                 and logical_id is None
@@ -342,6 +345,8 @@ class Actuator:
         """One Prepare + Provision, tracked as in flight. True when it succeeded."""
         gid, state, settings = group.id, group.state, group.settings
         prov = settings.properties.provisioning
+        # Counted as in flight before the first await: a pass that runs while Prepare or
+        # Provision is on the wire sees it pending and does not create it a second time.
         pending, tags = self._register_create(group, logical_id)
         token = pending.token
         spec = spi_instance.Spec(
@@ -367,6 +372,9 @@ class Actuator:
                 pending.abandoned = True
             else:
                 state.creating.pop(token, None)
+            # A plugin's own error (in-process or over RPC, the same: errors.as_reported) is
+            # its one line; an unreachable or restarting plugin is "temporary": it backs off
+            # but does not count toward the breaker like a rejected Provision.
             if isinstance(exc, errors.InfrakitError):
                 reason = str(exc)
             elif isinstance(exc, TimeoutError):
@@ -380,6 +388,8 @@ class Actuator:
                 temporary=isinstance(exc, errors.InfrakitError) and exc.temporary,
             )
             return False
+        # Provisioned: it holds no MaxParallel slot any more, and it must show up in a
+        # DescribeInstances within VisibilityTimeout or count as a failed create.
         pending.instance_id = instance_id
         if instance_id and token in state.creating:  # else: already listed (see observe)
             state.provisioned[instance_id] = token

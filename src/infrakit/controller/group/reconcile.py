@@ -287,15 +287,20 @@ def _probes_in_progress(state: GroupState, now: float) -> tuple[int, float | Non
 def _create_budget(settings: GroupSettings, state: GroupState, now: float, d: Decision) -> int:
     """How many creates may start now (parallelism, backoff, probing, breaker)."""
     prov = settings.properties.provisioning
+    # Only creates whose Provision has not returned hold a slot: once the provider named the
+    # instance, it is merely waiting to become visible and costs the provider nothing more.
     running = sum(1 for c in state.creating.values() if c.instance_id is None)
     budget = max(0, prov.max_parallel - running)
     b = state.breaker
+    # The gates, in order: an open breaker waits for its trial; a closed one may still be
+    # backing off after a failure; a probing one lets one instance through at a time.
     if b.open and not b.half_open:
         wait = b.next_trial_at(prov, now) - now
         if wait > 0:
             d.blocked = f"degraded: {b.reason}"
             d.soon(wait)
             return 0
+        # The trial is due: this pass may make one create (the probe below limits it to one).
         b.half_open = True
     if not b.half_open and now < b.next_create_at:
         d.blocked = f"backing off after {b.failures} failed create(s), last: {b.last_failure}"
@@ -326,7 +331,8 @@ def _remediate(
     """Destroy members that stayed bad too long (Health section only). Returns destroyed IDs."""
     health = settings.properties.health
     if health is None:
-        return set()
+        return set()  # without a Health section nothing is ever replaced for its health
+    # Who is bad now, and when the others would turn bad (a pass is asked for then).
     bad: list[tuple[Description, float]] = []
     for m in members:
         since = bad_since(state.health.get(m.id), settings)
@@ -337,6 +343,8 @@ def _remediate(
     state.short_circuit = ""
     if not bad:
         return set()
+    # Too many bad at once looks like a broken health check or network, not broken instances:
+    # replacing them all would turn an outage of the checks into an outage of the service.
     limit = resolve_percent(health.max_unhealthy, max(1, settings.size), round_up=False)
     if len(bad) > limit:
         state.short_circuit = (
@@ -345,6 +353,7 @@ def _remediate(
         )
         d.notes.append(state.short_circuit)
         return set()
+    # Bad is not yet due: a member gets UnhealthyTimeout to recover before it is replaced.
     due: list[tuple[Description, float]] = []
     for m, since in bad:
         if now >= since + health.unhealthy_timeout:
@@ -406,6 +415,8 @@ def decide(
     rng = rng or random.Random(0)
     d = Decision()
     split = split or by_config(settings, members)
+    # Step 1: health. Members replaced for their health leave the pass's view at once, so the
+    # steps below create their replacements in this same pass.
     remediated = _remediate(settings, members, state, now, d)
     if remediated:
         members = [m for m in members if m.id not in remediated]
@@ -414,10 +425,14 @@ def decide(
             [m for m in split.undesired if m.id not in remediated],
         )
     live = members
+    # Step 2: the shape of the group. Pets are kept by logical ID, one member at a time;
+    # cattle by count, scale-in first, then creates, then the rolling update.
     if settings.is_quorum:
         _decide_quorum(settings, live, state, now, d)
     else:
         _decide_cattle(settings, live, state, now, d, rng, split)
+    # Step 3: converged only when nothing is decided, in flight or being destroyed, and what
+    # is there is exactly the spec: the right count (or logical IDs) at the right config.
     pending = len(state.creating)
     if not d.creates and not d.destroys and pending == 0 and not state.destroying:
         if settings.is_quorum:

@@ -67,8 +67,11 @@ def status_report(
     instance rows it carries (default: all)."""
     page = page or InstancePage()
     members = members or []
+    # The counts are over every member; only the rows are paged (10 000 instances are counted
+    # in one pass over memory, but a page shows 50).
     words = {m.id: health_word(state.health.get(m.id)) for m in members}
     old = sum(1 for m in members if not settings.hash.matches(m.tags))
+    # A stable order (logical ID, then ID) so that pages do not shift between two requests.
     chosen = sorted(members, key=lambda m: (logical_id_of(m) or "", m.id))
     if page.attention:
         chosen = [m for m in chosen if _needs_attention(m, words[m.id], settings, state)]
@@ -77,6 +80,8 @@ def status_report(
     breaker = state.breaker
     return {
         "Desired": settings.size,
+        # Unknown, never zero, while the provider cannot be observed: "0 instances" would read
+        # as an outage that is not there (and is what InfraKit said).
         "Actual": None if unknown else len(members),
         "ActualUnknown": unknown or None,
         "ObservedAgo": round(observed_ago, 3) if observed_ago is not None else None,
