@@ -160,7 +160,8 @@ def test_a_documented_block_prints_what_the_docs_say(
                 f"{block.name}: `{command}` printed (paste it into the doc if it is right):\n"
                 + "\n".join(printed)
             )
-            failed = bool(printed) and printed[0].startswith("Error: ")
+            # A failing command ends with its Error: line (numbered problems come before it).
+            failed = any(line.startswith("Error: ") for line in printed)
             assert ran.returncode == (1 if failed else 0), (block.name, command, ran.returncode)
     finally:
         if daemon is not None:

@@ -577,11 +577,17 @@ GARBAGE_SERVER = textwrap.dedent(
 )
 
 
+# What "at once" guards against: waiting out the client's call timeout (60 s) for an answer
+# that never comes. The bound is far above a CLI start on a loaded machine (the last CI-like run,
+# at load 6 on 2 cores, took 5.5 s) and far below that timeout.
+AT_ONCE = 20.0
+
+
 def test_plugin_stop_gives_up_on_garbage_at_once(e2e: E2E) -> None:
     with raw_plugin(e2e.plugins / "garbage", GARBAGE_REPLY):
         started = time.monotonic()
         err = e2e.fails("plugin", "stop", "garbage")
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < AT_ONCE
         assert "could not stop garbage: not an infrakit plugin" in err and "garbage.pid" in err
     # With a pid file, stop falls back to SIGTERM at once.
     proc = subprocess.Popen(
@@ -593,7 +599,7 @@ def test_plugin_stop_gives_up_on_garbage_at_once(e2e: E2E) -> None:
         (e2e.plugins / "junk.pid").write_text(str(proc.pid))
         started = time.monotonic()
         assert e2e.run("plugin", "stop", "junk").stdout == "Stopped junk\n"
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < AT_ONCE
         assert proc.wait(timeout=10) != 0
     finally:
         if proc.poll() is None:
