@@ -1,4 +1,5 @@
-"""The manager's leadership logic on fakes: who acts, fencing on loss, forwarding, resuming updates."""
+"""The manager's leadership logic on fakes: who acts, fencing on loss, forwarding (through the real
+group client and service, in memory), resuming updates."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from infrakit._utils.aio import Broker
 from infrakit.controller.group.controller import GroupController
 from infrakit.manager import manager
 from infrakit.manager.manager import Manager
+from infrakit.rpc import group as rpc_group
+from infrakit.rpc.client import Client
+from infrakit.rpc.group import GroupClient
+from infrakit.rpc.memory import MemoryTransport
+from infrakit.rpc.server import PluginServer
 from infrakit.spi import group
 from infrakit.spi.event import Event
 from infrakit.store import Store
@@ -43,21 +49,11 @@ def spec(size: int = 3, note: str = "v1") -> group.Spec:
     return group.Spec("cattle", props)
 
 
-class LeaderByCall:
-    """What a follower's RPC client does, without sockets: call the leader manager directly."""
-
-    def __init__(self, target: Manager) -> None:
-        self.target = target
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        self.calls += 1
-        return getattr(self.target, name)
-
-    async def extension(self, method: str, id: str, **fields: Any) -> dict[str, Any]:
-        self.calls += 1
-        py = {"Group.Status": "status", "Group.Pause": "pause", "Group.Resume": "resume"}[method]
-        return dict(await getattr(self.target, py)(id, fields))
+def leader_client(target: Manager) -> GroupClient:
+    """What a follower forwards through: the real group client and the leader's real group
+    service, joined in memory (the envelopes, the errors and the extensions as on TCP)."""
+    server = PluginServer("group", [rpc_group.service({".": target})])
+    return GroupClient(Client("group", "memory/group", transport=MemoryTransport(server)))
 
 
 @dataclass
@@ -101,7 +97,7 @@ async def cluster() -> AsyncIterator[Cluster]:
             elector,
             store,
             make_controller,
-            connect_leader=lambda info: LeaderByCall(managers[info.id]),
+            connect_leader=lambda info: leader_client(managers[info.id]),
         )
     for m in managers.values():
         await m.start()
