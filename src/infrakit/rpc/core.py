@@ -276,7 +276,7 @@ class ClientCore:
         self.address = parse_address(address)
         if ssl is not None and self.address.path is None and not self.address.tls:
             self.address = Address(host=self.address.host, port=self.address.port, tls=True)
-        if resolve:
+        if resolve and self.address.path is None:  # a UNIX socket takes no token and no TLS
             from infrakit.rpc.auth import client_credentials
 
             token, ssl = client_credentials(self.address, name, token, ssl)
