@@ -76,7 +76,7 @@ def test_how_init_reaches_the_guest() -> None:
     assert init_via(from_disk, "echo hi") == "nocloud"
     assert init_via(parse_properties({**KERNEL, "InitVia": "fwcfg"}), "echo hi") == "fwcfg"
     with pytest.raises(
-        SpecError, match='too long for the kernel command line.*"fwcfg" or "nocloud"'
+        SpecError, match=r'too long for the kernel command line.*"fwcfg" or "nocloud"'
     ):
         init_via(with_kernel, "x" * CMDLINE_INIT_LIMIT)
 

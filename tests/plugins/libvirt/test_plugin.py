@@ -106,7 +106,7 @@ async def test_an_out_of_band_destroy_is_an_event_and_the_domain_is_reaped(
 ) -> None:
     events = plugin.subscribe("instance/")
     name = await provision(plugin, hv=hv.properties(Memory=64))
-    await wait_until(lambda: plugin.events_connected.is_set(), timeout=10)
+    await wait_until(plugin.events_connected.is_set, timeout=10)
     got: list[Event] = []
 
     async def next_died() -> None:
@@ -130,7 +130,7 @@ async def test_libvirtd_away_means_errors_never_no_instances(
 ) -> None:
     name = await provision(plugin, hv=hv.properties(Memory=64))
     assert [d.id for d in await asyncio.to_thread(plugin.describe_instances, {})] == [name]
-    await wait_until(lambda: plugin.events_connected.is_set(), timeout=10)
+    await wait_until(plugin.events_connected.is_set, timeout=10)
     events = plugin.subscribe("instance/")
     hv.stop_daemon()
     with pytest.raises(errors.PluginError, match=r"cannot reach libvirt at qemu\+unix://") as err:
