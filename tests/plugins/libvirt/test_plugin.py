@@ -105,7 +105,7 @@ async def test_an_out_of_band_destroy_is_an_event_and_the_domain_is_reaped(
     hv: Hypervisor, plugin: LibvirtInstancePlugin
 ) -> None:
     events = plugin.subscribe("instance/")
-    name = await provision(plugin, hv=hv.properties(Memory=64))
+    name = await provision(plugin, hv=hv.properties())
     await wait_until(plugin.events_connected.is_set, timeout=10)
     got: list[Event] = []
 
@@ -128,7 +128,7 @@ async def test_an_out_of_band_destroy_is_an_event_and_the_domain_is_reaped(
 async def test_libvirtd_away_means_errors_never_no_instances(
     hv: Hypervisor, plugin: LibvirtInstancePlugin
 ) -> None:
-    name = await provision(plugin, hv=hv.properties(Memory=64))
+    name = await provision(plugin, hv=hv.properties())
     assert [d.id for d in await asyncio.to_thread(plugin.describe_instances, {})] == [name]
     await wait_until(plugin.events_connected.is_set, timeout=10)
     events = plugin.subscribe("instance/")
