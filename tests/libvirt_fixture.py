@@ -18,7 +18,8 @@ Nothing is downloaded and nothing outside one temporary directory is touched:
   prints :data:`INIT_DONE` and stays up. Built once per test process.
 
 When a tool is missing and scripts/system-deps cannot install it, :func:`libvirt_session` skips
-with the reason; a daemon that is installed but does not start is a failure.
+with the reason; a daemon that is installed but does not start is a failure
+(tests/shared_component.py).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.shared_component import SharedComponent
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTED = "INFRAKIT-GUEST-BOOTED"
@@ -352,36 +353,11 @@ class Hypervisor:
         return props
 
 
-_shared: Hypervisor | None = None
-_shared_error: str | None = None
-_not_installable: str | None = None
-_users = 0
+_hypervisor = SharedComponent(
+    "libvirt", "the private libvirtd does not run", ensure_tools, Hypervisor, LibvirtUnavailable
+)
 
 
 def libvirt_session() -> Iterator[Hypervisor]:
     """Body of a session fixture: one private hypervisor per test process, shared by modules."""
-    global _shared, _shared_error, _not_installable, _users
-    if _shared is None and _shared_error is None and _not_installable is None:
-        try:
-            ensure_tools()
-        except LibvirtUnavailable as exc:
-            _not_installable = str(exc)
-    if _not_installable is not None:
-        pytest.skip(f"libvirt cannot be installed here: {_not_installable}")
-    if _shared is None and _shared_error is None:
-        candidate = Hypervisor()
-        try:
-            _shared = candidate.start()
-        except LibvirtUnavailable as exc:
-            candidate.close()
-            _shared_error = str(exc)
-    if _shared is None:
-        pytest.fail(f"libvirt is installed but the private libvirtd does not run: {_shared_error}")
-    _users += 1
-    try:
-        yield _shared
-    finally:
-        _users -= 1
-        if _users == 0 and _shared is not None:
-            _shared.close()
-            _shared = None
+    yield from _hypervisor.session()

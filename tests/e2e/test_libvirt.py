@@ -94,7 +94,7 @@ def test_a_group_of_vms_heals_rolls_survives_a_provider_restart_and_is_destroyed
         timeout=10,
         what="the destroyed VM replaced",
     )
-    assert time.monotonic() - destroyed < 5.0
+    assert time.monotonic() - destroyed < 10.0  # events: the resync timer is 60 s
     wait_for(lambda: victim not in hv.domains(all=True), timeout=15, what="the victim reaped")
     newcomer = (set(healed) - set(first)).pop()
     wait_for(

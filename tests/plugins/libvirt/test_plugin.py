@@ -175,11 +175,11 @@ async def test_validate_checks_the_pool_the_base_image_and_files(
     assert hv.domains(all=True) == [] and hv.volumes() == []
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 async def test_the_kvm_probe_is_a_real_boot(hv: Hypervisor, plugin: LibvirtInstancePlugin) -> None:
     assert hv.kernel is not None
     # TCG boots the kernel to its "no root" panic, which ends the probe domain by itself.
-    assert await asyncio.to_thread(plugin.boots, str(hv.kernel), "qemu", 40.0)
+    assert await asyncio.to_thread(plugin.boots, str(hv.kernel), "qemu", 60.0)
     # KVM does not boot here (no /dev/kvm for the session daemon, or QEMU hangs in early boot).
     assert not await asyncio.to_thread(plugin.boots, str(hv.kernel), "kvm", 10.0)
     auto = new_plugin(hv)

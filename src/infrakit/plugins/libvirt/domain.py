@@ -420,7 +420,7 @@ def probe_xml(name: str, domain_type: str, kernel: str, console: str) -> str:
         f"<domain type={quoteattr(domain_type)}><name>{escape(name)}</name>"
         f"<memory unit='MiB'>128</memory><vcpu>1</vcpu>"
         f"<os><type arch='x86_64' machine='pc'>hvm</type><kernel>{escape(kernel)}</kernel>"
-        f"<cmdline>console=ttyS0 panic=-1 root=/dev/infrakit-probe</cmdline></os>"
+        f"<cmdline>console=ttyS0 quiet panic=-1 root=/dev/infrakit-probe</cmdline></os>"
         f"<features><acpi/></features><on_poweroff>destroy</on_poweroff>"
         f"<on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>"
         f"<devices><serial type='file'>{source}<target port='0'/></serial>"

@@ -496,9 +496,10 @@ class LibvirtInstancePlugin:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
+                ended = not _still_active(dom)
                 text = console.read_text(errors="replace") if console.exists() else ""
-                if "Kernel panic" in text or not _still_active(dom):
-                    return "Linux version" in text
+                if "Kernel panic" in text or ended:
+                    return "Kernel panic" in text  # printed even with `quiet`
                 self._stopping.wait(0.2)
             return False
         finally:
@@ -650,11 +651,7 @@ class LibvirtInstancePlugin:
         )
 
     def _publish(self, event: Event) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self._broker.publish, TOPIC_INSTANCE_CHANGE, event)
+        self._broker.publish_from_thread(self._loop, TOPIC_INSTANCE_CHANGE, event)
 
 
 def _still_active(dom: Any) -> bool:
