@@ -12,8 +12,11 @@ console file for the guest's markers):
 * ``boot_running`` - ``group commit`` -> the domain is running (overlay, define, QEMU started);
 * ``boot_ready``   - ``group commit`` -> the guest printed that it ran the flavor's Init
                      (instance ready: kernel, initramfs, Init);
-* ``heal_running`` - ``virsh destroy`` of the VM -> its replacement domain is running;
-* ``heal_ready``   - ``virsh destroy`` -> the replacement ran the Init.
+* ``destroy``      - ``virDomainDestroy`` of the VM (what ``virsh destroy`` calls), until it
+                     returns: libvirt stops QEMU (SIGTERM, then SIGKILL) and waits for it;
+* ``heal_running`` - the VM stopped (``destroy`` returned) -> its replacement domain is running
+                     (lifecycle event, reconcile pass, overlay, define, QEMU started);
+* ``heal_ready``   - the VM stopped -> the replacement ran the Init.
 
 Run::
 
@@ -68,6 +71,7 @@ def measure(trials: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {
         "boot_running": [],
         "boot_ready": [],
+        "destroy": [],
         "heal_running": [],
         "heal_ready": [],
     }
@@ -98,6 +102,8 @@ def measure(trials: int) -> dict[str, list[float]]:
         for trial in range(trials):
             t0 = time.monotonic()
             conn.lookupByName(vm).destroy()
+            samples["destroy"].append(time.monotonic() - t0)
+            t0 = time.monotonic()
             (new,) = until(
                 lambda old=vm: [n for n in running(conn) if n != old], 30, "a replacement"
             )
@@ -105,7 +111,8 @@ def measure(trials: int) -> dict[str, list[float]]:
             until(lambda n=new: READY.search(hv.console(n)), 120, "the replacement ready")
             samples["heal_ready"].append(time.monotonic() - t0)
             print(
-                f"  trial {trial + 1}: heal running {samples['heal_running'][-1]:.2f} s, "
+                f"  trial {trial + 1}: destroy {samples['destroy'][-1]:.2f} s, then heal running "
+                f"{samples['heal_running'][-1]:.2f} s, "
                 f"ready {samples['heal_ready'][-1]:.2f} s",
                 flush=True,
             )
