@@ -155,7 +155,7 @@ from infrakit.launch import registry
 kinds = registry.available()
 for kind in kinds.values():
     kind.resolve_options({})
-heavy = ("docker", "boto3", "botocore", "aetcd", "psutil", "aiohttp", "msgspec", "pydantic",
+heavy = ("docker", "boto3", "botocore", "aetcd", "psutil", "libvirt", "aiohttp", "msgspec", "pydantic",
          "infrakit.rpc", "infrakit.plugins.file.plugin", "infrakit.plugins.process.plugin",
          "infrakit.manager.manager", "infrakit.controller.group.controller")
 print(sorted(kinds))
@@ -169,7 +169,18 @@ def test_listing_kinds_and_their_options_imports_no_plugin_and_no_sdk() -> None:
     )
     names, loaded = result.stdout.splitlines()
     assert names == str(
-        ["aws", "combo", "docker", "file", "group", "manager", "process", "simulator", "vanilla"]
+        [
+            "aws",
+            "combo",
+            "docker",
+            "file",
+            "group",
+            "libvirt",
+            "manager",
+            "process",
+            "simulator",
+            "vanilla",
+        ]
     )
     assert loaded == "[]", loaded
 
