@@ -172,7 +172,15 @@ async def test_validate_checks_the_pool_the_base_image_and_files(
         await asyncio.to_thread(
             plugin.provision, Spec(properties=hv.properties(), tags=TAGS, init="x" * 4000)
         )
+    # A domain libvirt refuses to start (no such network) leaves no domain, overlay or file.
+    with pytest.raises(errors.PluginError, match="refused to define and start") as err:
+        await asyncio.to_thread(
+            plugin.provision,
+            Spec(properties=hv.properties(Network="network:absent"), tags=TAGS, init="echo"),
+        )
+    assert "absent" in str(err.value)
     assert hv.domains(all=True) == [] and hv.volumes() == []
+    assert list(hv.run_dir.iterdir()) == []
 
 
 @pytest.mark.timeout(90)

@@ -386,9 +386,9 @@ class LibvirtInstancePlugin:
                     dom.destroy()
                 dom.undefine()
 
+        with contextlib.suppress(PluginError):
+            self._call(undefine, f"undefine {name}")
         if files.overlay:
-            with contextlib.suppress(PluginError):
-                self._call(undefine, f"undefine {name}")
             with contextlib.suppress(PluginError):
                 self._call(
                     lambda conn: conn.storageVolLookupByPath(files.overlay).delete(0),
@@ -680,15 +680,15 @@ def _file_disks(xml: str) -> list[str]:
 def _summary(dom: Any) -> dict[str, Any]:
     """What ``DescribeInstances(properties=true)`` reports for one domain."""
     state, max_mem, _mem, vcpus, _cpu_time = dom.info()
-    root = ElementTree.fromstring(dom.XMLDesc(0))
+    xml = dom.XMLDesc(0)
     return {
         "Name": dom.name(),
         "UUID": dom.UUIDString(),
         "State": _STATE_NAMES.get(state, str(state)),
-        "DomainType": root.get("type"),
+        "DomainType": ElementTree.fromstring(xml).get("type"),
         "CPUs": vcpus,
         "MemoryMiB": max_mem // 1024,
-        "Disks": _file_disks(dom.XMLDesc(0)),
+        "Disks": _file_disks(xml),
     }
 
 
