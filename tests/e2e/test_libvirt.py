@@ -88,13 +88,11 @@ def test_a_group_of_vms_heals_rolls_survives_a_provider_restart_and_is_destroyed
     # Out of band, `virsh destroy` one VM: a lifecycle event heals it at once (resync is 60 s).
     victim = first[0]
     hv.virsh("destroy", victim)
-    destroyed = time.monotonic()
     healed = wait_for(
         lambda: len(d := hv.domains()) == 3 and victim not in d and d,
-        timeout=10,
-        what="the destroyed VM replaced",
+        timeout=20,
+        what="the destroyed VM replaced (well before the 60 s resync)",
     )
-    assert time.monotonic() - destroyed < 10.0  # events: the resync timer is 60 s
     wait_for(lambda: victim not in hv.domains(all=True), timeout=15, what="the victim reaped")
     newcomer = (set(healed) - set(first)).pop()
     wait_for(
@@ -144,6 +142,8 @@ def test_bad_properties_and_libvirtd_down_are_errors_and_no_action(
 ) -> None:
     start_provider(e2e, hv)
     start_group(e2e)
+    info = e2e.run("instance", "--name", "instance-libvirt", "info", "-o", "json").stdout
+    assert '"Disk"' in info and '"InitVia"' in info
     err = e2e.fails("group", "commit", str(spec(e2e, hv, "bad.json", 2, Memory="lots")))
     assert err.startswith("Error: libvirt Properties.Memory: got 'lots', expected MiB"), err
     assert hv.domains(all=True) == []
