@@ -290,7 +290,7 @@ class LibvirtInstancePlugin:
             self._in_flight.add(name)
         files = InstanceFiles(console=str(self.run_dir / f"{name}.console"))
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._ensure_run_dir()
             files = self._write_init(name, via, spec.init, files)
             if props.disk is not None:
                 files = self._create_overlay(name, props, files)
@@ -307,6 +307,13 @@ class LibvirtInstancePlugin:
             "provisioned %s (%s, %d MiB, %d vCPU)", name, domain_type, props.memory, props.cpus
         )
         return name
+
+    def _ensure_run_dir(self) -> None:
+        """The run directory, created ``0711`` (whatever the umask): QEMU's user reaches the files
+        it is given, nobody else lists them. An existing directory is left as it is."""
+        if not self.run_dir.is_dir():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.run_dir.chmod(0o711)
 
     def _write_init(
         self, name: str, via: str | None, init: str, files: InstanceFiles
@@ -484,7 +491,7 @@ class LibvirtInstancePlugin:
         """Boot ``kernel`` in a transient ``domain_type`` domain with no root file system: True
         when it reaches its panic (and ends itself) within ``timeout``."""
         name = f"infrakit-probe-{domain_type}-{time.monotonic_ns() % 10**8}"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_run_dir()
         console = self.run_dir / f"{name}.console"
         xml = probe_xml(name, domain_type, kernel, str(console))
         try:
