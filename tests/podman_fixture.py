@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.shared_component import SharedComponent
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "localhost/busybox:latest"
@@ -260,10 +260,9 @@ class Podman:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-_shared: Podman | None = None
-_shared_error: str | None = None
-_not_installable: str | None = None
-_users = 0
+_podman = SharedComponent(
+    "podman", "cannot run containers", ensure_tools, Podman, PodmanUnavailable
+)
 
 
 def podman_session() -> Iterator[Podman]:
@@ -272,28 +271,4 @@ def podman_session() -> Iterator[Podman]:
     Skips (``pytest.skip`` with the exact reason) only when podman cannot be installed; fails
     when it is installed but cannot run a container.
     """
-    global _shared, _shared_error, _not_installable, _users
-    if _shared is None and _shared_error is None and _not_installable is None:
-        try:
-            ensure_tools()
-        except PodmanUnavailable as exc:
-            _not_installable = str(exc)
-    if _not_installable is not None:
-        pytest.skip(f"podman cannot be installed here: {_not_installable}")
-    if _shared is None and _shared_error is None:
-        candidate = Podman()
-        try:
-            _shared = candidate.start()
-        except PodmanUnavailable as exc:
-            candidate.close()
-            _shared_error = str(exc)
-    if _shared is None:
-        pytest.fail(f"podman is installed but cannot run containers: {_shared_error}")
-    _users += 1
-    try:
-        yield _shared
-    finally:
-        _users -= 1
-        if _users == 0 and _shared is not None:
-            _shared.close()
-            _shared = None
+    yield from _podman.session()

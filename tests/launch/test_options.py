@@ -155,7 +155,7 @@ from infrakit.launch import registry
 kinds = registry.available()
 for kind in kinds.values():
     kind.resolve_options({})
-heavy = ("docker", "boto3", "botocore", "aetcd", "psutil", "aiohttp", "msgspec", "pydantic",
+heavy = ("docker", "boto3", "botocore", "aetcd", "psutil", "libvirt", "aiohttp", "msgspec", "pydantic",
          "infrakit.rpc", "infrakit.plugins.file.plugin", "infrakit.plugins.process.plugin",
          "infrakit.plugins.loadbalancer.plugin",
          "infrakit.plugins.etcdmember.plugin",
@@ -178,6 +178,7 @@ def test_listing_kinds_and_their_options_imports_no_plugin_and_no_sdk() -> None:
             "etcd-member",
             "file",
             "group",
+            "libvirt",
             "loadbalancer",
             "manager",
             "process",

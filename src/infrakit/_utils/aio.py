@@ -209,6 +209,16 @@ class Broker(Generic[T]):
             if at >= since and topic_matches(subscription, topic)
         ]
 
+    def publish_from_thread(
+        self, loop: asyncio.AbstractEventLoop | None, topic: str, item: T
+    ) -> None:
+        """:meth:`publish` from another thread (an SDK's event thread), on ``loop``; dropped when
+        there is no loop yet or it is closed."""
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self.publish, topic, item)
+
     def subscribe(self, subscription: str) -> AsyncIterator[T]:
         """Subscribe now; iterate the result for matching items (``aclose()`` it when done).
 

@@ -602,11 +602,7 @@ class DockerInstancePlugin:
         )
 
     def _publish(self, event: Event) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self._broker.publish, TOPIC_INSTANCE_CHANGE, event)
+        self._broker.publish_from_thread(self._loop, TOPIC_INSTANCE_CHANGE, event)
 
 
 def published_address(row: dict[str, Any]) -> str:

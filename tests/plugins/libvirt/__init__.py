@@ -1,0 +1,1 @@
+"""The libvirt instance plugin: pure decisions, and against a real private libvirtd."""
