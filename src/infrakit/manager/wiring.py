@@ -19,22 +19,20 @@ from typing import Any
 from urllib.parse import urlparse
 
 from infrakit import errors
-from infrakit._utils.aio import Broker
 from infrakit.controller.group.controller import GroupController
 from infrakit.controller.group.metadata import GroupMetadata
+from infrakit.controller.group.metered import MeteredControllers
 from infrakit.controller.group.readiness import readiness
 from infrakit.leader import Elector, LeaderInfo, open_elector
 from infrakit.manager.kind import KIND
 from infrakit.manager.manager import Manager, RemoteGroup
 from infrakit.manager.stack import ManagerStack
-from infrakit.metrics import Recorder, TimedStore, timed_lookups, watch_controller
 from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client
 from infrakit.rpc.group import GroupClient
 from infrakit.rpc.tls import tls_contexts
-from infrakit.spi.event import Event
 from infrakit.spi.plugin import Context, Served, vendor_info
-from infrakit.store import Store, open_store
+from infrakit.store import open_store
 
 __all__ = ["START_TIMEOUT", "build"]
 
@@ -122,8 +120,8 @@ async def build(ctx: Context) -> Served:
     )
     await _preflight(elector, store)
 
-    recorder = Recorder()
-    controllers = _Controllers(ctx, poll_interval, recorder)
+    controllers = MeteredControllers(ctx, poll_interval=poll_interval)
+    recorder = controllers.recorder
     leaders = _LeaderClients(member, token, client_tls)
     manager = Manager(elector, store, controllers.make, leaders.connect)
 
@@ -134,7 +132,7 @@ async def build(ctx: Context) -> Served:
             made if made is not None and manager.controller is made and elector.is_leader else None
         )
 
-    watch_controller(recorder, leading)
+    controllers.watch(leading)
     recorder.leader = lambda: (member, leading() is not None)
 
     async def stop() -> None:
@@ -161,35 +159,6 @@ async def build(ctx: Context) -> Served:
         http=ctx.option(KIND, "http"),
         ready=lambda: readiness(manager.snapshots, store, leader_known),
     )
-
-
-class _Controllers:
-    """Makes the manager's group controller each time it starts to lead, with its plugin calls,
-    passes, events and store writes counted into the process's metrics."""
-
-    def __init__(self, ctx: Context, poll_interval: float, recorder: Recorder) -> None:
-        self.ctx = ctx
-        self.poll_interval = poll_interval
-        self.recorder = recorder
-        self.instances, self.flavors = timed_lookups(
-            ctx.instance_lookup, ctx.flavor_lookup, recorder
-        )
-        #: The controller made last (the manager runs it while it leads).
-        self.made: GroupController | None = None
-
-    def make(self, fenced: Store, events: Broker[Event]) -> GroupController:
-        self.made = GroupController(
-            self.instances,
-            self.flavors,
-            store=TimedStore(fenced, self.recorder),
-            poll_interval=self.poll_interval,
-            name=self.ctx.name,
-            events=events,
-            on_pass=self.recorder.reconciled,
-            on_notice=self.recorder.group_event,
-            loadbalancer_lookup=self.ctx.loadbalancer_lookup,
-        )
-        return self.made
 
 
 def _open_elector(
