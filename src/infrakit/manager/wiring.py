@@ -108,9 +108,7 @@ async def build(ctx: Context) -> Served:
     _check_token(listen, token, insecure)
     server_tls, client_tls = _tls(ctx)
     poll_interval = ctx.option(KIND, "poll-interval")
-    location = ""
-    if listen is not None:
-        location = f"{'https' if server_tls else 'tcp'}://{listen[0]}:{listen[1]}"
+    location = _location(listen, server_tls is not None)
     elector = _open_elector(ctx, leader_kind, member, location, store_url)
     store = open_store(
         store_url,
@@ -121,19 +119,9 @@ async def build(ctx: Context) -> Served:
     await _preflight(elector, store)
 
     controllers = MeteredControllers(ctx, poll_interval=poll_interval)
-    recorder = controllers.recorder
     leaders = _LeaderClients(member, token, client_tls)
     manager = Manager(elector, store, controllers.make, leaders.connect)
-
-    def leading() -> GroupController | None:
-        """The controller the manager runs now (None on a follower)."""
-        made = controllers.made
-        return (
-            made if made is not None and manager.controller is made and elector.is_leader else None
-        )
-
-    controllers.watch(leading)
-    recorder.leader = lambda: (member, leading() is not None)
+    _watch_leading(controllers, manager, elector, member)
 
     async def stop() -> None:
         await manager.stop()
@@ -155,10 +143,33 @@ async def build(ctx: Context) -> Served:
         tcp_insecure=insecure,
         tcp_ssl=server_tls,
         vendor=vendor_info("infrakit-manager"),
-        metrics=recorder,
+        metrics=controllers.recorder,
         http=ctx.option(KIND, "http"),
         ready=lambda: readiness(manager.snapshots, store, leader_known),
     )
+
+
+def _location(listen: tuple[str, int] | None, tls: bool) -> str:
+    """Where followers forward to this member: its ``listen`` address ("" without one)."""
+    if listen is None:
+        return ""
+    return f"{'https' if tls else 'tcp'}://{listen[0]}:{listen[1]}"
+
+
+def _watch_leading(
+    controllers: MeteredControllers, manager: Manager, elector: Elector, member: str
+) -> None:
+    """Scrapes read the controller the manager runs while this member leads (no groups on a
+    follower: they live on the leader), and the leader gauge says 1 for ``member`` only then."""
+
+    def leading() -> GroupController | None:
+        made = controllers.made
+        return (
+            made if made is not None and manager.controller is made and elector.is_leader else None
+        )
+
+    controllers.watch(leading)
+    controllers.recorder.leader = lambda: (member, leading() is not None)
 
 
 def _open_elector(
