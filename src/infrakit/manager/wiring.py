@@ -19,22 +19,20 @@ from typing import Any
 from urllib.parse import urlparse
 
 from infrakit import errors
-from infrakit._utils.aio import Broker
 from infrakit.controller.group.controller import GroupController
 from infrakit.controller.group.metadata import GroupMetadata
+from infrakit.controller.group.metered import MeteredControllers
 from infrakit.controller.group.readiness import readiness
 from infrakit.leader import Elector, LeaderInfo, open_elector
 from infrakit.manager.kind import KIND
 from infrakit.manager.manager import Manager, RemoteGroup
 from infrakit.manager.stack import ManagerStack
-from infrakit.metrics import Recorder, TimedStore, timed_lookups, watch_controller
 from infrakit.rpc.auth import resolve_token
 from infrakit.rpc.client import Client
 from infrakit.rpc.group import GroupClient
 from infrakit.rpc.tls import tls_contexts
-from infrakit.spi.event import Event
 from infrakit.spi.plugin import Context, Served, vendor_info
-from infrakit.store import Store, open_store
+from infrakit.store import open_store
 
 __all__ = ["START_TIMEOUT", "build"]
 
@@ -110,9 +108,7 @@ async def build(ctx: Context) -> Served:
     _check_token(listen, token, insecure)
     server_tls, client_tls = _tls(ctx)
     poll_interval = ctx.option(KIND, "poll-interval")
-    location = ""
-    if listen is not None:
-        location = f"{'https' if server_tls else 'tcp'}://{listen[0]}:{listen[1]}"
+    location = _location(listen, server_tls is not None)
     elector = _open_elector(ctx, leader_kind, member, location, store_url)
     store = open_store(
         store_url,
@@ -122,20 +118,10 @@ async def build(ctx: Context) -> Served:
     )
     await _preflight(elector, store)
 
-    recorder = Recorder()
-    controllers = _Controllers(ctx, poll_interval, recorder)
+    controllers = MeteredControllers(ctx, poll_interval=poll_interval)
     leaders = _LeaderClients(member, token, client_tls)
     manager = Manager(elector, store, controllers.make, leaders.connect)
-
-    def leading() -> GroupController | None:
-        """The controller the manager runs now (None on a follower)."""
-        made = controllers.made
-        return (
-            made if made is not None and manager.controller is made and elector.is_leader else None
-        )
-
-    watch_controller(recorder, leading)
-    recorder.leader = lambda: (member, leading() is not None)
+    _watch_leading(controllers, manager, elector, member)
 
     async def stop() -> None:
         await manager.stop()
@@ -157,39 +143,33 @@ async def build(ctx: Context) -> Served:
         tcp_insecure=insecure,
         tcp_ssl=server_tls,
         vendor=vendor_info("infrakit-manager"),
-        metrics=recorder,
+        metrics=controllers.recorder,
         http=ctx.option(KIND, "http"),
         ready=lambda: readiness(manager.snapshots, store, leader_known),
     )
 
 
-class _Controllers:
-    """Makes the manager's group controller each time it starts to lead, with its plugin calls,
-    passes, events and store writes counted into the process's metrics."""
+def _location(listen: tuple[str, int] | None, tls: bool) -> str:
+    """Where followers forward to this member: its ``listen`` address ("" without one)."""
+    if listen is None:
+        return ""
+    return f"{'https' if tls else 'tcp'}://{listen[0]}:{listen[1]}"
 
-    def __init__(self, ctx: Context, poll_interval: float, recorder: Recorder) -> None:
-        self.ctx = ctx
-        self.poll_interval = poll_interval
-        self.recorder = recorder
-        self.instances, self.flavors = timed_lookups(
-            ctx.instance_lookup, ctx.flavor_lookup, recorder
-        )
-        #: The controller made last (the manager runs it while it leads).
-        self.made: GroupController | None = None
 
-    def make(self, fenced: Store, events: Broker[Event]) -> GroupController:
-        self.made = GroupController(
-            self.instances,
-            self.flavors,
-            store=TimedStore(fenced, self.recorder),
-            poll_interval=self.poll_interval,
-            name=self.ctx.name,
-            events=events,
-            on_pass=self.recorder.reconciled,
-            on_notice=self.recorder.group_event,
-            loadbalancer_lookup=self.ctx.loadbalancer_lookup,
+def _watch_leading(
+    controllers: MeteredControllers, manager: Manager, elector: Elector, member: str
+) -> None:
+    """Scrapes read the controller the manager runs while this member leads (no groups on a
+    follower: they live on the leader), and the leader gauge says 1 for ``member`` only then."""
+
+    def leading() -> GroupController | None:
+        made = controllers.made
+        return (
+            made if made is not None and manager.controller is made and elector.is_leader else None
         )
-        return self.made
+
+    controllers.watch(leading)
+    controllers.recorder.leader = lambda: (member, leading() is not None)
 
 
 def _open_elector(

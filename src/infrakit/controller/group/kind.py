@@ -45,31 +45,19 @@ HTTP_OPTION = Option(
 
 
 async def build(ctx: Context) -> Served:
-    from infrakit.controller.group.controller import GroupController
     from infrakit.controller.group.metadata import GroupMetadata
+    from infrakit.controller.group.metered import MeteredControllers
     from infrakit.controller.group.readiness import readiness
-    from infrakit.metrics import Recorder, TimedStore, timed_lookups, watch_controller
     from infrakit.store import open_store
 
     # An unreadable store stops the start, with the reason; it is never wiped.
     store = ctx.extras.get("store") or open_store(
         ctx.option(KIND, "store"), ctx.home, next_step=ctx.another(KIND, "store")
     )
-    recorder = Recorder()
-    instances, flavors = timed_lookups(ctx.instance_lookup, ctx.flavor_lookup, recorder)
-    controller = GroupController(
-        instances,
-        flavors,
-        store=TimedStore(store, recorder),
-        poll_interval=ctx.option(KIND, "poll-interval"),
-        name=ctx.name,
-        on_pass=recorder.reconciled,
-        on_notice=recorder.group_event,
-        loadbalancer_lookup=ctx.loadbalancer_lookup,
-    )
-    watch_controller(recorder, lambda: controller)
+    metered = MeteredControllers(ctx, poll_interval=ctx.option(KIND, "poll-interval"))
+    controller = metered.make(store)
     return Served(
-        metrics=recorder,
+        metrics=metered.recorder,
         group={".": controller},
         metadata={".": GroupMetadata(controller)},
         events=controller,
