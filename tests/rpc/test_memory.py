@@ -181,3 +181,59 @@ async def test_events_in_memory_are_the_servers_stream() -> None:
     with pytest.raises(errors.NotFoundError, match="publishes no events"):
         quiet = Client("q", "memory/q", transport=MemoryTransport(PluginServer("q", [])))
         await anext(quiet.subscribe("x"))
+
+
+def test_the_blocking_client_answers_the_same_in_memory_and_over_the_socket() -> None:
+    """The CLI's client, with its server on an event loop in another thread: the same results,
+    errors and events through LoopMemoryTransport as over the plugin's socket."""
+    from infrakit.launch.host import services_for
+    from infrakit.rpc.memory import LoopMemoryTransport
+    from infrakit.rpc.sync import SyncClient
+    from infrakit.testing import short_tempdir
+    from tests.threaded_host import ThreadedHost
+
+    directory = short_tempdir()
+    broker: Broker[spi.event.Event] = Broker(history=100)
+    served = Served(instance={"": Cloud()}, events=broker)
+    with ThreadedHost(directory, directory) as host:
+        host.serve("cloud", served)
+
+        async def build() -> PluginServer:
+            return PluginServer("cloud", services_for("cloud", served).services, events=broker)
+
+        server = host.call(build())
+        clients = {
+            "socket": SyncClient("cloud", directory / "cloud"),
+            "memory": SyncClient(
+                "cloud", "memory/cloud", transport=LoopMemoryTransport.to(server, host.loop)
+            ),
+        }
+        seen = {}
+        for way, client in clients.items():
+            with client:
+                client.handshake(spi.instance.INTERFACE)
+                made = client.call(
+                    "Instance.Provision", {"Type": "", "Spec": {"Tags": {"way": way}}}
+                )
+                with pytest.raises(errors.PluginError) as caught:
+                    client.call(
+                        "Instance.Provision", {"Type": "", "Spec": {"Tags": {"fail": "bug"}}}
+                    )
+                listed = client.call(
+                    "Instance.DescribeInstances", {"Type": "", "Tags": {"way": way}}
+                )
+                seen[way] = (
+                    made["Type"],
+                    str(caught.value),
+                    [d["Tags"]["way"] for d in listed["Descriptions"]],
+                )
+                broker.publish(
+                    "instance/x", spi.event.Event(topic="instance/x", type="x", message=way)
+                )
+                replayed: list[int] = []
+                stream = client.events("instance/", since="1m", on_replayed=replayed.append)
+                first = next(stream)
+                assert first.type == "x" and replayed == []
+                stream.close()
+        assert seen["memory"] == ("", "KeyError: 'region'", ["memory"])
+        assert seen["socket"] == ("", "KeyError: 'region'", ["socket"])

@@ -12,12 +12,17 @@ and a plugin author's code use it::
     server = PluginServer("instance-file", [rpc_instance.service({"": plugin})])
     client = Client("instance-file", "memory", transport=MemoryTransport(server))
     ids = await InstanceClient(client).describe_instances({})
+
+:class:`LoopMemoryTransport` does the same for the blocking :class:`~infrakit.rpc.sync.SyncClient`
+(the CLI's), with the server on an event loop running in another thread of this process::
+
+    client = SyncClient("cloud", "memory", transport=LoopMemoryTransport.to(server, loop))
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,7 +31,7 @@ from infrakit.rpc.core import AsyncStream, ClientCore
 from infrakit.rpc.server import PluginServer
 from infrakit.spi.types import Era
 
-__all__ = ["MemoryTransport"]
+__all__ = ["LoopMemoryTransport", "MemoryTransport"]
 
 #: Path -> era, as the server routes them (``/`` HEAD, ``/rpc`` SEED).
 _ERAS = {"/": Era.HEAD, "/rpc": Era.SEED}
@@ -102,3 +107,70 @@ class _MemoryStream:
         if self._frames is not None:
             frames, self._frames = self._frames, None
             await frames.aclose()
+
+
+class LoopMemoryTransport:
+    """A :class:`MemoryTransport` for a blocking client: each request runs on ``loop`` (an event
+    loop serving ``server`` in another thread) and the calling thread waits for it."""
+
+    #: Headers a stream's answer carries, as the socket transport reads them (lower-cased).
+    _STREAM_HEADERS = {"content-type": "text/event-stream"}
+
+    def __init__(self, core: ClientCore, server: PluginServer, loop: asyncio.AbstractEventLoop):
+        self.core = core
+        self.peer: Any = None
+        self._loop = loop
+        self._memory = MemoryTransport(server)
+        self._stream: AsyncStream | None = None
+
+    @classmethod
+    def to(
+        cls, server: PluginServer, loop: asyncio.AbstractEventLoop
+    ) -> Callable[[ClientCore], LoopMemoryTransport]:
+        """The ``transport=`` argument of a SyncClient reaching ``server`` on ``loop``."""
+        return lambda core: cls(core, server, loop)
+
+    def _run(self, coroutine: Any, seconds: float | None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(seconds)
+
+    def exchange(
+        self,
+        http_method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        method: str,
+        seconds: float,
+    ) -> tuple[int, dict[str, str], bytes]:
+        if http_method != "POST":
+            return 404, {}, b""
+        post = self._memory.post(self.core, path, body or b"", headers, method, seconds)
+        status, reply, _ = self._run(post, None)
+        return status, {"content-type": "application/json"}, reply
+
+    def open_stream(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        self.close()
+        stream = self._run(self._memory.open_stream(self.core, path, headers), None)
+        self._stream = stream
+        return stream.status, {"content-type": stream.content_type}
+
+    def stream_chunks(self, headers: dict[str, str]) -> Iterator[bytes]:
+        stream = self._stream
+        if stream is None:
+            return
+        chunks = stream.chunks()
+        while (chunk := self._run(_next_or_none(chunks), None)) is not None:
+            yield chunk
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None and not self._loop.is_closed():
+            self._run(stream.aclose(), 5.0)
+
+
+async def _next_or_none(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The next chunk, or None at the end (an exception cannot end a loop across threads)."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return None

@@ -1,9 +1,11 @@
 """The blocking plugin client (the CLI) and its transport: HTTP/1.1 over a plain socket.
 
 :class:`SyncClient` is the :class:`~infrakit.rpc.core.ClientCore` (handshake, envelopes of both
-eras, error messages, the event stream's frames) over a :class:`SocketTransport`: one kept-alive
-connection to a UNIX socket or TCP address (TLS for ``https://``), with the standard library
-only, so a CLI command starts in milliseconds. Options are :class:`~infrakit.rpc.client.Client`'s.
+eras, error messages, the event stream's frames) over a :class:`SyncTransport`: by default a
+:class:`SocketTransport`, one kept-alive connection to a UNIX socket or TCP address (TLS for
+``https://``), with the standard library only, so a CLI command starts in milliseconds; or
+:class:`infrakit.rpc.memory.LoopMemoryTransport`, into a server on an event loop of this process.
+Options are :class:`~infrakit.rpc.client.Client`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from infrakit import errors
 from infrakit.rpc.core import ClientCore, Replayed, SseDecoder, Subscribed
@@ -22,15 +24,50 @@ from infrakit.spi.types import InterfaceSpec
 if TYPE_CHECKING:
     from infrakit.spi import event as spi_event
 
-__all__ = ["SocketTransport", "SyncClient"]
+__all__ = ["SocketTransport", "SyncClient", "SyncTransport"]
+
+
+class SyncTransport(Protocol):
+    """Moves bytes for :class:`SyncClient`; errors are the core's messages."""
+
+    #: The connection's peer address (what a token challenge is checked against), or None.
+    peer: Any
+
+    def exchange(
+        self,
+        http_method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        method: str,
+        seconds: float,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request: ``(status, lower-cased headers, body)``."""
+        ...
+
+    def open_stream(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        """``GET`` an event stream: its status and headers."""
+        ...
+
+    def stream_chunks(self, headers: dict[str, str]) -> Iterator[bytes]:
+        """The opened stream's body as it arrives, until it ends."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class SyncClient(ClientCore):
-    """Blocking client of one plugin over plain sockets, with no heavy imports."""
+    """Blocking client of one plugin (plain sockets by default), with no heavy imports."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        transport: Callable[[ClientCore], SyncTransport] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.transport = SocketTransport(self)
+        #: ``transport`` builds it for this client (default: :class:`SocketTransport`).
+        self.transport: SyncTransport = (transport or SocketTransport)(self)
 
     def close(self) -> None:
         self.transport.close()
