@@ -69,14 +69,17 @@ def up(
     SPECs (JSON or YAML files, rendered first when they are templates)."""
     from infrakit.launch import stack
     from infrakit.rpc.envelope import MAX_BODY_BYTES
-    from infrakit.specfile.reader import parse_vars
 
     manager = flag_values(MANAGER, flags)
     # --token, --token-file, --insecure and --tls-* serve the manager's --listen and, with
     # --listen-tcp, every plugin's listener. The token is read once: the manager gets the value.
     tls = tuple(manager.get(n) for n in ("tls-cert", "tls-key", "tls-ca"))
     try:
-        variables = parse_vars(var_pairs, vars_files, MAX_BODY_BYTES)
+        variables: dict[str, object] = {}
+        if var_pairs or vars_files:  # the spec file reader (YAML, Jinja2) only when used
+            from infrakit.specfile.reader import parse_vars
+
+            variables = parse_vars(var_pairs, vars_files, MAX_BODY_BYTES)
         specs = stack.read_up_specs(spec_files, variables)  # all checked before anything starts
         tcp = stack.tcp_settings(
             listen_tcp,

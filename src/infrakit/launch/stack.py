@@ -176,6 +176,8 @@ def read_up_specs(
     """Read, render (templates, with ``variables``) and validate every spec file of ``up``
     (JSON or YAML, group spec, plugin names) before any plugin starts. A file's problems are
     all in one line naming the file (InfraKit's message first), each at its ``FILE:LINE:COL``."""
+    if not paths:  # nothing to read: the reader (YAML, Jinja2) and the spec models stay unloaded
+        return []
     from infrakit.launch.validate import check_spec
     from infrakit.specfile.reader import read_spec_file
 
