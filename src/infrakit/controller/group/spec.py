@@ -20,8 +20,8 @@ keep working and infrakit specs stay readable by humans)::
     }
 
 Every default is stated once, in the field definitions of :mod:`.sections` (with its unit); that
-module (pydantic) is imported on the first spec checked, so a daemon with no spec never loads it. Durations are Go
-strings (``"90s"``, ``"1m30s"``) or numbers of seconds. Counts that accept percentages
+module (pydantic) is imported on the first spec checked, so a daemon with no spec never loads it.
+Durations are Go strings (``"90s"``, ``"1m30s"``) or numbers of seconds. Counts that accept percentages
 (``MaxSurge``, ``MaxUnavailable``, ``MaxUnhealthy``) are an integer or ``"25%"``.
 
 Validation reports InfraKit's messages in InfraKit's order (``Group ID must not be blank``,
