@@ -75,8 +75,6 @@ def status_report(
         checked = settings.properties.health is not None
         chosen = [r for r in chosen if _needs_attention(r, checked, state)]
     end = None if page.limit is None else page.offset + page.limit
-    breaker = state.breaker
-    prov = settings.properties.provisioning
     return {
         "Desired": settings.size,
         "Actual": None if unknown else len(members),
@@ -96,18 +94,8 @@ def status_report(
         "Converged": converged,
         "ConfigHash": settings.hash.head,
         "Updating": _updating(settings, state),
-        "Degraded": (
-            {
-                "Reason": breaker.reason,
-                "Failures": breaker.failures,
-                "HalfOpen": breaker.half_open,
-                "FailedTrials": breaker.failed_trials,
-                "NextTrialIn": round(max(0.0, breaker.next_trial_at(prov, now) - now), 3),
-            }
-            if breaker.open
-            else None
-        ),
-        "Backoff": round(max(0.0, breaker.next_create_at - now), 3),
+        "Degraded": _degraded(settings, state, now),
+        "Backoff": round(max(0.0, state.breaker.next_create_at - now), 3),
         "ShortCircuit": state.short_circuit,
         "LastError": state.last_error,
         "Events": events,
@@ -213,6 +201,21 @@ def _instance_row(row: _Row, state: GroupState, now: float) -> dict[str, Any]:
         "HealthSince": round(now - h.since, 3) if h and h.last_check is not None else None,
         "Destroying": iid in state.destroying,
         "Note": h.note if h else "",
+    }
+
+
+def _degraded(settings: GroupSettings, state: GroupState, now: float) -> dict[str, Any] | None:
+    """The open breaker: why, how many failures, when the next trial create is (None: closed)."""
+    breaker = state.breaker
+    if not breaker.open:
+        return None
+    prov = settings.properties.provisioning
+    return {
+        "Reason": breaker.reason,
+        "Failures": breaker.failures,
+        "HalfOpen": breaker.half_open,
+        "FailedTrials": breaker.failed_trials,
+        "NextTrialIn": round(max(0.0, breaker.next_trial_at(prov, now) - now), 3),
     }
 
 
