@@ -57,12 +57,13 @@ def daemon(script: str, kind: Kind, summary: str) -> click.Command:
     return command
 
 
-def _main(kind_name: str, script: str, summary: str) -> None:
+def _main(kind: Kind, script: str, summary: str) -> None:
     from infrakit._utils import collector
     from infrakit.launch import registry
 
     collector.defer()  # until the plugin serves (see infrakit._utils.collector)
-    command = daemon(script, registry.get_kind(kind_name), summary)
+    registry.register(kind)  # infrakit's own kind: no entry-point scan (registry.register)
+    command = daemon(script, kind, summary)
     try:
         command.main(prog_name=script, standalone_mode=True)
     except CliError as exc:  # pragma: no cover - standalone mode already handles it
@@ -71,16 +72,24 @@ def _main(kind_name: str, script: str, summary: str) -> None:
 
 
 def instance_file() -> None:
-    _main("file", "infrakit-instance-file", "File instance plugin: one JSON file per instance.")
+    from infrakit.plugins.file.kind import KIND
+
+    _main(KIND, "infrakit-instance-file", "File instance plugin: one JSON file per instance.")
 
 
 def group_default() -> None:
-    _main("group", "infrakit-group-default", "The default group controller.")
+    from infrakit.controller.group.kind import KIND
+
+    _main(KIND, "infrakit-group-default", "The default group controller.")
 
 
 def flavor_vanilla() -> None:
-    _main("vanilla", "infrakit-flavor-vanilla", "Vanilla flavor: init lines, tags and attachments.")
+    from infrakit.plugins.vanilla.kind import KIND
+
+    _main(KIND, "infrakit-flavor-vanilla", "Vanilla flavor: init lines, tags and attachments.")
 
 
 def flavor_combo() -> None:
-    _main("combo", "infrakit-flavor-combo", "Combo flavor: combines other flavors.")
+    from infrakit.plugins.combo.kind import KIND
+
+    _main(KIND, "infrakit-flavor-combo", "Combo flavor: combines other flavors.")

@@ -67,16 +67,23 @@ def up(
 ) -> None:
     """Run the manager (group controller), file instances and the vanilla/combo flavors; commit
     SPECs (JSON or YAML files, rendered first when they are templates)."""
-    from infrakit.launch import stack
+    from infrakit.launch import registry, stack
+    from infrakit.plugins.combo.kind import KIND as COMBO
+    from infrakit.plugins.vanilla.kind import KIND as VANILLA
     from infrakit.rpc.envelope import MAX_BODY_BYTES
-    from infrakit.specfile.reader import parse_vars
 
+    for kind in (MANAGER, FILE, VANILLA, COMBO):  # stack.UP_PLUGINS: infrakit's own kinds,
+        registry.register(kind)  # found without reading every distribution's entry points
     manager = flag_values(MANAGER, flags)
     # --token, --token-file, --insecure and --tls-* serve the manager's --listen and, with
     # --listen-tcp, every plugin's listener. The token is read once: the manager gets the value.
     tls = tuple(manager.get(n) for n in ("tls-cert", "tls-key", "tls-ca"))
     try:
-        variables = parse_vars(var_pairs, vars_files, MAX_BODY_BYTES)
+        variables: dict[str, object] = {}
+        if var_pairs or vars_files:  # the spec file reader (YAML, Jinja2) only when used
+            from infrakit.specfile.reader import parse_vars
+
+            variables = parse_vars(var_pairs, vars_files, MAX_BODY_BYTES)
         specs = stack.read_up_specs(spec_files, variables)  # all checked before anything starts
         tcp = stack.tcp_settings(
             listen_tcp,

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,10 @@ UP_PLUGINS = (
 #: Seconds `up` waits for a leader before committing its specs (etcd: one campaign, or the
 #: lease TTL of a crashed previous leader).
 UP_LEADER_WAIT = 15.0
+
+#: What a process serving a group controller imports once it answers (``_warm_in_background``):
+#: the spec models (pydantic) a commit needs, not loaded to start (~0.1 s on a loaded machine).
+_GROUP_SPEC_MODELS = "infrakit.controller.group.sections"
 
 #: Called with (group ID, details) for every spec committed.
 OnCommit = Callable[[str, str], None]
@@ -170,12 +175,30 @@ class UpSpec:
     document: dict[str, object]
 
 
+def _warm_in_background(module: str) -> None:
+    """Import ``module`` on a daemon thread, after start-up: the sockets answer without it, and
+    the first commit finds it loaded instead of paying for it. A failure here is ignored; the
+    import that needs the module raises it again where it can be reported."""
+
+    def warm() -> None:
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except Exception:  # reported by the import that needs it
+            log.debug("warming %s failed", module, exc_info=True)
+
+    threading.Thread(target=warm, name=f"warm {module}", daemon=True).start()
+
+
 def read_up_specs(
     paths: Sequence[str], variables: Mapping[str, object] | None = None
 ) -> list[UpSpec]:
     """Read, render (templates, with ``variables``) and validate every spec file of ``up``
     (JSON or YAML, group spec, plugin names) before any plugin starts. A file's problems are
     all in one line naming the file (InfraKit's message first), each at its ``FILE:LINE:COL``."""
+    if not paths:  # nothing to read: the reader (YAML, Jinja2) and the spec models stay unloaded
+        return []
     from infrakit.launch.validate import check_spec
     from infrakit.specfile.reader import read_spec_file
 
@@ -290,6 +313,8 @@ async def serve(
         # Every socket answers (and up's specs are committed): tell systemd (Type=notify).
         systemd.notify("READY=1", f"STATUS=serving {', '.join(s.name for s in starts)}")
         collector.settle()  # start-up's objects out of the collector's sight from now on
+        if any(served.group for _, served in built):
+            _warm_in_background(_GROUP_SPEC_MODELS)
     except BaseException:
         await host.stop_all()
         raise

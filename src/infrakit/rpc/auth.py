@@ -30,15 +30,14 @@ as well (``--tls-cert`` / ``--tls-key``, clients ``--tls-ca``). See docs/securit
 
 This module is pure (no sockets, no aiohttp): :class:`ServerAuth` is what a listener keeps,
 :class:`ClientAuth` / :class:`Session` what a client keeps; :func:`read_token_file` reads
-``--token-file``.
+``--token-file``. ``hashlib`` and ``hmac`` are imported on the first proof, not with the module
+(every CLI command loads the RPC client, few talk to a TCP listener with a token); random bytes
+are ``os.urandom``, what ``secrets.token_bytes`` returns.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import secrets
 import stat
 import struct
 import time
@@ -86,7 +85,17 @@ def format_address(host: str, port: int) -> str:
 
 
 def _mac(key: bytes, *parts: bytes) -> bytes:
+    import hashlib
+    import hmac
+
     return hmac.new(key, b"\0".join(parts), hashlib.sha256).digest()
+
+
+def _same(a: bytes | str, b: bytes | str) -> bool:
+    """Constant-time comparison (:func:`hmac.compare_digest`)."""
+    import hmac
+
+    return hmac.compare_digest(a, b)  # type: ignore[arg-type]
 
 
 def server_proof(token: str, client_nonce: bytes, address: str) -> bytes:
@@ -104,8 +113,14 @@ def request_mac(key: bytes, seq: int, method: str, path: str, body: bytes) -> by
         str(seq).encode(),
         method.upper().encode(),
         path.encode(),
-        hashlib.sha256(body).digest(),
+        _sha256(body),
     )
+
+
+def _sha256(body: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(body).digest()
 
 
 # --- server -------------------------------------------------------------------------------------
@@ -141,7 +156,7 @@ class ServerAuth:
         #: The addresses this server advertises (``host:port``); the connection's own is added
         #: per challenge.
         self.addresses = list(addresses)
-        self._secret = secrets.token_bytes(32)
+        self._secret = os.urandom(32)
         self._clock = clock
         self._sessions: OrderedDict[bytes, _SessionState] = OrderedDict()
 
@@ -149,7 +164,7 @@ class ServerAuth:
         """The answer to ``POST /_infrakit/auth``; raises SpecError for a malformed challenge."""
         nonce = _hex_field(doc, "ClientNonce")
         addresses = list(dict.fromkeys([*self.addresses, *([arrived_at] if arrived_at else [])]))
-        issued = struct.pack(">Q", int(self._clock())) + secrets.token_bytes(16)
+        issued = struct.pack(">Q", int(self._clock())) + os.urandom(16)
         server_nonce = issued + _mac(self._secret, issued, nonce)[:16]
         return {
             "Proofs": [
@@ -172,10 +187,10 @@ class ServerAuth:
         if len(server_nonce) != 40 or seq < 0:
             return "malformed Infrakit-HMAC credentials"
         issued, tag = server_nonce[:24], server_nonce[24:]
-        if not hmac.compare_digest(tag, _mac(self._secret, issued, nonce)[:16]):
+        if not _same(tag, _mac(self._secret, issued, nonce)[:16]):
             return STALE_SESSION  # not issued by this server (it restarted, or a forgery)
         key = session_key(self.token, nonce, server_nonce)
-        if not hmac.compare_digest(mac, request_mac(key, seq, method, path, body)):
+        if not _same(mac, request_mac(key, seq, method, path, body)):
             return "signature wrong (another token, or the request was altered)"
         state = self._sessions.get(server_nonce)
         if state is None:
@@ -245,7 +260,7 @@ class ClientAuth:
 
     def __init__(self, token: str) -> None:
         self.token = token
-        self.nonce = secrets.token_bytes(_NONCE_BYTES)
+        self.nonce = os.urandom(_NONCE_BYTES)
 
     def challenge(self) -> dict[str, str]:
         return {"ClientNonce": self.nonce.hex()}
@@ -267,7 +282,7 @@ class ClientAuth:
             address, proof = str(entry.get("Address", "")), str(entry.get("Proof", ""))
             claimed.append(address)
             expected = server_proof(self.token, self.nonce, address).hex()
-            if address in dialled and hmac.compare_digest(proof, expected):
+            if address in dialled and _same(proof, expected):
                 return self._session(doc)
         if not any(a in dialled for a in claimed):
             raise PeerNotProven(

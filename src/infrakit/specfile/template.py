@@ -49,6 +49,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from infrakit.errors import SpecError
+from infrakit.specfile.syntax import has_template_syntax
 
 __all__ = [
     "DEFERRED_CONTEXT",
@@ -68,14 +69,6 @@ OUTPUT_CAP = 16 * 1024 * 1024
 MAX_INCLUDE_DEPTH = 16
 #: Loop iterations between clock checks.
 _CHECK_EVERY = 64
-
-_SYNTAX = re.compile(r"\{[{%]")
-
-
-def has_template_syntax(text: str) -> bool:
-    """True when ``text`` is a template: it has ``{{`` or ``{%`` (a comment alone, ``{#``, does
-    not make one: shell's ``${#var}`` stays plain text)."""
-    return _SYNTAX.search(text) is not None
 
 
 class _Failure(Exception):

@@ -25,18 +25,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from infrakit import errors
 from infrakit._utils.clock import Clock
 from infrakit.controller.group.breaker import Notice
 from infrakit.controller.group.ingress import gated_health, plan_backends
 from infrakit.controller.group.runtime import Group
-from infrakit.controller.group.spec import GroupSettings, IngressSection
+from infrakit.controller.group.spec import GroupSettings
 from infrakit.spi import instance as spi_instance
 from infrakit.spi import loadbalancer as spi_lb
 from infrakit.spi.plugin import LoadBalancerLookup
 from infrakit.spi.types import Health
+
+if TYPE_CHECKING:
+    from infrakit.controller.group.sections import IngressSection
 
 __all__ = ["CALL_TIMEOUT", "DRAIN_POLL", "Ingress"]
 

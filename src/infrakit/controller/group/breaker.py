@@ -27,10 +27,12 @@ The rules
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infrakit._utils.duration import format_duration
-from infrakit.controller.group.spec import ProvisioningSection
+
+if TYPE_CHECKING:
+    from infrakit.controller.group.sections import ProvisioningSection
 
 __all__ = [
     "PROBE_TIME_MAX",

@@ -10,6 +10,7 @@ lays the answer out (its keys are the wire format, documented in docs/plugins/gr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from infrakit import errors
@@ -18,6 +19,7 @@ from infrakit.controller.group.spec import GroupSettings
 from infrakit.controller.group.state import GroupState, InstanceHealth
 from infrakit.spi.group import GroupSnapshot
 from infrakit.spi.instance import Description
+from infrakit.spi.types import Health
 
 __all__ = ["InstancePage", "instance_page", "snapshot_of", "status_report"]
 
@@ -67,17 +69,15 @@ def status_report(
     instance rows it carries (default: all)."""
     page = page or InstancePage()
     members = members or []
-    # The counts are over every member; only the rows are paged (10 000 instances are counted
-    # in one pass over memory, but a page shows 50).
-    words = {m.id: health_word(state.health.get(m.id)) for m in members}
-    old = sum(1 for m in members if not settings.hash.matches(m.tags))
-    # A stable order (logical ID, then ID) so that pages do not shift between two requests.
-    chosen = sorted(members, key=lambda m: (logical_id_of(m) or "", m.id))
+    # The counts are over every member; only the rows are paged (100 000 instances are counted
+    # in one pass over memory, but a page shows 50). Rows come in a stable order (logical ID,
+    # then ID), so pages do not shift between two requests.
+    seen = _survey(settings, state, members)
+    chosen = seen.rows
     if page.attention:
-        chosen = [m for m in chosen if _needs_attention(m, words[m.id], settings, state)]
+        checked = settings.properties.health is not None
+        chosen = [r for r in chosen if _needs_attention(r, checked, state)]
     end = None if page.limit is None else page.offset + page.limit
-    instances = [_instance_row(m, settings, state, now) for m in chosen[page.offset : end]]
-    breaker = state.breaker
     return {
         "Desired": settings.size,
         # Unknown, never zero, while the provider cannot be observed: "0 instances" would read
@@ -89,51 +89,69 @@ def status_report(
         # rows are a page of them). Health is "checked" when the spec asks for checks or any
         # member was checked (a rolling update asks the flavor about each new instance even
         # without a Health section).
-        "Healthy": sum(1 for w in words.values() if w == "healthy"),
-        "Unhealthy": sum(1 for w in words.values() if w == "unhealthy"),
-        "OldConfig": old,
+        "Healthy": seen.words.get("healthy", 0),
+        "Unhealthy": seen.words.get("unhealthy", 0),
+        "OldConfig": seen.old,
         "HealthChecked": settings.properties.health is not None
-        or any(w != "-" for w in words.values()),
+        or any(w != "-" for w in seen.words),
         "Pending": len(state.creating),
         "Destroying": len(state.destroying),
         "Converged": converged,
         "ConfigHash": settings.hash.head,
         "Updating": _updating(settings, state),
         "Degraded": _degraded(settings, state, now),
-        "Backoff": round(max(0.0, breaker.next_create_at - now), 3),
+        "Backoff": round(max(0.0, state.breaker.next_create_at - now), 3),
         "ShortCircuit": state.short_circuit,
         "LastError": state.last_error,
         "Events": events,
-        "Instances": instances,
+        "Instances": [_instance_row(r, state, now) for r in chosen[page.offset : end]],
         "InstancesTotal": len(chosen),
         "InstancesOffset": page.offset,
         "Decisions": list(state.decisions[-DECISIONS_SHOWN:]),
     }
 
 
-def _degraded(settings: GroupSettings, state: GroupState, now: float) -> dict[str, Any] | None:
-    """The open breaker: why, how many failures, and when the next trial create is due."""
-    breaker = state.breaker
-    if not breaker.open:
-        return None
-    prov = settings.properties.provisioning
-    return {
-        "Reason": breaker.reason,
-        "Failures": breaker.failures,
-        "HalfOpen": breaker.half_open,
-        "FailedTrials": breaker.failed_trials,
-        "NextTrialIn": round(max(0.0, breaker.next_trial_at(prov, now) - now), 3),
-    }
+#: What Status needs of one member, worked out once: (logical ID or "", ID, logical ID, health
+#: record, health word, at the desired config), sorted on the first two (Status order).
+_Row = tuple[str, str, "str | None", "InstanceHealth | None", str, bool]
 
 
-def _needs_attention(m: Description, word: str, settings: GroupSettings, state: GroupState) -> bool:
+_STATUS_ORDER = itemgetter(0, 1)
+
+
+@dataclass(frozen=True)
+class _Survey:
+    """Every member as a :data:`_Row`, in Status order, with the counts of health words and of
+    members at an old config."""
+
+    rows: list[_Row]
+    words: dict[str, int]
+    old: int
+
+
+def _survey(settings: GroupSettings, state: GroupState, members: list[Description]) -> _Survey:
+    """One look at each member (100 000 members: one pass, not five)."""
+    health = state.health
+    matches = settings.hash.matches
+    rows: list[_Row] = []
+    words: dict[str, int] = {}
+    old = 0
+    for m in members:
+        h = health.get(m.id)
+        word = health_word(h)
+        desired = matches(m.tags)
+        old += not desired
+        words[word] = words.get(word, 0) + 1
+        lid = logical_id_of(m)
+        rows.append((lid or "", m.id, lid, h, word, desired))
+    rows.sort(key=_STATUS_ORDER)  # stable; a duplicate ID never compares the records
+    return _Survey(rows, words, old)
+
+
+def _needs_attention(row: _Row, checked: bool, state: GroupState) -> bool:
     """Not healthy (when health is checked), at an old config, or being destroyed."""
-    checked = settings.properties.health is not None
-    return (
-        (checked and word != "healthy")
-        or not settings.hash.matches(m.tags)
-        or m.id in state.destroying
-    )
+    _, iid, _, _, word, desired = row
+    return (checked and word != "healthy") or not desired or iid in state.destroying
 
 
 def snapshot_of(
@@ -176,20 +194,33 @@ def snapshot_of(
     )
 
 
-def _instance_row(
-    m: Description, settings: GroupSettings, state: GroupState, now: float
-) -> dict[str, Any]:
+def _instance_row(row: _Row, state: GroupState, now: float) -> dict[str, Any]:
     """One instance as Status shows it: its config (desired or old), health and since when,
     whether it is being destroyed, and why its health is what it is."""
-    h = state.health.get(m.id)
+    _, iid, lid, h, word, desired = row
     return {
-        "ID": m.id,
-        "LogicalID": logical_id_of(m),
-        "Config": "desired" if settings.hash.matches(m.tags) else "old",
-        "Health": health_word(h),
+        "ID": iid,
+        "LogicalID": lid,
+        "Config": "desired" if desired else "old",
+        "Health": word,
         "HealthSince": round(now - h.since, 3) if h and h.last_check is not None else None,
-        "Destroying": m.id in state.destroying,
+        "Destroying": iid in state.destroying,
         "Note": h.note if h else "",
+    }
+
+
+def _degraded(settings: GroupSettings, state: GroupState, now: float) -> dict[str, Any] | None:
+    """The open breaker: why, how many failures, when the next trial create is (None: closed)."""
+    breaker = state.breaker
+    if not breaker.open:
+        return None
+    prov = settings.properties.provisioning
+    return {
+        "Reason": breaker.reason,
+        "Failures": breaker.failures,
+        "HalfOpen": breaker.half_open,
+        "FailedTrials": breaker.failed_trials,
+        "NextTrialIn": round(max(0.0, breaker.next_trial_at(prov, now) - now), 3),
     }
 
 
@@ -215,4 +246,8 @@ def health_word(h: InstanceHealth | None) -> str:
     checked)."""
     if h is None or h.last_check is None:
         return "-"
-    return h.status.name.lower()
+    return _WORDS[h.status]
+
+
+#: Health -> its word (``Enum.name`` is a descriptor lookup: 100 000 rows paid it twice each).
+_WORDS = {status: status.name.lower() for status in Health}

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from infrakit.errors import SpecError
-from infrakit.specfile.template import has_template_syntax, render
+from infrakit.specfile.syntax import has_template_syntax
 from infrakit.spi.flavor import AllocationMethod, Index
 from infrakit.spi.instance import Attachment, Description, Spec, attachments_from_wire
 from infrakit.spi.types import JSON, Health, Tags, ci_get, ci_view, want_str, want_tags
@@ -137,6 +137,8 @@ def render_init(parsed: VanillaProperties, context: dict[str, Any]) -> list[str]
 def _render(text: str, name: str, root: Path | None, context: dict[str, Any]) -> str:
     if not has_template_syntax(text):
         return text
+    from infrakit.specfile.template import render  # Jinja2: only once a template is rendered
+
     return render(text, name=name, root=root, context=context, shell=True)
 
 
