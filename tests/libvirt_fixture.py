@@ -121,7 +121,9 @@ def _missing_tools() -> list[str]:
     try:
         import libvirt  # noqa: F401
     except ImportError:
-        missing.append("libvirt-python (pip install -e '.[dev]' after scripts/system-deps)")
+        missing.append(
+            "libvirt-python (scripts/test installs it: pip install -e '.[dev,libvirt]' after scripts/system-deps)"
+        )
     return missing
 
 
