@@ -53,6 +53,7 @@ __all__ = [
     "VersionMismatchError",
     "as_reported",
     "error_from_kind",
+    "wire_kind_of",
 ]
 
 
@@ -63,6 +64,9 @@ class InfrakitError(Exception):
     kind: str = "InfrakitError"
     #: True when the error says nothing about the request: retry later, do not count it.
     temporary: bool = False
+    #: The kind the wire reports for the exception this one was made from (set by
+    #: :func:`as_reported`; None: this error's own kind).
+    wire_kind: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -176,19 +180,32 @@ def as_reported(exc: Exception) -> InfrakitError:
     A plugin behaves the same in-process and over a socket: an infrakit error keeps its class
     (a transport error of the plugin's own becomes :class:`PluginError`: the plugin itself was
     reached), ``NotImplementedError`` and any other exception (a plugin bug) become
-    :class:`PluginError` - the latter named by its class, ``KeyError: 'x'``.
+    :class:`PluginError` - the latter named by its class, ``KeyError: 'x'``. A new error made
+    here remembers in ``wire_kind`` the kind the wire reports for ``exc``, so mapping it again
+    (the RPC server after the adapter) sends what ``exc`` itself would have sent.
     """
-    if isinstance(exc, PluginError):
-        # Its kind on the wire: a transport error's (the plugin's own backend was unreachable,
-        # which the wire has always said), else PluginError. Mapping twice changes nothing.
-        cls = _KINDS.get(exc.remote_kind or "")
-        kind = exc.remote_kind if cls is not None and issubclass(cls, TransportError) else None
-        kind = kind or PluginError.kind
-        return exc if exc.remote_kind == kind else PluginError(str(exc), remote_kind=kind)
+    wire = wire_kind_of(exc)
+    rebuilt = error_from_kind(wire, _message_of(exc))
+    if isinstance(exc, InfrakitError) and type(rebuilt) is type(exc):
+        if not isinstance(exc, PluginError) or (
+            isinstance(rebuilt, PluginError) and rebuilt.remote_kind == exc.remote_kind
+        ):
+            return exc  # the wire would rebuild it as it is: keep the object
+    rebuilt.wire_kind = wire
+    return rebuilt
+
+
+def wire_kind_of(exc: BaseException) -> str:
+    """``data.kind`` of ``exc`` on the wire: an infrakit error's own kind, else PluginError."""
     if isinstance(exc, InfrakitError):
-        rebuilt = error_from_kind(exc.kind, str(exc))
-        return exc if type(rebuilt) is type(exc) else rebuilt
+        return exc.wire_kind or exc.kind
+    return PluginError.kind
+
+
+def _message_of(exc: BaseException) -> str:
+    """The one line the wire carries for ``exc`` (a plugin bug is named by its class)."""
+    if isinstance(exc, InfrakitError):
+        return str(exc)
     if isinstance(exc, NotImplementedError):
-        return PluginError(str(exc) or "not implemented", remote_kind=PluginError.kind)
-    text = str(exc) or type(exc).__name__
-    return PluginError(f"{type(exc).__name__}: {text}", remote_kind=PluginError.kind)
+        return str(exc) or "not implemented"
+    return f"{type(exc).__name__}: {str(exc) or type(exc).__name__}"

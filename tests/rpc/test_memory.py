@@ -30,6 +30,11 @@ FAILURES: dict[str, Exception] = {
     "not-implemented": NotImplementedError(),
     "own-unreachable": errors.PluginUnreachableError("cloud API at 10.0.0.1 is down"),
     "plugin-error": errors.PluginError("quota exceeded"),
+    # Passed on from another plugin, and a plugin's own subclass.
+    "passed-on": errors.PluginError(
+        "disk plugin: not running", remote_kind="PluginUnreachableError"
+    ),
+    "subclass": type("QuotaError", (errors.PluginError,), {})("quota of 5 reached"),
 }
 
 
@@ -237,3 +242,36 @@ def test_the_blocking_client_answers_the_same_in_memory_and_over_the_socket() ->
                 stream.close()
         assert seen["memory"] == ("", "KeyError: 'region'", ["memory"])
         assert seen["socket"] == ("", "KeyError: 'region'", ["socket"])
+
+
+def _kind_before_the_split(exc: Exception) -> str:
+    """data.kind as the server sent it before errors.as_reported (74d37d2's exception_to_error)."""
+    return exc.kind if isinstance(exc, errors.InfrakitError) else "PluginError"
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_the_wire_kind_is_what_it_always_was_also_after_the_adapter(failure: str) -> None:
+    from infrakit.rpc.envelope import exception_to_error
+
+    exc = FAILURES[failure]
+    _, message, data = exception_to_error(exc)
+    assert data == {"kind": _kind_before_the_split(exc)}
+    # The server sees what the adapter raised, already mapped: the same kind and message.
+    reported = errors.as_reported(exc)
+    assert exception_to_error(reported)[1:] == (message, data)
+    assert errors.as_reported(reported) is reported  # mapping twice changes nothing
+
+
+@pytest.mark.timeout(20)
+async def test_closing_a_subscription_ends_it_on_the_server() -> None:
+    from infrakit.launch.host import services_for
+
+    broker: Broker[spi.event.Event] = Broker()
+    served = Served(instance={"": Cloud()}, events=broker)
+    server = PluginServer("cloud", services_for("cloud", served).services, events=broker)
+    client = Client("cloud", "memory/cloud", transport=MemoryTransport(server))
+    stream = client.subscribe("instance/")
+    assert (await asyncio.wait_for(anext(stream), 5)).type == "subscribed"
+    assert broker.subscriber_count == 1
+    await stream.aclose()
+    assert broker.subscriber_count == 0

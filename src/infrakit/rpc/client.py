@@ -44,8 +44,9 @@ a token (see :mod:`infrakit.rpc.server`)::
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from infrakit import errors
@@ -206,12 +207,13 @@ class Client(ClientCore):
         try:
             self.check_stream(stream.status, stream.content_type)
             decoder = SseDecoder(codec.loads)
-            async for chunk in stream.chunks():
-                for item in decoder.feed(chunk):
-                    if isinstance(item, spi_event.Event):
-                        yield item
-                    elif isinstance(item, Subscribed):
-                        yield spi_event.Event(topic="", type="subscribed")
+            async with contextlib.aclosing(stream.chunks()) as chunks:
+                async for chunk in chunks:
+                    for item in decoder.feed(chunk):
+                        if isinstance(item, spi_event.Event):
+                            yield item
+                        elif isinstance(item, Subscribed):
+                            yield spi_event.Event(topic="", type="subscribed")
         finally:
             await stream.aclose()
 
@@ -320,7 +322,7 @@ class _AiohttpStream:
         self.status = response.status
         self.content_type = response.headers.get("Content-Type", "")
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         import aiohttp
 
         try:

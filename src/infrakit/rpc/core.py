@@ -34,7 +34,7 @@ No sockets, no aiohttp, no asyncio here (import-linter holds it to that).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -212,7 +212,7 @@ class AsyncStream(Protocol):
     status: int
     content_type: str
 
-    def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncGenerator[bytes, None]:
         """The body as it arrives; :class:`~infrakit.errors.PluginUnreachableError` if cut."""
         ...
 

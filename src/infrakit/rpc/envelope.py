@@ -179,11 +179,10 @@ def error_reply(
 
 
 def exception_to_error(exc: Exception) -> tuple[int, str, Any]:
-    """Map any exception raised by a handler to ``(code, message, data)``: the message and kind
-    of :func:`infrakit.errors.as_reported` (what an in-process caller sees too)."""
-    reported = errors.as_reported(exc)
-    kind = reported.remote_kind if isinstance(reported, errors.PluginError) else None
-    return SERVER_ERROR, str(reported), {"kind": kind or reported.kind}
+    """Map any exception raised by a handler to ``(code, message, data)``: the message of
+    :func:`infrakit.errors.as_reported` (what an in-process caller sees too) and the kind of the
+    exception the plugin raised (:func:`infrakit.errors.wire_kind_of`)."""
+    return SERVER_ERROR, str(errors.as_reported(exc)), {"kind": errors.wire_kind_of(exc)}
 
 
 def decode_response(status: int, doc: Any, era: Era, what: Callable[[], str]) -> Any:

@@ -93,7 +93,7 @@ class _MemoryStream:
         self._frames = frames
         self._body = body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         if self._frames is None:
             yield self._body
             return
@@ -159,8 +159,12 @@ class LoopMemoryTransport:
         if stream is None:
             return
         chunks = stream.chunks()
-        while (chunk := self._run(_next_or_none(chunks), None)) is not None:
-            yield chunk
+        try:
+            while (chunk := self._run(_next_or_none(chunks), None)) is not None:
+                yield chunk
+        finally:
+            if not self._loop.is_closed():
+                self._run(_aclose(chunks), 5.0)
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
@@ -174,3 +178,9 @@ async def _next_or_none(chunks: AsyncIterator[bytes]) -> bytes | None:
         return await anext(chunks)
     except StopAsyncIteration:
         return None
+
+
+async def _aclose(chunks: AsyncIterator[bytes]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
