@@ -186,11 +186,11 @@ def as_reported(exc: Exception) -> InfrakitError:
     """
     wire = wire_kind_of(exc)
     rebuilt = error_from_kind(wire, _message_of(exc))
-    if isinstance(exc, InfrakitError) and type(rebuilt) is type(exc):
-        if not isinstance(exc, PluginError) or (
-            isinstance(rebuilt, PluginError) and rebuilt.remote_kind == exc.remote_kind
-        ):
-            return exc  # the wire would rebuild it as it is: keep the object
+    same_remote = not isinstance(exc, PluginError) or (
+        isinstance(rebuilt, PluginError) and rebuilt.remote_kind == exc.remote_kind
+    )
+    if isinstance(exc, InfrakitError) and type(rebuilt) is type(exc) and same_remote:
+        return exc  # the wire would rebuild it as it is: keep the object
     rebuilt.wire_kind = wire
     return rebuilt
 
