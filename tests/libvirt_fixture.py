@@ -46,8 +46,16 @@ INIT_DONE = "INFRAKIT-GUEST-INIT-DONE"
 POOL = "infrakit"
 DAEMON_USER = "nobody"
 
-#: Kernel modules the guest loads (in order) for fw_cfg and for the NoCloud cdrom.
+#: Kernel modules the guest loads (in order) for fw_cfg, the NoCloud cdrom and a virtio NIC.
 GUEST_MODULES = (
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
     "drivers/firmware/qemu_fw_cfg.ko",
     "drivers/cdrom/cdrom.ko",
     "fs/isofs/isofs.ko",
@@ -63,6 +71,18 @@ GUEST_INIT = f"""#!/bin/busybox sh
 export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 echo {BOOTED}
+# A virtio NIC (Forward: QEMU user networking) gets the address QEMU's user network expects.
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover \
+    net_failover virtio_net; do insmod /lib/mods/$m.ko 2>/dev/null; done
+for i in $(seq 30); do
+  [ -e /sys/class/net/eth0 ] && break
+  grep -qs 0x0001 /sys/bus/virtio/devices/*/device || break
+  sleep 0.1
+done
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set lo up; ip addr add 10.0.2.15/24 dev eth0; ip link set eth0 up
+  ip route add default via 10.0.2.2
+fi
 for arg in $(cat /proc/cmdline); do
   case "$arg" in infrakit.init=*) echo "${{arg#infrakit.init=}}" | base64 -d > /tmp/init.sh;; esac
 done

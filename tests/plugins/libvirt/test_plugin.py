@@ -193,3 +193,43 @@ async def test_the_kvm_probe_is_a_real_boot(hv: Hypervisor, plugin: LibvirtInsta
 
     assert await asyncio.to_thread(auto._domain_type, parse_properties(hv.properties())) == "qemu"
     assert hv.domains(all=True) == [] and list(hv.run_dir.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+async def test_a_forwarded_guest_port_is_the_instances_address(
+    hv: Hypervisor, plugin: LibvirtInstancePlugin
+) -> None:
+    """Forward publishes a guest TCP port on 127.0.0.1 and reports it as infrakit.address:
+    a real HTTP server in the guest answers there (what the load balancer routes to)."""
+    import urllib.request
+
+    from infrakit.spi.types import ADDRESS_TAG
+
+    serve = (
+        "mkdir -p /www && echo hello-from-the-guest > /www/index.html && httpd -p 8080 -h /www"
+        " && ip -o addr show eth0"
+    )
+    name = await provision(plugin, serve, hv=hv.properties(), Network="user", Forward=8080)
+    [listed] = await asyncio.to_thread(plugin.describe_instances, {"infrakit.group": "vms"})
+    assert listed.id == name
+    address = listed.tags[ADDRESS_TAG]
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", address)
+    # A restarted plugin reads the same address back from the domain's metadata.
+    again = await asyncio.to_thread(new_plugin(hv).describe_instances, {})
+    assert [d.tags[ADDRESS_TAG] for d in again] == [address]
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{address}/", timeout=2) as reply:
+                return bool(reply.read() == b"hello-from-the-guest\n")
+        except OSError:
+            return False
+
+    await wait_until(lambda: INIT_DONE in hv.console(name), timeout=90)
+    assert f"{INIT_DONE} rc=0" in hv.console(name), hv.console(name)[-800:]
+    try:
+        await wait_until(answers, timeout=20)
+    except TimeoutError:
+        raise AssertionError(f"nothing answers at {address}: {hv.console(name)[-1500:]}") from None
+    with pytest.raises(errors.SpecError, match='Forward: needs "Network": "user"'):
+        await provision(plugin, hv=hv.properties(), Forward=8080)

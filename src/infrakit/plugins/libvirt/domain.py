@@ -94,6 +94,8 @@ class DomainProperties(_Model):
     initrd: str | None = Field(None, alias="initrd", min_length=1)
     cmdline: str = Field("", alias="cmdline")
     init_via: Literal["cmdline", "fwcfg", "nocloud"] | None = Field(None, alias="initvia")
+    #: A guest TCP port published on a free 127.0.0.1 port (the instance's address).
+    forward: int | None = Field(None, alias="forward", ge=1, le=65535)
 
 
 #: Wire spelling of each field, for error lines.
@@ -108,6 +110,7 @@ _WIRE = {
     "initrd": "Initrd",
     "cmdline": "Cmdline",
     "initvia": "InitVia",
+    "forward": "Forward",
 }
 
 _EXPECTED = {
@@ -121,6 +124,7 @@ _EXPECTED = {
     "Initrd": "the path of an initramfs on the hypervisor's host",
     "Cmdline": "the kernel command line, a string",
     "InitVia": '"cmdline", "fwcfg" or "nocloud"',
+    "Forward": "the guest's TCP port (1-65535) to publish on a free port of 127.0.0.1",
 }
 
 PROPERTIES_SCHEMA: dict[str, Any] = {
@@ -148,6 +152,13 @@ PROPERTIES_SCHEMA: dict[str, Any] = {
             "enum": ["cmdline", "fwcfg", "nocloud"],
             "description": "how the flavor's Init reaches the guest (default: cmdline with a "
             "Kernel, else nocloud)",
+        },
+        "Forward": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 65535,
+            "description": "a guest TCP port published on a free 127.0.0.1 port, reported as "
+            'the instance\'s address (infrakit.address); needs "Network": "user"',
         },
     },
 }
@@ -225,6 +236,12 @@ def parse_properties(properties: JSON) -> DomainProperties:
         raise SpecError(
             "libvirt Properties: nothing to boot; give Disk.Base (a bootable image) or Kernel "
             "(direct kernel boot)"
+        )
+    if props.forward is not None and props.network != "user":
+        raise SpecError(
+            f'libvirt Properties.Forward: needs "Network": "user" (QEMU user networking '
+            f"forwards a host port to the guest), got {props.network!r}; set Network to "
+            '"user", or reach the guest through its libvirt network or bridge instead'
         )
     if props.init_via == "cmdline" and props.kernel is None:
         raise SpecError(
@@ -337,6 +354,25 @@ def overlay_xml(name: str, capacity: int, base_path: str, base_format: str) -> s
     )
 
 
+#: The qemu namespace of ``<qemu:commandline>``, for a forwarded user-mode NIC.
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+
+
+def _forwarded(host_port: int, guest_port: int) -> str:
+    """A user-mode virtio NIC whose ``127.0.0.1:host_port`` reaches the guest's ``guest_port``.
+
+    libvirt's own ``<portForward>`` needs the passt backend; QEMU's ``hostfwd`` does not, so
+    the NIC is passed to QEMU directly (the guest sees 10.0.2.15/24, gateway 10.0.2.2)."""
+    netdev = f"user,id=ikfwd,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"
+    # On a PCI slot libvirt does not hand out (it numbers its own devices from slot 2 up).
+    args = ["-netdev", netdev, "-device", "virtio-net-pci,netdev=ikfwd,bus=pci.0,addr=0x1e"]
+    return (
+        "<qemu:commandline>"
+        + "".join(f"<qemu:arg value={quoteattr(a)}/>" for a in args)
+        + "</qemu:commandline>"
+    )
+
+
 def _interface(network: str) -> str:
     if network == "none":
         return ""
@@ -369,8 +405,10 @@ def domain_xml(
     metadata: str,
     files: InstanceFiles,
     init: str = "",
+    host_port: int | None = None,
 ) -> str:
-    """The persistent domain to define for one instance."""
+    """The persistent domain to define for one instance (``host_port``: where ``Forward``
+    is published)."""
     via = init_via(props, init)
     cmdline = props.cmdline.strip()
     if via == "cmdline":
@@ -399,15 +437,20 @@ def domain_xml(
             f"<source file={quoteattr(files.seed_iso)}/><target dev='hdc' bus='ide'/>"
             f"<readonly/></disk>"
         )
-    devices.append(_interface(props.network))
+    forwarded = ""
+    if props.forward is not None and host_port is not None:
+        forwarded = _forwarded(host_port, props.forward)
+    else:
+        devices.append(_interface(props.network))
     devices.append("<memballoon model='none'/>")
+    namespace = f" xmlns:qemu={quoteattr(QEMU_NS)}" if forwarded else ""
     return (
-        f"<domain type={quoteattr(domain_type)}><name>{escape(name)}</name>"
+        f"<domain type={quoteattr(domain_type)}{namespace}><name>{escape(name)}</name>"
         f"<metadata>{metadata}</metadata>"
         f"<memory unit='MiB'>{props.memory}</memory><vcpu>{props.cpus}</vcpu>"
         f"{sysinfo}{_os(props, cmdline)}<features><acpi/></features>"
         f"<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"
-        f"<on_crash>destroy</on_crash><devices>{''.join(devices)}</devices></domain>"
+        f"<on_crash>destroy</on_crash><devices>{''.join(devices)}</devices>{forwarded}</domain>"
     )
 
 

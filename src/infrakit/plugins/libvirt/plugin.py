@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import glob
 import logging
+import socket
 import subprocess
 import tempfile
 import threading
@@ -59,7 +60,7 @@ from infrakit.plugins.libvirt.domain import (
 )
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event
 from infrakit.spi.instance import Context, Description, Spec, tags_match
-from infrakit.spi.types import JSON, LOGICAL_ID_TAG, Tags
+from infrakit.spi.types import ADDRESS_TAG, JSON, LOGICAL_ID_TAG, Tags
 
 __all__ = ["DEFAULT_URI", "LibvirtInstancePlugin"]
 
@@ -294,8 +295,13 @@ class LibvirtInstancePlugin:
             files = self._write_init(name, via, spec.init, files)
             if props.disk is not None:
                 files = self._create_overlay(name, props, files)
-            metadata = metadata_xml(self.name, dict(spec.tags), spec.logical_id)
-            xml = domain_xml(name, domain_type, props, metadata, files, spec.init)
+            tags = dict(spec.tags)
+            host_port = None
+            if props.forward is not None:
+                host_port = _free_port()
+                tags[ADDRESS_TAG] = f"127.0.0.1:{host_port}"  # Describe reports it: metadata
+            metadata = metadata_xml(self.name, tags, spec.logical_id)
+            xml = domain_xml(name, domain_type, props, metadata, files, spec.init, host_port)
             self._call(lambda conn: conn.defineXML(xml).create(), f"define and start {name}")
         except BaseException:
             self._cleanup(name, files)
@@ -731,3 +737,10 @@ def _nocloud_seed(path: Path, name: str, init: str) -> None:
         if done.returncode != 0:
             raise PluginError(f"libvirt: genisoimage failed for {name}: {done.stderr.strip()}")
     path.chmod(0o644)
+
+
+def _free_port() -> int:
+    """A TCP port of 127.0.0.1 free now (the kernel picks it); QEMU binds it moments later."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
