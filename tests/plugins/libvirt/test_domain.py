@@ -150,3 +150,23 @@ def test_domain_names_are_readable_unique_and_valid() -> None:
     assert a != b and a.startswith("web-tier-1-") and len(a) == len("web-tier-1-") + 8
     assert domain_name("db-1", {}).startswith("db-1-")
     assert domain_name(None, {}).startswith("instance-")
+
+
+def test_forward_publishes_a_guest_port_through_user_networking_only() -> None:
+    props = parse_properties({**KERNEL, "Network": "user", "forward": 8080})
+    assert props.forward == 8080
+    xml = domain_xml("w-2", "qemu", props, metadata_xml("p", {}, None), InstanceFiles(), "", 40123)
+    root = _parsed(xml)
+    assert root.find("devices/interface") is None  # the NIC is QEMU's own, with the forward
+    qemu = "{http://libvirt.org/schemas/domain/qemu/1.0}"
+    args = [a.get("value") for a in root.iter(f"{qemu}arg")]
+    assert "user,id=ikfwd,hostfwd=tcp:127.0.0.1:40123-:8080" in args
+    assert any(a and a.startswith("virtio-net-pci,netdev=ikfwd") for a in args)
+    for bad, expected in (
+        ({**KERNEL, "Forward": 8080}, 'Forward: needs "Network": "user"'),
+        ({**KERNEL, "Network": "bridge:br0", "Forward": 80}, "got 'bridge:br0'"),
+        ({**KERNEL, "Network": "user", "Forward": 70000}, "Forward"),
+        ({**KERNEL, "Network": "user", "Forward": "80"}, "Forward"),
+    ):
+        with pytest.raises(SpecError, match=expected):
+            parse_properties(bad)
