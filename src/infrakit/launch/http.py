@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import logging
 import ssl as _ssl
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from infrakit import errors
+from infrakit._utils.addresses import is_loopback
 from infrakit.rpc import codec, connections
 from infrakit.spi.group import GroupSnapshot
 from infrakit.spi.plugin import Metrics
@@ -77,16 +77,6 @@ class StatusSource(Protocol):
     def snapshots(self) -> list[GroupSnapshot]: ...
 
     async def status(self, id: str, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
-
-
-def is_loopback(host: str) -> bool:
-    """``127.0.0.0/8``, ``::1`` or ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_guard(name: str, host: str, token: str | None, tls: bool) -> None:

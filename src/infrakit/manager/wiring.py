@@ -10,7 +10,6 @@ store) that does not answer within ``START_TIMEOUT`` each stop the start with on
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import socket
 import ssl
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from infrakit import errors
+from infrakit._utils.addresses import is_loopback
 from infrakit.controller.group.controller import GroupController
 from infrakit.controller.group.metadata import GroupMetadata
 from infrakit.controller.group.metered import MeteredControllers
@@ -59,22 +59,13 @@ def _leader_kind(given: str | None, store_url: str | None) -> str:
 def _check_token(listen: tuple[str, int] | None, token: str | None, insecure: bool) -> None:
     """``listen`` without a token is refused before anything listens (the RPC server applies the
     same rule, but only when the manager - the last plugin ``up`` serves - starts listening)."""
-    if listen is None or token or (insecure and _is_loopback(listen[0])):
+    if listen is None or token or (insecure and is_loopback(listen[0])):
         return
     raise errors.SpecError(
         f"manager --listen {listen[0]}:{listen[1]}: listening on TCP needs a shared token "
         "(--token-file, --token or INFRAKIT_TOKEN); without one only loopback with --insecure "
         "is allowed"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _tls(ctx: Context) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:

@@ -254,8 +254,9 @@ class AsyncTransport(Protocol):
 class ClientCore:
     """Handshake state, request encoding, reply decoding and error messages of one plugin client.
 
-    ``token`` (TCP targets only, never sent itself) and ``ssl`` come resolved from the client
-    (:func:`infrakit.rpc.auth.client_credentials` reads the defaults from the environment).
+    ``token`` (TCP targets only, never sent itself) and ``ssl`` default, for TCP targets only,
+    to what :func:`infrakit.rpc.auth.client_credentials` reads from the environment (the one
+    place a client reads files).
     """
 
     def __init__(
@@ -270,13 +271,12 @@ class ClientCore:
         token: str | None = None,
         ssl: _ssl.SSLContext | None = None,
         tls_hint: str | None = None,
-        resolve: bool = True,
     ) -> None:
         self.name = name
         self.address = parse_address(address)
         if ssl is not None and self.address.path is None and not self.address.tls:
             self.address = Address(host=self.address.host, port=self.address.port, tls=True)
-        if resolve and self.address.path is None:  # a UNIX socket takes no token and no TLS
+        if self.address.path is None:  # a UNIX socket takes no token and no TLS
             from infrakit.rpc.auth import client_credentials
 
             token, ssl = client_credentials(self.address, name, token, ssl)

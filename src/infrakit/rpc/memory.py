@@ -113,9 +113,6 @@ class LoopMemoryTransport:
     """A :class:`MemoryTransport` for a blocking client: each request runs on ``loop`` (an event
     loop serving ``server`` in another thread) and the calling thread waits for it."""
 
-    #: Headers a stream's answer carries, as the socket transport reads them (lower-cased).
-    _STREAM_HEADERS = {"content-type": "text/event-stream"}
-
     def __init__(self, core: ClientCore, server: PluginServer, loop: asyncio.AbstractEventLoop):
         self.core = core
         self.peer: Any = None
@@ -180,7 +177,6 @@ async def _next_or_none(chunks: AsyncIterator[bytes]) -> bytes | None:
         return None
 
 
-async def _aclose(chunks: AsyncIterator[bytes]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
+async def _aclose(chunks: AsyncGenerator[bytes, None]) -> None:
+    """``chunks.aclose()`` as a coroutine (what ``run_coroutine_threadsafe`` takes)."""
+    await chunks.aclose()

@@ -52,7 +52,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import socket
@@ -66,6 +65,7 @@ from typing import Any
 from aiohttp import web
 
 from infrakit import errors
+from infrakit._utils.addresses import is_loopback
 from infrakit._utils.duration import parse_duration
 from infrakit._utils.nesting import deeper_than, may_be_deeper_than
 from infrakit._utils.private import bind_private_unix, private_dir, write_private
@@ -79,15 +79,6 @@ from infrakit.spi.types import Era, InterfaceSpec
 __all__ = ["Handler", "PluginServer", "Service"]
 
 log = logging.getLogger(__name__)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 #: ``handler(params, era) -> result`` for one ``Service.Method``.
@@ -178,7 +169,7 @@ class PluginServer:
         serves TLS.
         """
         socket_path = Path(socket_path)
-        if tcp is not None and not token and not (insecure and _is_loopback(tcp[0])):
+        if tcp is not None and not token and not (insecure and is_loopback(tcp[0])):
             raise errors.SpecError(
                 f"plugin {self.name}: listening on TCP {tcp[0]} needs a shared token "
                 f"(--token-file, --token or INFRAKIT_TOKEN); without one only loopback with "
@@ -186,7 +177,7 @@ class PluginServer:
             )
         self._token_digest = _digest(token) if token else None
         self._auth = None
-        if tcp is not None and token and ssl is None and not _is_loopback(tcp[0]):
+        if tcp is not None and token and ssl is None and not is_loopback(tcp[0]):
             log.warning(
                 "plugin %s: TCP %s is plain text: requests and replies can be read and replies "
                 "forged on the network (infrakit's clients never send the token itself, but "

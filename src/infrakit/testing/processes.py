@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from infrakit._utils.addresses import free_tcp_port
+
 __all__ = [
     "Daemon",
     "HttpAnswer",
@@ -230,9 +232,7 @@ def session_members(session: int) -> list[int]:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_tcp_port()
 
 
 class HttpAnswer:

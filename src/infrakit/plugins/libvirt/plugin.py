@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import glob
 import logging
-import socket
 import subprocess
 import tempfile
 import threading
@@ -38,6 +37,7 @@ from xml.etree import ElementTree
 
 import libvirt
 
+from infrakit._utils.addresses import free_tcp_port
 from infrakit._utils.aio import Broker
 from infrakit.errors import NotFoundError, PluginError, SpecError
 from infrakit.plugins.libvirt.domain import (
@@ -298,7 +298,7 @@ class LibvirtInstancePlugin:
             tags = dict(spec.tags)
             host_port = None
             if props.forward is not None:
-                host_port = _free_port()
+                host_port = free_tcp_port()  # QEMU binds it moments later
                 tags[ADDRESS_TAG] = f"127.0.0.1:{host_port}"  # Describe reports it: metadata
             metadata = metadata_xml(self.name, tags, spec.logical_id)
             xml = domain_xml(name, domain_type, props, metadata, files, spec.init, host_port)
@@ -737,10 +737,3 @@ def _nocloud_seed(path: Path, name: str, init: str) -> None:
         if done.returncode != 0:
             raise PluginError(f"libvirt: genisoimage failed for {name}: {done.stderr.strip()}")
     path.chmod(0o644)
-
-
-def _free_port() -> int:
-    """A TCP port of 127.0.0.1 free now (the kernel picks it); QEMU binds it moments later."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -31,7 +31,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any
 
 import psutil
 
+from infrakit._utils.addresses import free_tcp_port
 from infrakit._utils.aio import Broker
 from infrakit._utils.private import open_private, private_dir, write_private
 from infrakit.errors import NotFoundError, PluginError, SpecError
@@ -549,9 +549,7 @@ class ProcessInstancePlugin:
         kernel picks it; the instance binds it moments later)."""
         taken = {i.tags.get(ADDRESS_TAG) for i in self._instances.values()}
         for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.bind((PORT_HOST, 0))
-                port = int(probe.getsockname()[1])
+            port = free_tcp_port(PORT_HOST)
             if f"{PORT_HOST}:{port}" not in taken:
                 return port
         raise PluginError(  # pragma: no cover - the kernel hands out distinct ephemeral ports
