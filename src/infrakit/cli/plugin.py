@@ -11,7 +11,6 @@ nothing that serves or calls plugins.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,7 +209,6 @@ def setup_logging(level: str, fmt: str | None = None) -> None:
     from infrakit._utils.logs import setup_logging as configure
 
     configure(level, fmt)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 @plugin_cli.command("stop")

@@ -28,7 +28,6 @@ RPC listeners' limits (:mod:`infrakit.rpc.connections`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -38,11 +37,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from infrakit import errors
 from infrakit._utils.addresses import is_loopback
-from infrakit.rpc import codec, connections
+from infrakit.rpc import codec, connections, http11
 from infrakit.spi.group import GroupSnapshot
 from infrakit.spi.plugin import Metrics
 
@@ -57,7 +54,17 @@ MAX_PAGE = 500
 #: Rows of a page when ``limit`` is not given.
 DEFAULT_PAGE = 50
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Reply = http11.Response | http11.Streaming
+Handler = Callable[[http11.Request], Awaitable[Reply]]
+
+#: Content types of the page's files, by suffix.
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 
 #: Sent with every answer: the page loads nothing from elsewhere and is never framed.
 SECURITY_HEADERS = {
@@ -120,7 +127,15 @@ class StatusServer:
         self.ready = ready
         self.limits = limits or connections.ConnectionLimits()
         self.address: tuple[str, int] | None = None
-        self._runner: web.AppRunner | None = None
+        self._http: http11.HttpServer | None = None
+        self._routes: dict[str, Handler] = {
+            "/": self._index,
+            "/api/groups": self._groups,
+            "/events": self._events,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+        }
         self._token_digest: bytes | None = None
 
     async def start(
@@ -140,69 +155,64 @@ class StatusServer:
         if guarded and not token:
             raise errors.SpecError(f"plugin {self.name}: a guarded --http listener needs a token")
         self._token_digest = _digest(token) if guarded and token else None
-        app = web.Application(
-            middlewares=[self._headers, self._check_token, connections.admission()]
+        http = self._http = http11.HttpServer(
+            self._serve, self.limits, f"plugin {self.name} --http"
         )
-        app.router.add_get("/", self._index)
-        app.router.add_static("/static/", STATIC, follow_symlinks=False)
-        app.router.add_get("/api/groups", self._groups)
-        app.router.add_get("/api/groups/{id}", self._group)
-        app.router.add_get("/events", self._events)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await runner.setup()
-        self._runner = runner
-        loop = asyncio.get_running_loop()
         try:
-            await connections.GuardedSite(
-                runner,
-                f"plugin {self.name} --http",
-                self.limits,
-                lambda factory: loop.create_server(factory, host, port, ssl=ssl, backlog=128),
-            ).start()
+            bound = await http.listen_tcp(host, port, ssl)
         except OSError as exc:
             await self.stop()
             raise errors.ConflictError(
                 f"plugin {self.name}: cannot listen on --http {host}:{port} "
                 f"({exc.strerror or exc}); choose another address or port"
             ) from exc
-        bound = next(a for a in runner.addresses if isinstance(a, tuple))
         self.address = (host, int(bound[1]))
         scheme = "https" if ssl is not None else "http"
         shown = f"[{host}]" if ":" in host else host
         log.info("plugin %s: status page on %s://%s:%d/", self.name, scheme, shown, bound[1])
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.close(grace=0.5)
+            self._http = None
 
     # --- guards ---------------------------------------------------------------------------------
 
-    @web.middleware
-    async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _serve(self, request: http11.Request) -> Reply:
+        """Every request: the token check, admission, the route; errors as JSON; the security
+        headers on every answer."""
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            response = _json(exc.status, {"error": f"{request.path}: {exc.reason}"})
+            response = self._check_token(request) or await self._route(request)
         except errors.InfrakitError as exc:
             response = _json(_status_of(exc), {"error": str(exc)})
-        if not response.prepared:
-            response.headers.update(SECURITY_HEADERS)
+        response.headers.update(SECURITY_HEADERS)
         return response
 
-    @web.middleware
-    async def _check_token(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _route(self, request: http11.Request) -> Reply:
+        request.admit()
+        path = request.path
+        handler = self._routes.get(path)
+        if handler is None and path.startswith("/api/groups/"):
+            handler = self._group
+        elif handler is None and path.startswith("/static/"):
+            handler = self._static
+        if handler is None:
+            return _json(404, {"error": f"{path}: Not Found"})
+        if request.method not in ("GET", "HEAD"):
+            response = _json(405, {"error": f"{path}: Method Not Allowed"})
+            response.headers["Allow"] = "GET, HEAD"
+            return response
+        return await handler(request)
+
+    def _check_token(self, request: http11.Request) -> http11.Response | None:
         if self._token_digest is None or request.path == "/healthz":
-            return await handler(request)
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+            return None
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(
             _digest(presented.strip()), self._token_digest
         ):
-            return await handler(request)
-        reason = "missing" if "Authorization" not in request.headers else "wrong"
+            return None
+        reason = "missing" if "authorization" not in request.headers else "wrong"
         response = _json(
             401,
             {
@@ -215,34 +225,43 @@ class StatusServer:
 
     # --- routes ---------------------------------------------------------------------------------
 
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        response = web.FileResponse(STATIC / "index.html")
+    async def _index(self, request: http11.Request) -> Reply:
+        response = _file(STATIC / "index.html")
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    async def _groups(self, request: web.Request) -> web.StreamResponse:
+    async def _static(self, request: http11.Request) -> Reply:
+        """A file of the page: a plain name in :data:`STATIC` (no directories, no dot files)."""
+        name = request.path[len("/static/") :]
+        if name in {p.name for p in STATIC.iterdir() if p.is_file()} and not name.startswith("."):
+            return _file(STATIC / name)
+        return _json(404, {"error": f"{request.path}: Not Found"})
+
+    async def _groups(self, request: http11.Request) -> Reply:
         # From memory only: a snapshot's Converged stays true while a converged group idles
         # (fresh within its next resync, nothing queued), so no Status call refreshes it first.
         groups = [asdict(s) for s in self.group.snapshots()]
         return _json(200, {"Plugin": self.name, "Groups": groups})
 
-    async def _group(self, request: web.Request) -> web.StreamResponse:
-        gid = request.match_info["id"]
+    async def _group(self, request: http11.Request) -> Reply:
+        gid = request.path[len("/api/groups/") :]
+        if not gid or "/" in gid:
+            return _json(404, {"error": f"{request.path}: Not Found"})
         options = _page_options(request.query)
-        if isinstance(options, web.Response):
+        if isinstance(options, http11.Response):
             return options
         report = await self.group.status(gid, options)
         return _json(200, {"ID": gid, **report})
 
-    async def _events(self, request: web.Request) -> web.StreamResponse:
+    async def _events(self, request: http11.Request) -> Reply:
         if self.events is None:
             return _json(404, {"error": f"plugin {self.name} publishes no events"})
         return await self.events(request)
 
-    async def _healthz(self, request: web.Request) -> web.StreamResponse:
+    async def _healthz(self, request: http11.Request) -> Reply:
         return _json(200, {"ok": True, "plugin": self.name})
 
-    async def _readyz(self, request: web.Request) -> web.StreamResponse:
+    async def _readyz(self, request: http11.Request) -> Reply:
         checks = await self.ready() if self.ready is not None else {}
         failing = {k: v for k, v in checks.items() if v}
         doc = {
@@ -253,16 +272,14 @@ class StatusServer:
         }
         return _json(503 if failing else 200, doc)
 
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+    async def _metrics(self, request: http11.Request) -> Reply:
         if self.recorder is None:
             return _json(404, {"error": f"plugin {self.name} serves no metrics"})
-        body, content_type = self.recorder.exposition(request.headers.get("Accept", ""))
-        response = web.Response(body=body)
-        response.headers["Content-Type"] = content_type
-        return response
+        body, content_type = self.recorder.exposition(request.headers.get("accept", ""))
+        return http11.Response(200, body, content_type)
 
 
-def _page_options(query: Any) -> dict[str, Any] | web.Response:
+def _page_options(query: Any) -> dict[str, Any] | http11.Response:
     """``offset``/``limit``/``filter`` of ``/api/groups/ID`` -> Status options (or a 400)."""
     options: dict[str, Any] = {"offset": 0, "limit": DEFAULT_PAGE}
     for key, top in (("offset", None), ("limit", MAX_PAGE)):
@@ -294,8 +311,12 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _json(status: int, doc: Any) -> web.Response:
-    response = web.Response(status=status, body=codec.dumps(doc) + b"\n")
-    response.headers["Content-Type"] = "application/json"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _json(status: int, doc: Any) -> http11.Response:
+    return http11.Response(
+        status, codec.dumps(doc) + b"\n", "application/json", {"Cache-Control": "no-store"}
+    )
+
+
+def _file(path: Path) -> http11.Response:
+    content_type = STATIC_TYPES.get(path.suffix, "application/octet-stream")
+    return http11.Response(200, path.read_bytes(), content_type)

@@ -3,8 +3,8 @@
 :class:`Client` is the :class:`~infrakit.rpc.core.ClientCore` (handshake, envelopes of both eras,
 error messages, the event stream's frames) over an :class:`~infrakit.rpc.core.AsyncTransport`:
 
-* :class:`AiohttpTransport` (the default): aiohttp on the plugin's UNIX socket or TCP address,
-  connections reused, safe to share across tasks;
+* :class:`~infrakit.rpc.streams.StreamTransport` (the default): HTTP/1.1 on asyncio streams to
+  the plugin's UNIX socket or TCP address, connections reused, safe to share across tasks;
 * :class:`infrakit.rpc.memory.MemoryTransport`: straight into a
   :class:`~infrakit.rpc.server.PluginServer` of this process, no socket - the same bytes,
   envelopes and errors (tests of the manager and the CLI run on it).
@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from infrakit import errors
 from infrakit.rpc.core import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
@@ -67,8 +66,6 @@ from infrakit.rpc.sync import SyncClient
 from infrakit.spi.types import InterfaceSpec
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from infrakit.spi import event as spi_event
 
 __all__ = [
@@ -76,7 +73,6 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "Address",
-    "AiohttpTransport",
     "Client",
     "SyncClient",
     "default_call_timeout",
@@ -85,11 +81,15 @@ __all__ = [
 
 
 class Client(ClientCore):
-    """Async client of one plugin; ``transport`` moves its bytes (default: aiohttp)."""
+    """Async client of one plugin; ``transport`` moves its bytes (default: asyncio streams)."""
 
     def __init__(self, *args: Any, transport: AsyncTransport | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.transport: AsyncTransport = transport or AiohttpTransport()
+        if transport is None:
+            from infrakit.rpc.streams import StreamTransport
+
+            transport = StreamTransport()
+        self.transport: AsyncTransport = transport
         self._handshake_lock: Any = None
         self._auth_lock: Any = None
 
@@ -218,143 +218,9 @@ class Client(ClientCore):
             await stream.aclose()
 
 
-class AiohttpTransport:
-    """aiohttp on a UNIX socket or TCP: one session (64 connections) per client, made on first use
-    (so importing this module does not import aiohttp)."""
-
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-
-    def _get_session(self, address: Address) -> aiohttp.ClientSession:
-        import aiohttp
-
-        if self._session is None or self._session.closed:
-            connector: aiohttp.BaseConnector
-            if address.path is not None:
-                connector = _unix_connector_class()(path=address.path, limit=64)
-            else:
-                connector = aiohttp.TCPConnector(limit=64)
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @staticmethod
-    def _ssl(core: ClientCore) -> Any:
-        return core.ssl if core.address.tls and core.ssl is not None else True
-
-    async def post(
-        self,
-        core: ClientCore,
-        path: str,
-        data: bytes,
-        headers: dict[str, str],
-        method: str,
-        timeout: float,
-    ) -> tuple[int, bytes, Any]:
-        import asyncio
-
-        import aiohttp
-
-        session = self._get_session(core.address)
-        try:
-            async with session.post(
-                core.address.base_url + path,
-                data=data,
-                headers=headers,
-                ssl=self._ssl(core),
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=core.connect_timeout),
-            ) as response:
-                peer = _peername(response)
-                return response.status, await response.read(), peer
-        except aiohttp.ClientSSLError as exc:
-            raise core.tls_failed(method, exc) from exc
-        except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
-            raise core.unreachable(method, getattr(exc, "os_error", exc)) from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise core.timeout(method, core.connect_timeout, "connection") from exc
-        except TimeoutError as exc:
-            raise core.timeout(method, timeout, "answer") from exc
-        except aiohttp.ClientResponseError as exc:
-            raise core.not_http(method, " ".join(exc.message.split())[:100]) from exc
-        except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise core.dropped(method, exc) from exc
-
-    async def open_stream(
-        self, core: ClientCore, path: str, headers: dict[str, str]
-    ) -> AsyncStream:
-        """Open ``GET /events`` (answered at once; the stream may then stay quiet for long)."""
-        import asyncio
-
-        import aiohttp
-        from yarl import URL
-
-        session = self._get_session(core.address)
-        what = "GET /events"
-        try:
-            async with asyncio.timeout(core.handshake_timeout):
-                response = await session.get(
-                    URL(core.address.base_url + path, encoded=True),
-                    headers=headers,
-                    ssl=self._ssl(core),
-                    timeout=aiohttp.ClientTimeout(
-                        total=None, sock_connect=core.connect_timeout, sock_read=None
-                    ),
-                )
-        except TimeoutError as exc:
-            raise core.timeout(what, core.handshake_timeout, "answer") from exc
-        except aiohttp.ClientSSLError as exc:
-            raise core.tls_failed(what, exc) from exc
-        except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
-            raise core.unreachable(what, getattr(exc, "os_error", exc)) from exc
-        return _AiohttpStream(core, response)
-
-
-class _AiohttpStream:
-    """An aiohttp response read as an event stream."""
-
-    def __init__(self, core: ClientCore, response: aiohttp.ClientResponse) -> None:
-        self._core = core
-        self._response = response
-        self.status = response.status
-        self.content_type = response.headers.get("Content-Type", "")
-
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
-        import aiohttp
-
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except aiohttp.ClientError as exc:
-            raise errors.PluginUnreachableError(
-                f"plugin {self._core.name} at {self._core.address}: event stream ended ({exc!s})"
-            ) from exc
-
-    async def read(self) -> bytes:
-        return await self._response.read()
-
-    async def aclose(self) -> None:
-        self._response.release()
-
-
-def _peername(response: Any) -> Any:
-    """The peer address of the connection an aiohttp response came on (None if unknown).
-
-    aiohttp hands the connection back to its pool as soon as a small body is read, so it is taken
-    from the response's protocol (private, hence the care: without it, the challenge is checked
-    against the dialled address alone, which is the one that matters).
-    """
-    transport = getattr(getattr(response, "_protocol", None), "transport", None)
-    if transport is None and response.connection is not None:
-        transport = response.connection.transport
-    return transport.get_extra_info("peername") if transport is not None else None
-
-
-async def _connect_unix(path: str, timeout: float | None) -> socket.socket:
-    """Async twin of :func:`_connect_unix_blocking`: retry EAGAIN until ``timeout``.
+async def connect_unix(path: str, timeout: float | None) -> socket.socket:
+    """Async twin of :func:`infrakit.rpc.sync._connect_unix_blocking`: a connected non-blocking
+    UNIX socket, retrying EAGAIN until ``timeout``.
 
     (asyncio's own ``sock_connect`` mistakes a UNIX EAGAIN for a connection in progress and hands
     back an unconnected socket.) Raises :class:`TimeoutError` when the queue stays full.
@@ -380,46 +246,3 @@ async def _connect_unix(path: str, timeout: float | None) -> socket.socket:
     except BaseException:
         sock.close()
         raise
-
-
-_UNIX_CONNECTOR: Any = None
-
-
-def _unix_connector_class() -> Any:
-    """aiohttp's UnixConnector, connecting through :func:`_connect_unix` (built on first use, so
-    the CLI never imports aiohttp).
-
-    The override uses aiohttp's private ``_create_connection(req, traces, timeout)`` (3.10-3.14).
-    Should a future aiohttp change it, the plain connector is used instead: calls still work, only
-    a full accept queue is reported as "not running" rather than as a timeout
-    (tests/rpc/test_client.py tells).
-    """
-    global _UNIX_CONNECTOR
-    if _UNIX_CONNECTOR is None:
-        import inspect
-
-        import aiohttp
-        from aiohttp.client_exceptions import UnixClientConnectorError
-
-        private = getattr(aiohttp.UnixConnector, "_create_connection", None)
-        try:
-            params = list(inspect.signature(private).parameters) if private else []
-        except (TypeError, ValueError):
-            params = []
-        if params != ["self", "req", "traces", "timeout"]:
-            _UNIX_CONNECTOR = aiohttp.UnixConnector
-            return _UNIX_CONNECTOR
-
-        class UnixConnector(aiohttp.UnixConnector):
-            async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
-                try:
-                    sock = await _connect_unix(self.path, timeout.sock_connect)
-                    _, proto = await self._loop.create_unix_connection(self._factory, sock=sock)
-                except TimeoutError:
-                    raise
-                except OSError as exc:
-                    raise UnixClientConnectorError(self.path, req.connection_key, exc) from exc
-                return proto
-
-        _UNIX_CONNECTOR = UnixConnector
-    return _UNIX_CONNECTOR

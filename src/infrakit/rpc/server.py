@@ -1,6 +1,6 @@
 """Serve plugin objects over HTTP on a UNIX socket (and optionally TCP), speaking both InfraKit eras.
 
-Routes (one aiohttp application per socket):
+Routes (served by :mod:`infrakit.rpc.http11` on every listener):
 
 * ``POST /``                   JSON-RPC 2.0 (InfraKit HEAD), including ``Handshake.Hello``.
 * ``POST <any other path>``    SEED-era JSON-RPC 1.0 envelope (the Go SEED client posts ``/rpc``),
@@ -62,14 +62,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from infrakit import errors
 from infrakit._utils.addresses import is_loopback
 from infrakit._utils.duration import parse_duration
 from infrakit._utils.nesting import deeper_than, may_be_deeper_than
 from infrakit._utils.private import bind_private_unix, private_dir, write_private
-from infrakit.rpc import codec, connections, envelope
+from infrakit.rpc import codec, connections, envelope, http11
 from infrakit.rpc.auth import AUTH_PATH, SCHEME, ServerAuth, format_address
 from infrakit.rpc.core import sse_comment, sse_data
 from infrakit.spi import event as spi_event
@@ -83,6 +81,12 @@ log = logging.getLogger(__name__)
 
 #: ``handler(params, era) -> result`` for one ``Service.Method``.
 Handler = Callable[[dict[str, Any], Era], Awaitable[Any]]
+
+#: What a listener answers a request with.
+Reply = http11.Response | http11.Streaming
+
+#: Content-Type of every JSON reply.
+JSON_TYPE = "application/json; charset=utf-8"
 
 #: Seconds between SSE keep-alive comments (detects vanished subscribers on TCP).
 SSE_HEARTBEAT_SECONDS = 30.0
@@ -141,8 +145,15 @@ class PluginServer:
                 self._handlers[method] = handler
         for method, handler in self._handshake_handlers().items():
             self._handlers.setdefault(method, handler)
-        self._runner: web.AppRunner | None = None
-        self._sse_tasks: set[asyncio.Task[Any]] = set()
+        self._http: http11.HttpServer | None = None
+        #: GET (and HEAD) routes, by path.
+        self._gets: dict[str, Callable[[http11.Request], Awaitable[Reply]]] = {
+            "/info/api.json": self._get_api_info,
+            "/info/functions.json": self._get_functions,
+            "/events": self._get_events,
+            "/metrics": self._get_metrics,
+            "/healthz": self._get_healthz,
+        }
         self._stopping = asyncio.Event()
         #: SHA-256 of the TCP bearer token (None: no token asked for).
         self._token_digest: bytes | None = None
@@ -191,44 +202,17 @@ class PluginServer:
                 "use a shorter plugin directory (INFRAKIT_PLUGINS_DIR)"
             )
         prepare_socket_path(self.name, socket_path)
-        app = web.Application(
-            client_max_size=envelope.MAX_BODY_BYTES * 4,
-            # admission runs only for requests that passed the token check: it ends the
-            # connection's admission deadline (infrakit.rpc.connections).
-            middlewares=[self._check_token, connections.admission(open_paths=(AUTH_PATH,))],
-        )
-        app.router.add_post("/", self._post_head)
-        app.router.add_get("/info/api.json", self._get_api_info)
-        app.router.add_get("/info/functions.json", self._get_functions)
-        app.router.add_get("/events", self._get_events)
-        app.router.add_get("/metrics", self._get_metrics)
-        app.router.add_get("/healthz", self._get_healthz)
-        app.router.add_post("/_infrakit/stop", self._post_stop)
-        app.router.add_post(AUTH_PATH, self._post_auth)
-        app.router.add_route("*", "/", self._wrong_method)
-        app.router.add_post("/{tail:.*}", self._post_seed)
-        app.router.add_route("*", "/{tail:.*}", self._wrong_method)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await runner.setup()
-        self._runner = runner
-        loop = asyncio.get_running_loop()
+        http = self._http = http11.HttpServer(self._route, self.limits, f"plugin {self.name}")
         # TCP (and its .listen file) first: once the UNIX socket accepts, the plugin is whole.
         if tcp is not None:
-            host, port = tcp
             try:
-                await connections.GuardedSite(
-                    runner,
-                    f"plugin {self.name}",
-                    self.limits,
-                    lambda factory: loop.create_server(factory, host, port, ssl=ssl, backlog=128),
-                ).start()
+                _, port = await http.listen_tcp(tcp[0], tcp[1], ssl)
             except OSError as exc:
                 await self.stop()  # no half-started plugin
                 raise errors.ConflictError(
                     f"plugin {self.name}: cannot listen on TCP {tcp[0]}:{tcp[1]} "
                     f"({exc.strerror or exc}); choose another address or port"
                 ) from exc
-            port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
             self.tcp_address = (tcp[0], port)
             if token:
                 self._auth = ServerAuth(token, [format_address(tcp[0], port)])
@@ -249,49 +233,61 @@ class PluginServer:
             host = f"[{tcp[0]}]" if ":" in tcp[0] else tcp[0]  # IPv6 in brackets, as in URLs
             write_private(self.listen_file, f"{scheme}://{host}:{port}".encode())
         try:
-            sock = bind_private_unix(socket_path)
-            await connections.GuardedSite(
-                runner,
-                f"plugin {self.name}",
-                self.limits,
-                lambda factory: loop.create_unix_server(factory, sock=sock, backlog=128),
-            ).start()
+            await http.listen_unix(bind_private_unix(socket_path))
         except BaseException:
             await self.stop()
             raise
         self.socket_path = socket_path
         log.info("plugin %s listening on %s", self.name, socket_path)
 
-    @web.middleware
-    async def _check_token(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    async def _route(self, request: http11.Request) -> Reply:
+        """Every request of every listener: the token check (TCP), admission, then the route."""
+        refused = await self._check_token(request)
+        if refused is not None:
+            return refused
+        path = request.path
+        if path != AUTH_PATH:  # the challenge is open to all: it admits nobody
+            request.admit()
+        if request.method == "POST":
+            if path == "/":
+                return await self._rpc(request, Era.HEAD)
+            if path == "/_infrakit/stop":
+                return self._post_stop(request)
+            if path == AUTH_PATH:
+                return await self._post_auth(request)
+            return await self._rpc(request, Era.SEED)
+        if request.method in ("GET", "HEAD"):
+            route = self._gets.get(path)
+            if route is not None:
+                return await route(request)
+        return self._wrong_method(request)
+
+    async def _check_token(self, request: http11.Request) -> http11.Response | None:
         """Requests that came over TCP must carry the token (UNIX ones need none): a request
         signed in a session opened at :data:`AUTH_PATH` (infrakit's clients), or a plain bearer
-        token (curl, Prometheus). The challenge route itself is open: it is how one proves."""
+        token (curl, Prometheus). The challenge route itself is open: it is how one proves.
+        None: go on; else the refusal."""
         if (
             self._token_digest is None
             or request.path == AUTH_PATH
-            or not isinstance(_sockname(request), tuple)
+            or not isinstance(request.sockname, tuple)
         ):
-            return await handler(request)
-        given = request.headers.get("Authorization", "")
+            return None
+        given = request.headers.get("authorization", "")
         scheme, _, presented = given.partition(" ")
         if scheme.lower() == SCHEME.lower() and self._auth is not None:
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return _json_response(413, {"error": f"plugin {self.name}: request body too large"})
-            request[_BODY] = body
-            why = self._auth.verify(presented, request.method, request.raw_path, body)
+            body = await request.body(self.limits)  # read once: the route gets the same bytes
+            if isinstance(body, connections.BodyError):
+                return _json_response(400, {"error": f"plugin {self.name}: {body.message}"})
+            why = self._auth.verify(presented, request.method, request.target, body)
             if not why:
-                return await handler(request)
+                return None
             return _refused(f"plugin {self.name}: signed request refused: {why}", why)
         # Digests have equal length, so the comparison time says nothing about the token.
         if scheme.lower() == "bearer" and hmac.compare_digest(
             _digest(presented.strip()), self._token_digest
         ):
-            return await handler(request)
+            return None
         reason = "missing" if not given else "wrong"
         return _refused(
             f"plugin {self.name}: bearer token {reason}; pass the shared token with "
@@ -299,15 +295,16 @@ class PluginServer:
             reason,
         )
 
-    async def _post_auth(self, request: web.Request) -> web.StreamResponse:
+    async def _post_auth(self, request: http11.Request) -> http11.Response:
         """Answer a client's challenge with proofs of the token (see :mod:`infrakit.rpc.auth`)."""
         if self._auth is None:
             return _json_response(200, {"Proofs": []})  # no token here: nothing to prove
+        body = await request.body(self.limits)
         try:
-            doc = codec.loads(await request.read())
+            doc = None if isinstance(body, connections.BodyError) else codec.loads(body)
         except ValueError:
             doc = None
-        sockname = _sockname(request)
+        sockname = request.sockname
         arrived = format_address(sockname[0], sockname[1]) if isinstance(sockname, tuple) else None
         try:
             return _json_response(200, self._auth.challenge(doc, arrived))
@@ -317,11 +314,9 @@ class PluginServer:
     async def stop(self) -> None:
         """Stop serving and remove the socket (and ``.listen``) files."""
         self._stopping.set()
-        for task in list(self._sse_tasks):
-            task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.close(grace=0.5)
+            self._http = None
         for path in (self.socket_path, self.listen_file):
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -330,23 +325,14 @@ class PluginServer:
 
     # --- JSON-RPC ------------------------------------------------------------------------------
 
-    async def _post_head(self, request: web.Request) -> web.StreamResponse:
-        return await self._rpc(request, Era.HEAD)
-
-    async def _post_seed(self, request: web.Request) -> web.StreamResponse:
-        return await self._rpc(request, Era.SEED)
-
-    async def _rpc(self, request: web.Request, era: Era) -> web.StreamResponse:
-        body = await connections.read_body(request, self.limits, request.get(_BODY))
+    async def _rpc(self, request: http11.Request, era: Era) -> http11.Response:
+        body = await request.body(self.limits)
         if isinstance(body, connections.BodyError):
             status, doc = envelope.error_reply(None, body.code, body.message, era)
-            response = _json_response(status, doc)
-            if body.close:
-                await connections.send_and_close(request, response)
-            return response
+            return _json_response(status, doc, close=body.close)
         status, doc = await self.dispatch_bytes(body, era)
         if doc is None:
-            return web.Response(status=200, body=b"")
+            return http11.Response(200, b"", content_type=None)
         return _json_response(status, doc)
 
     async def dispatch_bytes(self, body: bytes, era: Era) -> tuple[int, Any]:
@@ -409,20 +395,18 @@ class PluginServer:
             return envelope.error_reply(call.id, code, message, call.era, data)
         return 200, envelope.ok_reply(call.id, result, call.era)
 
-    async def _get_metrics(self, request: web.Request) -> web.StreamResponse:
+    async def _get_metrics(self, request: http11.Request) -> http11.Response:
         """Prometheus' scrape: the process's metrics, in the format its Accept header asks for."""
         if self.metrics is None:
             return _json_response(404, {"error": f"plugin {self.name} serves no metrics"})
-        body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
-        response = web.Response(body=body)
-        response.headers["Content-Type"] = content_type
-        return response
+        body, content_type = self.metrics.exposition(request.headers.get("accept", ""))
+        return http11.Response(200, body, content_type)
 
-    async def _get_healthz(self, request: web.Request) -> web.StreamResponse:
+    async def _get_healthz(self, request: http11.Request) -> http11.Response:
         """Liveness: the process answers (readiness is the HTTP listener's ``/readyz``)."""
         return _json_response(200, {"ok": True, "plugin": self.name})
 
-    async def _wrong_method(self, request: web.Request) -> web.StreamResponse:
+    def _wrong_method(self, request: http11.Request) -> http11.Response:
         era = Era.HEAD if request.path == "/" else Era.SEED
         _, doc = envelope.error_reply(
             None,
@@ -472,7 +456,7 @@ class PluginServer:
             objects.setdefault(str(spi_event.INTERFACE), [{"Name": ".", "ProxyFor": ""}])
         return objects
 
-    async def _get_api_info(self, request: web.Request) -> web.StreamResponse:
+    async def _get_api_info(self, request: http11.Request) -> http11.Response:
         interfaces = []
         for svc in self.services:
             methods = []
@@ -507,33 +491,19 @@ class PluginServer:
         }
         return _json_response(200, doc)
 
-    async def _get_functions(self, request: web.Request) -> web.StreamResponse:
+    async def _get_functions(self, request: http11.Request) -> http11.Response:
         return _json_response(200, {"base": []})
 
     # --- events --------------------------------------------------------------------------------
 
-    async def _get_events(self, request: web.Request) -> web.StreamResponse:
-        opened = self.open_events(request.query.get("topic", ""), request.query.get("since"))
+    async def _get_events(self, request: http11.Request) -> Reply:
+        query = request.query
+        opened = self.open_events(query.get("topic", ""), query.get("since"))
         if isinstance(opened, tuple):
             return _json_response(*opened)
-        response = web.StreamResponse(
-            status=200,
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+        return http11.Streaming(
+            opened, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        await response.prepare(request)
-        task = asyncio.current_task()
-        if task is not None:
-            self._sse_tasks.add(task)
-        try:
-            async for frame in opened:
-                await response.write(frame)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            if task is not None:
-                self._sse_tasks.discard(task)
-            await opened.aclose()
-        return response
 
     def open_events(
         self, topic: str, since: str | None
@@ -598,7 +568,7 @@ class PluginServer:
             return f"plugin {self.name} keeps no event history; subscribe without since"
         return time.time() - seconds
 
-    async def serve_events(self, request: web.Request) -> web.StreamResponse:
+    async def serve_events(self, request: http11.Request) -> Reply:
         """``GET /events`` of this plugin for another listener of the process (the HTTP status
         page's live events): the same stream, ended when this server stops."""
         return await self._get_events(request)
@@ -629,22 +599,11 @@ class PluginServer:
 
     # --- control -------------------------------------------------------------------------------
 
-    async def _post_stop(self, request: web.Request) -> web.StreamResponse:
-        transport = request.transport
-        family = None
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            family = getattr(sock, "family", None)
-        if family != socket.AF_UNIX or self.on_stop_request is None:
+    def _post_stop(self, request: http11.Request) -> http11.Response:
+        if not request.on_unix_socket or self.on_stop_request is None:
             return _json_response(403, {"error": "stop is only accepted on the UNIX socket"})
         asyncio.get_running_loop().call_soon(self.on_stop_request)
         return _json_response(200, {"stopping": self.name})
-
-
-#: Request key of a body the token check has read already (a typed key where aiohttp has them).
-_BODY: Any = (
-    web.RequestKey("infrakit.body", bytes) if hasattr(web, "RequestKey") else "infrakit.body"
-)
 
 
 def _result_code(reply: Any) -> str:
@@ -661,12 +620,7 @@ def _result_code(reply: Any) -> str:
     return str(error.get("code", "error"))
 
 
-def _sockname(request: web.Request) -> Any:
-    """The local address a request arrived at: a tuple on TCP, a path (str) on a UNIX socket."""
-    return request.transport.get_extra_info("sockname") if request.transport else None
-
-
-def _refused(message: str, reason: str) -> web.Response:
+def _refused(message: str, reason: str) -> http11.Response:
     """HTTP 401 with a JSON-RPC error; ``data.reason`` lets infrakit's clients tell a session to
     renew from a credential that is wrong."""
     return _json_response(
@@ -696,10 +650,8 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _json_response(status: int, doc: Any) -> web.Response:
-    return web.Response(
-        status=status, body=codec.dumps(doc) + b"\n", content_type="application/json"
-    )
+def _json_response(status: int, doc: Any, *, close: bool = False) -> http11.Response:
+    return http11.Response(status, codec.dumps(doc) + b"\n", JSON_TYPE, close=close)
 
 
 def prepare_socket_path(name: str, path: Path) -> None:
