@@ -209,14 +209,19 @@ class StreamTransport:
     async def _exchange(
         self, conn: _Conn, request: bytes, method: str, timeout: float, core: ClientCore
     ) -> tuple[int, bytes, Any]:
-        keep = False
+        keep = answered = False
         try:
             async with asyncio.timeout(timeout):
                 conn.writer.write(request)
                 status, headers = await conn.head()
+                answered = True
                 body, keep = await conn.body(headers)
         except _EmptyReply:
             raise
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            if not answered:  # the peer had closed it: nothing was served
+                raise _EmptyReply(str(exc)) from exc
+            raise core.dropped(method, exc) from exc
         except TimeoutError as exc:
             raise core.timeout(method, timeout, "answer") from exc
         except _NotHttp as exc:

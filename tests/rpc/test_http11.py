@@ -1,0 +1,181 @@
+"""The HTTP/1.1 server under every listener (rpc/http11.py), over a real UNIX socket with raw bytes
+as the client: what real clients send (curl's Expect: 100-continue, HTTP/1.0, pipelining, HEAD,
+gzip, bare LF) is served; what is not HTTP is refused at once, not at a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from infrakit.testing import serve_plugin
+from infrakit.testing.fakes import FakeInstancePlugin
+from tests.rpc.wire import parse_reply, raw
+
+pytestmark = pytest.mark.timeout(30)
+
+HELLO = b'{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":1}'
+
+
+@pytest.fixture
+async def sock() -> AsyncIterator[Path]:
+    async with serve_plugin(FakeInstancePlugin(), "inst") as h:
+        yield h.socket
+
+
+def request(body: bytes = HELLO, *headers: str, version: str = "1.1", close: bool = True) -> bytes:
+    lines = [f"POST / HTTP/{version}", "Host: x", f"Content-Length: {len(body)}", *headers]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def talk(path: Path, data: bytes, *, until_close: bool = True, timeout: float = 5) -> bytes:
+    """Send ``data`` and read until the server closes (or ``timeout``)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(data)
+        received = b""
+        while chunk := s.recv(65536):
+            received += chunk
+        return received
+
+
+async def test_pipelined_requests_are_answered_in_order(sock: Path) -> None:
+    calls = [
+        json.dumps({"jsonrpc": "2.0", "method": "Handshake.Hello", "params": {}, "id": i}).encode()
+        for i in range(5)
+    ]
+    data = b"".join(request(c, close=False) for c in calls[:-1]) + request(calls[-1])
+    received = await asyncio.to_thread(talk, sock, data)
+    ids = [json.loads(part.split(b"\r\n\r\n", 1)[1])["id"] for part in _replies(received)]
+    assert ids == [0, 1, 2, 3, 4]
+
+
+def _replies(data: bytes) -> list[bytes]:
+    out = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        out.append(head + b"\r\n\r\n" + rest[:length])
+        data = rest[length:]
+    return out
+
+
+async def test_expect_100_continue_gets_continue_before_the_answer(sock: Path) -> None:
+    """curl sends Expect: 100-continue for bodies over 1 KiB and waits for the interim reply."""
+
+    def exchange() -> tuple[bytes, bytes]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(sock))
+            head = request(HELLO, "Expect: 100-continue")
+            s.sendall(head[: -len(HELLO)])
+            interim = s.recv(65536)
+            s.sendall(HELLO)
+            rest = b""
+            while chunk := s.recv(65536):
+                rest += chunk
+            return interim, rest
+
+    interim, rest = await asyncio.to_thread(exchange)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert parse_reply(rest).json()["result"]["Objects"]
+
+
+async def test_http_1_0_is_answered_and_closed(sock: Path) -> None:
+    received = await asyncio.to_thread(talk, sock, request(version="1.0", close=False))
+    reply = parse_reply(received)
+    assert reply.status == 200 and reply.headers["connection"] == "close"
+    assert reply.json()["id"] == 1
+
+
+async def test_bare_lf_line_ends_are_accepted(sock: Path) -> None:
+    data = b"POST / HTTP/1.1\nHost: x\nContent-Length: %d\nConnection: close\n\n" % len(HELLO)
+    reply = parse_reply(await asyncio.to_thread(talk, sock, data + HELLO))
+    assert reply.status == 200 and reply.json()["id"] == 1
+
+
+async def test_a_gzip_body_is_inflated(sock: Path) -> None:
+    data = request(gzip.compress(HELLO), "Content-Encoding: gzip")
+    reply = await asyncio.to_thread(raw, sock, data)
+    assert reply.json()["result"]["Objects"]
+
+
+async def test_a_chunked_body_is_served(sock: Path) -> None:
+    data = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + b"%x\r\n%s\r\n" % (10, HELLO[:10])
+        + b"%x;ext=1\r\n%s\r\n" % (len(HELLO) - 10, HELLO[10:])
+        + b"0\r\nX-Trailer: y\r\n\r\n"
+    )
+    reply = await asyncio.to_thread(raw, sock, data)
+    assert reply.json()["id"] == 1
+
+
+async def test_head_gets_headers_and_no_body(sock: Path) -> None:
+    received = await asyncio.to_thread(
+        talk, sock, b"HEAD /info/api.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert (
+        head.startswith(b"HTTP/1.1 200")
+        and int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) > 0
+    )
+    assert body == b""
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, id="tls-hello"
+        ),
+        pytest.param(bytes(range(14, 256)), id="binary-noise"),
+        pytest.param(b"A" * 40, id="endless-method"),
+    ],
+)
+async def test_bytes_that_cannot_begin_a_request_are_refused_at_once(
+    sock: Path, garbage: bytes
+) -> None:
+    """Not at the 10 s admission deadline: the first bytes tell already."""
+    started = time.monotonic()
+    received = await asyncio.to_thread(talk, sock, garbage)
+    assert time.monotonic() - started < 3
+    reply = parse_reply(received)
+    assert reply.status == 400 and "not an HTTP request line" in reply.json()["error"]["message"]
+
+
+async def test_a_declared_body_far_over_the_cap_is_refused_without_reading_it(sock: Path) -> None:
+    data = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % 10**30
+    started = time.monotonic()
+    reply = parse_reply(await asyncio.to_thread(talk, sock, data))
+    assert time.monotonic() - started < 3
+    assert reply.headers["connection"] == "close"
+    assert "request body too large" in reply.json()["error"]["message"]
+
+
+async def test_an_event_stream_is_chunked_and_ends_when_the_server_stops() -> None:
+    plugin = FakeInstancePlugin()
+    async with serve_plugin(plugin, "inst") as h:
+
+        def subscribe() -> bytes:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(str(h.socket))
+                s.sendall(b"GET /events?topic=instance/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                received = b""
+                while b": subscribed" not in received:
+                    received += s.recv(65536)
+                return received
+
+        received = await asyncio.to_thread(subscribe)
+    head = received.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"transfer-encoding: chunked" in head and b"text/event-stream" in head
