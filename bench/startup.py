@@ -11,13 +11,17 @@
   ``--big 100000`` adds ``group describe`` at that size (one commit of 100 000: a minute or so).
 * **RSS**: resident memory of ``infrakit up`` holding 0, 1000 and 10 000 instances
   (``--rss-sizes``), 1 s after convergence, with the target ``50 MB + 1.5 KB per instance``.
+* **daemons**: InfraKit SEED's layout of three processes (file instance, vanilla flavor, group):
+  start until all answer (wall time from the first ``Popen``), a commit of 1000 until converged,
+  and their RSS summed 1 s later (targets 0.3 s / 0.5 s / 63 MB, SEED's own RSS), with the PSS
+  sum beside it (shared libraries counted once).
 
 ``--compare DIR`` runs every figure also with the commands of another venv's ``bin`` (e.g.
 ``/work/main/.venv/bin``), alternating the two builds trial by trial, so a before/after is taken
 side by side under the same load. Run::
 
     .venv/bin/python -m bench.startup [--trials 7] [--runs 15] [--compare /work/main/.venv/bin]
-        [--rss-sizes 0,1000,10000] [--big 100000] [--only start,cli,rss]
+        [--rss-sizes 0,1000,10000] [--big 100000] [--only start,cli,rss,daemons]
 """
 
 from __future__ import annotations
@@ -263,12 +267,63 @@ def measure_rss(builds: Sequence[tuple[str, Path]], sizes: Sequence[int]) -> lis
     return out
 
 
+def measure_daemons(builds: Sequence[tuple[str, Path]], trials: int) -> list[Metric]:
+    """InfraKit SEED's layout: three daemons (file instance, vanilla flavor, group), each its own
+    process. Start until all three answer; commit of 1000 until converged; their RSS summed."""
+    out: dict[tuple[str, str], Metric] = {}
+    figures = {
+        "start": ("three daemons: started one after another until all answer", "s", 0.3),
+        "commit": ("three daemons: commit of 1000 until converged", "s", 0.5),
+        "rss": ("three daemons: RSS summed, holding 1000", "MB", 63.0),
+        "pss": ("three daemons: PSS summed (shared pages counted once), holding 1000", "MB", 63.0),
+    }
+    for build, _ in builds:
+        for key, (label, unit, target) in figures.items():
+            out[(key, build)] = Metric(
+                f"daemons_{key}_{build}", _label(label, build, builds), unit, target=target
+            )
+    for _ in range(trials):
+        for build, bin_dir in builds:
+            with _using(bin_dir):
+                started = time.monotonic()
+                with running("daemons") as stack:
+                    out[("start", build)].samples.append(time.monotonic() - started)
+                    seconds = commit_and_wait(stack, group_spec("cattle", CLI_SIZE), timeout=120)
+                    out[("commit", build)].samples.append(seconds)
+                    time.sleep(1.0)
+                    out[("rss", build)].samples.append(stack.rss_bytes() / 1e6)
+                    out[("pss", build)].samples.append(_pss_bytes(stack) / 1e6)
+            rig.remove_deferred()
+            print(
+                f"  daemons [{build}]: start {out[('start', build)].samples[-1]:.3f} s, commit "
+                f"{out[('commit', build)].samples[-1]:.3f} s, RSS "
+                f"{out[('rss', build)].samples[-1]:.1f} MB",
+                flush=True,
+            )
+    for metric in out.values():
+        metric.load += load_now()
+    return list(out.values())
+
+
+def _pss_bytes(stack: rig.Stack) -> int:
+    """Proportional set size of the stack's processes: a shared library's pages (libpython,
+    libssl ...) divided among the processes mapping them, so three daemons are not charged three
+    times for them as an RSS sum does."""
+    total = 0
+    for proc in stack.processes():
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_full_info().pss
+    return total
+
+
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=15, help="runs of each CLI command per trial")
     parser.add_argument("--compare", metavar="BIN", help="also measure this venv's bin directory")
     parser.add_argument("--rss-sizes", default="0,1000,10000", help="sizes for the RSS figure")
     parser.add_argument("--big", type=int, help="also time `group describe` at this size")
-    parser.add_argument("--only", default="start,cli,rss", help="start, cli, rss (comma-separated)")
+    parser.add_argument(
+        "--only", default="start,cli,rss,daemons", help="start, cli, rss, daemons (comma-separated)"
+    )
 
 
 def run(args: argparse.Namespace) -> list[Metric]:
@@ -282,6 +337,8 @@ def run(args: argparse.Namespace) -> list[Metric]:
     if "rss" in parts:
         sizes = [int(s) for s in args.rss_sizes.split(",") if s.strip()]
         metrics += measure_rss(builds, sizes)
+    if "daemons" in parts:
+        metrics += measure_daemons(builds, max(1, args.trials // 2))
     return metrics
 
 
