@@ -50,6 +50,9 @@ MAX_HEADERS = 100
 #: An over-size body up to this size is read and dropped (the connection stays usable); beyond,
 #: or declared beyond, the answer comes at once and the connection is closed.
 MAX_DROPPED = 4 * envelope.MAX_BODY_BYTES
+#: Replies shorter than this go out as one buffer with their head (one send); longer ones are
+#: written as they are, not copied.
+SMALL_REPLY = 1 << 16
 #: Bytes read from the socket before the reader pauses (a request is parsed from these).
 READ_HIGH_WATER = 1 << 18
 
@@ -80,7 +83,7 @@ class Response:
     """A whole reply: status, body and headers (``Content-Length`` is added)."""
 
     status: int = 200
-    body: bytes = b""
+    body: bytes | bytearray = b""
     content_type: str | None = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     #: Close the connection once it is sent.
@@ -642,8 +645,10 @@ class _Connection(asyncio.Protocol):
         head = _head(reply.status, headers)
         if request.method == "HEAD" or not reply.body:
             self.transport.write(head)
+        elif len(reply.body) < SMALL_REPLY:
+            self.transport.write(head + reply.body)  # one send
         else:
-            self.transport.write(head + reply.body)
+            self.transport.writelines((head, reply.body))  # a big body is not copied
 
     async def _stream(self, request: Request, reply: Streaming) -> None:
         chunked = request.version == "HTTP/1.1"

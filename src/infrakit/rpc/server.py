@@ -651,7 +651,7 @@ def _digest(token: str) -> bytes:
 
 
 def _json_response(status: int, doc: Any, *, close: bool = False) -> http11.Response:
-    return http11.Response(status, codec.dumps(doc) + b"\n", JSON_TYPE, close=close)
+    return http11.Response(status, codec.dumps_line(doc), JSON_TYPE, close=close)
 
 
 def prepare_socket_path(name: str, path: Path) -> None:
