@@ -138,7 +138,8 @@ class GroupState:
     health: dict[str, InstanceHealth] = field(default_factory=dict)
     breaker: Breaker = field(default_factory=Breaker)
     update: UpdateProgress | None = None
-    #: IDs seen on the previous reconcile (to notice instances that vanished).
+    #: IDs of the members of the previous reconcile (to notice instances that vanished). Each
+    #: observation replaces it and nothing changes it in place: the event router keeps it too.
     last_seen: set[str] = field(default_factory=set)
     #: Members without a LogicalID in a quorum group (warned once).
     warned_no_lid: set[str] = field(default_factory=set)
