@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from infrakit import errors
 from infrakit._utils.aio import cancel_and_wait
@@ -70,7 +70,7 @@ class InstanceEvents:
         self._owner: dict[str, str] = {}
         #: Group key -> the instance IDs it owns as of its last observation (the caller's set,
         #: kept as it is: see ``own``).
-        self._owned: dict[str, set[str]] = {}
+        self._owned: dict[str, Collection[str]] = {}
         #: Group key -> the IDs its Provision returned since (see ``provisioned``).
         self._provisioned: dict[str, set[str]] = {}
         #: Plugin name -> the group keys whose instances it provides.
@@ -100,19 +100,20 @@ class InstanceEvents:
 
     # --- routing -------------------------------------------------------------------------------
 
-    def own(self, key: str, ids: set[str]) -> None:
-        """Group ``key`` owns exactly ``ids`` now (its last observation). The set is kept, not
+    def own(self, key: str, ids: Collection[str]) -> None:
+        """Group ``key`` owns exactly ``ids`` now (its last observation). ``ids`` is kept, not
         copied (the controller hands the group's ``last_seen``, which it replaces and never
         changes in place): a copy was ~50 bytes per instance."""
-        before = self._owned.get(key, set())
-        for iid in before - ids:
-            if self._owner.get(iid) == key:
+        before = self._owned.get(key, ())
+        for iid in before:
+            if iid not in ids and self._owner.get(iid) == key:
                 del self._owner[iid]
         for iid in self._provisioned.pop(key, ()):
             if iid not in ids and self._owner.get(iid) == key:
                 del self._owner[iid]
-        for iid in ids - before:
-            self._owner[iid] = key
+        for iid in ids:
+            if iid not in before:
+                self._owner[iid] = key
         if ids:
             self._owned[key] = ids
         else:

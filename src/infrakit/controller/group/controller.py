@@ -354,7 +354,7 @@ class GroupController(GroupExtensions):
         obs = group.observation = observe(settings, state, found, now, self.clock.wall(), self._rng)
         # The visible members are the members (the same set) unless some are being destroyed.
         same = len(obs.visible) == len(obs.members)
-        self.sources.own(gid, state.last_seen if same else {d.id for d in obs.visible})
+        self.sources.own(gid, state.last_seen if same else {d.id: None for d in obs.visible})
         self._publish_all(gid, obs.notices)
         # Ingress: the load balancer follows the members (in the background; no Ingress: no-op).
         self.actuator.ingress.sync(group, obs.members)

@@ -93,7 +93,7 @@ def observe(
         if iid not in listed:
             del state.health[iid]
     _probes_and_confirmations(settings, state, obs.members, now, obs)
-    state.last_seen = {m.id for m in obs.members}
+    state.last_seen = {m.id: None for m in obs.members}
     obs.visible = [d for d in found if d.id not in state.destroyed_until]
     return obs
 
@@ -125,6 +125,8 @@ def _members(
     """The listed instances that are members; a health record for each new one."""
     prov = settings.properties.provisioning
     members: list[Description] = []
+    # A scale-up's instances share one created tag per millisecond: one parse and one float.
+    last_stamp, last_created = None, float("-inf")
     for i, listed in enumerate(found):
         d = listed
         if d.logical_id is None and d.tags.get(LOGICAL_ID_TAG):
@@ -141,11 +143,14 @@ def _members(
         members.append(d)
         if d.id not in state.health:
             create = created_ids.get(d.id)
+            stamp = d.tags.get(CREATED_TAG)
+            if stamp is None or stamp != last_stamp:
+                last_stamp, last_created = stamp, created_time(d, now, wall)
             state.health[d.id] = InstanceHealth(
                 first_seen=now,
                 since=now,
                 created_by_us=create is not None,
-                created=created_time(d, now, wall),
+                created=last_created,
                 probe_until=(
                     now + probe_time(prov, state.breaker.level)
                     if create is not None and create.probe
@@ -204,7 +209,8 @@ def _vanished(
     """
     prov = settings.properties.provisioning
     breaker = state.breaker
-    for iid in state.last_seen - listed - set(state.destroying):
+    destroying = state.destroying
+    for iid in [i for i in state.last_seen if i not in listed and i not in destroying]:
         h = state.health.pop(iid, None)
         if h is None:
             continue
