@@ -65,6 +65,8 @@ _UNNAMED_FLAGS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0)
 #: First characters of names that are never instances: temporary files (``.instance-N.tmp``)
 #: and the unnamed files of new ones, which inotify names ``#<inode>``.
 _NOT_INSTANCES = frozenset(".#")
+#: Distinct Spec bodies remembered for sharing (pets have one each; the cache then starts over).
+SPEC_BODIES_KEPT = 256
 #: How much of a malformed ID an error message quotes.
 ID_QUOTE_CHARS = 80
 
@@ -95,8 +97,6 @@ class _SpecBody:
     init: str
     logical_id: str | None
     attachments: JSON
-    #: ``properties`` encoded: tells equal Properties from merely ``==`` ones (``1`` and ``true``).
-    encoded: bytes
 
     def wire(self, tags: Tags) -> dict[str, Any]:
         """The ``Spec`` as the file holds it (Go field order), around ``tags``."""
@@ -163,7 +163,8 @@ class FileInstancePlugin:
         self._unnamed_files = hasattr(os, "O_TMPFILE")
         #: ``/proc/self/fd``, opened on the first new file (what ``linkat`` names it through).
         self._proc_fd: int | None = None
-        #: The last Spec body made (see ``_body``).
+        #: Spec bodies by their JSON, and the last one used (see ``_body``).
+        self._bodies: dict[bytes, _SpecBody] = {}
         self._last_body: _SpecBody | None = None
 
     def _set(self, instance_id: str, record: _Record) -> None:
@@ -451,24 +452,24 @@ class FileInstancePlugin:
     def _body(
         self, properties: JSON, init: str, logical_id: str | None, attachments: JSON
     ) -> _SpecBody:
-        """The Spec body of a new file: the last one made when it is equal (a group's creates
-        share one), else a new one."""
+        """The shared Spec body equal to these parts (a group's creates, and its files read
+        again after a restart, share one); "equal" as JSON, so ``1`` and ``true`` differ."""
         last = self._last_body
-        encoded = None
         if (
             last is not None
+            and last.properties is properties  # in-process: the group's very object
             and last.init == init
             and last.logical_id == logical_id
             and last.attachments == attachments
         ):
-            if last.properties is properties:
-                return last
-            encoded = msgspec.json.encode(properties)
-            if encoded == last.encoded:
-                return last
-        if encoded is None:
-            encoded = msgspec.json.encode(properties)
-        body = self._last_body = _SpecBody(properties, init, logical_id, attachments, encoded)
+            return last
+        key = msgspec.json.encode([properties, init, logical_id, attachments])
+        body = self._bodies.get(key)
+        if body is None:
+            if len(self._bodies) >= SPEC_BODIES_KEPT:
+                self._bodies.clear()
+            body = self._bodies[key] = _SpecBody(properties, init, logical_id, attachments)
+        self._last_body = body
         return body
 
     def _body_of(self, spec: JSON, tags: Tags) -> _SpecBody | JSON:
