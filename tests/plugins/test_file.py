@@ -387,3 +387,31 @@ async def test_a_groups_instances_share_one_spec_body_also_after_a_restart(
         assert described[odd].properties["Properties"] == {"n": True}
     finally:
         await restarted.stop()
+
+
+async def test_a_second_plugin_on_the_directory_sees_new_files_and_in_place_writes(
+    instance_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two managers share one directory: a file linked in complete (no rename, no CLOSE_WRITE of
+    # its name) is seen by its CREATE; a file written in place by open() is empty at its
+    # CREATE, read quietly then and indexed at its CLOSE_WRITE, with no warning.
+    writer = FileInstancePlugin(instance_dir)
+    watcher = FileInstancePlugin(instance_dir)
+    await writer.start()
+    await watcher.start()
+    events = watcher.subscribe("instance/")
+    try:
+        iid = await writer.provision(Spec(properties={"n": 1}, tags={"infrakit.group": "g"}))
+        event = await _next_event(events)
+        assert (event.type, event.id) == ("created", iid)
+        with (instance_dir / "instance-44").open("w") as handle:
+            handle.write(json.dumps({"ID": "instance-44", "Tags": {"a": "1"}, "Spec": None}))
+        event = await _next_event(events)
+        assert (event.type, event.id) == ("created", "instance-44")
+        described = await watcher.describe_instances({})
+        assert sorted(d.id for d in described) == sorted([iid, "instance-44"])
+        assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        await watcher.stop()
+        await writer.stop()

@@ -368,9 +368,9 @@ class FileInstancePlugin:
         """Write one instance file atomically and index it; its record.
 
         A ``new`` file is written unnamed (``O_TMPFILE``) and linked into place once complete:
-        its only inotify event is the unnamed file's ``CLOSE_WRITE`` (named ``#<inode>``,
-        skipped), and a killed process leaves nothing behind. Otherwise - a rewrite, or a file
-        system without ``O_TMPFILE`` - a temporary file is renamed into place (three events).
+        its inotify events are the link's ``CREATE`` and the unnamed file's ``CLOSE_WRITE``
+        (named ``#<inode>``), both skipped at once, and a killed process leaves nothing behind. Otherwise - a rewrite, or a file
+        system without ``O_TMPFILE`` - a temporary file is renamed into place (four events).
         No fsync: these instances are simulated, and a crash can at worst lose the newest file,
         which the group controller then re-creates.
         """
@@ -415,6 +415,8 @@ class FileInstancePlugin:
                 src_dir_fd=self._proc_fd,
                 follow_symlinks=True,
             )
+            if self._watching:  # its CREATE event tells nothing new: skip it (_handle_events)
+                self._own_writes.add(instance_id)
         except FileExistsError:  # an unindexed file of that name (1 in 2**63): replace it
             return None
         except OSError as exc:
@@ -512,8 +514,9 @@ class FileInstancePlugin:
         for gone in [name for name in self._skipped if name not in seen]:
             del self._skipped[gone]
 
-    def _refresh(self, name: str) -> None:
-        """Re-check one directory entry after the watcher saw it change."""
+    def _refresh(self, name: str, *, quiet: bool = False) -> None:
+        """Re-check one directory entry after the watcher saw it change (``quiet``: a file that
+        is not an instance file yet is left for its next event, unwarned)."""
         if not name or name.startswith("."):
             return
         try:
@@ -526,16 +529,18 @@ class FileInstancePlugin:
                 self._publish("deleted", name, record)
             return
         if stat.S_ISREG(st.st_mode):
-            self._load(name, _stamp(st), publish=True)
+            self._load(name, _stamp(st), publish=True, quiet=quiet)
 
-    def _load(self, name: str, stamp: Stamp, *, publish: bool) -> None:
+    def _load(self, name: str, stamp: Stamp, *, publish: bool, quiet: bool = False) -> None:
         known = self._records.get(name)
         if known is not None and known.stamp == stamp:
             return
         if self._skipped.get(name) == stamp:
             return
-        record = self._read(name, stamp)
+        record = self._read(name, stamp, quiet=quiet)
         if record is None:
+            if quiet:
+                return
             self._skipped[name] = stamp
             if known is not None:
                 self._drop(name)
@@ -556,10 +561,15 @@ class FileInstancePlugin:
         ):
             self._publish("changed", name, record)
 
-    def _read(self, name: str, stamp: Stamp) -> _Record | None:
+    def _read(self, name: str, stamp: Stamp, *, quiet: bool = False) -> _Record | None:
         path = self.directory / name
+
+        def warn(message: str, *args: object) -> None:
+            if not quiet:
+                log.warning(message, *args)
+
         if not INSTANCE_ID.fullmatch(name):
-            log.warning(
+            warn(
                 "%s is not an instance file (its name is not instance-<number>); ignoring it", path
             )
             return None
@@ -570,14 +580,14 @@ class FileInstancePlugin:
         except FileNotFoundError:
             return None
         except RecursionError:
-            log.warning("%s is not an instance file (JSON nested too deeply); ignoring it", path)
+            warn("%s is not an instance file (JSON nested too deeply); ignoring it", path)
             return None
         except (OSError, ValueError) as exc:
-            log.warning("%s is not an instance file (%s); ignoring it", path, exc)
+            warn("%s is not an instance file (%s); ignoring it", path, exc)
             return None
         problem = _record_problem(document, name)
         if problem:
-            log.warning("%s is not an instance file (%s); ignoring it", path, problem)
+            warn("%s is not an instance file (%s); ignoring it", path, problem)
             return None
         tags = dict(document.get("Tags") or {})
         described = Description(name, document.get("LogicalID"), tags)
@@ -615,6 +625,7 @@ class FileInstancePlugin:
 
         mask = (
             inotify.CLOSE_WRITE
+            | inotify.CREATE
             | inotify.MOVED_TO
             | inotify.MOVED_FROM
             | inotify.DELETE
@@ -650,6 +661,15 @@ class FileInstancePlugin:
         for bits, name in events:
             if name is not None:
                 if name[:1] in _NOT_INSTANCES:  # our own temporary files: nothing to see
+                    continue
+                if bits & inotify.CREATE:
+                    # A file linked in complete (O_TMPFILE, as Provision writes; another plugin
+                    # on this directory too) has no other event. One made by open() is empty or
+                    # partial now, and its CLOSE_WRITE follows: read it quietly.
+                    if name in self._own_writes:
+                        self._own_writes.discard(name)  # our own link: indexed already
+                    else:
+                        self._refresh(name, quiet=True)
                     continue
                 if bits & inotify.MOVED_TO and name in self._own_writes:
                     self._own_writes.discard(name)  # our own rename: indexed already
