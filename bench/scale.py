@@ -10,7 +10,9 @@ growth fit is the exponent ``k`` of ``time ~ size**k`` between the smallest and 
 (1.0 is linear). Run::
 
     .venv/bin/python -m bench.scale [--trials 1] [--sizes 1000,10000,100000] [--where disk,tmpfs]
-        [--idle 30]
+        [--idle 30] [--compare OTHER/.venv/bin] [--no-pass]
+
+``--compare`` runs another venv's build beside this one, alternating trial by trial.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bench import rig
 from bench.converge import file_floor
 from bench.report import Metric, bench_main, load_now
 from bench.rig import commit_and_wait, group_spec, running
+from bench.startup import _builds, _label, _using
 
 PASS_SIZE = 10_000
 
@@ -41,76 +44,101 @@ def _where(place: str) -> Path | None:
 
 
 def measure_sizes(
-    sizes: Sequence[int], places: Sequence[str], trials: int, idle_seconds: float
+    sizes: Sequence[int],
+    places: Sequence[str],
+    trials: int,
+    idle_seconds: float,
+    builds: Sequence[tuple[str, Path]] = (),
 ) -> list[Metric]:
+    """Each size and place; with two ``builds`` (``--compare``) both, alternating trial by trial
+    (which goes first swaps each trial), beside one floor per trial."""
+    builds = list(builds) or _builds(None)
     metrics: list[Metric] = []
     for place in places:
         rig.INSTANCE_BASE = _where(place)
-        medians: dict[int, float] = {}
+        medians: dict[tuple[int, str], float] = {}
         for size in sizes:
-            metric = Metric(
-                key=f"scale_{place}_{size}",
-                label=f"commit -> converged, {size} instances ({place})",
-                unit="s",
-                target=20.0 if (place == "tmpfs" and size == 100_000) else None,
-                load=load_now(),
-            )
-            ratio = Metric(
-                key=f"scale_{place}_{size}_floor_ratio",
-                label="  ratio to writing the files alone",
-                unit="x",
-                target=3.0,
-            )
+            pairs = {build: _size_metrics(place, size, build, builds) for build, _ in builds}
             for trial in range(trials):
                 floor = file_floor(size)
-                with running("up") as stack:
-                    took = commit_and_wait(
-                        stack, group_spec("cattle", size), timeout=max(120.0, size / 200)
+                order = builds if trial % 2 == 0 else builds[::-1]
+                for build, bin_dir in order:
+                    metric, ratio = pairs[build]
+                    with _using(bin_dir), running("up") as stack:
+                        took = commit_and_wait(
+                            stack, group_spec("cattle", size), timeout=max(120.0, size / 200)
+                        )
+                        if size == max(sizes) and trial == 0:
+                            suffix = "" if len(builds) == 1 else f"_{build}"
+                            metrics += _idle_and_rss(stack, place, size, idle_seconds, suffix)
+                    metric.samples.append(took)
+                    ratio.samples.append(took / floor if floor > 0 else math.inf)
+                    print(
+                        f"  {size:>7} ({place}) [{build}], trial {trial + 1}: {took:.2f} s; "
+                        f"files alone {floor:.2f} s ({took / floor:.1f}x)",
+                        flush=True,
                     )
-                    if size == max(sizes) and trial == 0:
-                        metrics += _idle_and_rss(stack, place, size, idle_seconds)
-                metric.samples.append(took)
-                ratio.samples.append(took / floor if floor > 0 else math.inf)
-                print(
-                    f"  {size:>7} ({place}), trial {trial + 1}: {took:.2f} s; files alone "
-                    f"{floor:.2f} s ({took / floor:.1f}x)",
-                    flush=True,
-                )
                 rig.remove_deferred()  # before the next size: keep its disk fresh
-            metric.load += load_now()
-            medians[size] = metric.value or 0.0
-            metrics += [metric, ratio]
+            for build, (metric, ratio) in pairs.items():
+                metric.load += load_now()
+                medians[size, build] = metric.value or 0.0
+                metrics += [metric, ratio]
         low, high = min(sizes), max(sizes)
-        if high > low and medians.get(low) and medians.get(high):
-            k = math.log(medians[high] / medians[low]) / math.log(high / low)
-            fit = Metric(
-                key=f"scale_{place}_growth",
-                label=f"  growth fit time ~ size^k, {low}..{high} ({place})",
-                unit="",
-                target=1.1,
-            )
-            fit.samples.append(k)
-            metrics.append(fit)
+        for build, _ in builds:
+            if high > low and medians.get((low, build)) and medians.get((high, build)):
+                k = math.log(medians[high, build] / medians[low, build]) / math.log(high / low)
+                fit = Metric(
+                    key=f"scale_{place}_growth" + ("" if len(builds) == 1 else f"_{build}"),
+                    label=_label(
+                        f"  growth fit time ~ size^k, {low}..{high} ({place})", build, builds
+                    ),
+                    unit="",
+                    target=1.1,
+                )
+                fit.samples.append(k)
+                metrics.append(fit)
     rig.INSTANCE_BASE = None
     return metrics
 
 
-def _idle_and_rss(stack: rig.Stack, place: str, size: int, seconds: float) -> list[Metric]:
+def _size_metrics(
+    place: str, size: int, build: str, builds: Sequence[tuple[str, Path]]
+) -> tuple[Metric, Metric]:
+    suffix = "" if len(builds) == 1 else f"_{build}"
+    metric = Metric(
+        key=f"scale_{place}_{size}{suffix}",
+        label=_label(f"commit -> converged, {size} instances ({place})", build, builds),
+        unit="s",
+        target=20.0 if (place == "tmpfs" and size == 100_000) else None,
+        load=load_now(),
+    )
+    ratio = Metric(
+        key=f"scale_{place}_{size}_floor_ratio{suffix}",
+        label=_label("  ratio to writing the files alone", build, builds),
+        unit="x",
+        target=3.0,
+    )
+    return metric, ratio
+
+
+def _idle_and_rss(
+    stack: rig.Stack, place: str, size: int, seconds: float, suffix: str = ""
+) -> list[Metric]:
     time.sleep(2.0)  # let the converge's last writes and events drain
     rss = stack.rss_bytes()
     before = stack.cpu_seconds()
     time.sleep(seconds)
     idle = (stack.cpu_seconds() - before) * 60.0 / seconds
     per_instance = Metric(
-        key=f"rss_{place}_{size}",
-        label=f"  RSS of `infrakit up` at {size} instances",
+        key=f"rss_{place}_{size}{suffix}",
+        label=f"  RSS of `infrakit up` at {size} instances{suffix.replace('_', ' ')}",
         unit="MB",
         target=50 + 1.5 * size / 1024,
     )
     per_instance.samples.append(rss / 1e6)
     cpu = Metric(
-        key=f"idle_{place}_{size}",
-        label=f"  idle CPU per 60 s at {size} instances",
+        key=f"idle_{place}_{size}{suffix}",
+        label=f"  idle CPU per 60 s at {size} instances{suffix.replace('_', ' ')}",
         unit="s",
         target=1.0 if size >= 100_000 else None,
         note=f"measured over {seconds:g} s, scaled to 60",
@@ -170,13 +198,16 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated sizes")
     parser.add_argument("--where", default="disk,tmpfs", help="disk, tmpfs or both")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds to measure idle CPU")
+    parser.add_argument("--compare", metavar="BIN", help="also measure this venv's bin directory")
+    parser.add_argument("--no-pass", action="store_true", help="skip the in-process pass figure")
 
 
 def run(args: argparse.Namespace) -> list[Metric]:
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
     places = [p.strip() for p in args.where.split(",") if p.strip()]
-    metrics = [pass_cpu_per_instance()]
-    return metrics + measure_sizes(sizes, places, args.trials, args.idle)
+    metrics = [] if args.no_pass else [pass_cpu_per_instance()]
+    builds = _builds(args.compare)
+    return metrics + measure_sizes(sizes, places, args.trials, args.idle, builds)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Metric]:

@@ -28,7 +28,14 @@ from infrakit.controller.group.state import (
 from infrakit.errors import ConflictError
 from infrakit.spi import group
 from infrakit.spi.instance import Description
-from infrakit.spi.types import CONFIG_HASH_TAG, CREATE_TOKEN_TAG, GROUP_TAG
+from infrakit.spi.types import (
+    CONFIG_HASH_TAG,
+    CREATE_TOKEN_TAG,
+    CREATED_TAG,
+    GROUP_TAG,
+    LOGICAL_ID_TAG,
+    parse_timestamp,
+)
 
 BASE: dict[str, Any] = {
     "Allocation": {"Size": 3},
@@ -138,7 +145,7 @@ def observed_state(s: GroupSettings, ids: list[str], first_seen: float, **h: Any
     state = GroupState()
     for iid in ids:
         state.health[iid] = InstanceHealth(first_seen=first_seen, created_by_us=True, **h)
-    state.last_seen = set(ids)
+    state.last_seen = dict.fromkeys(ids)
     return state
 
 
@@ -151,6 +158,32 @@ def test_observe_matches_a_create_listed_before_its_provision_reply_by_its_token
     assert [m.id for m in obs.members] == ["i-1"]
     assert not state.creating  # matched: no longer pending, not counted twice
     assert state.health["i-1"].created_by_us
+
+
+def test_observe_takes_a_logical_id_from_its_tag_without_changing_the_plugins_description() -> None:
+    # In-process plugins hand out the descriptions they keep (the file plugin's records).
+    s = settings()
+    listed = member("i-1", s, **{LOGICAL_ID_TAG: "db-1"})
+    found = [listed]
+    obs = observe(s, GroupState(), found, 1.0, 1.0, random.Random(0))
+    assert [(m.id, m.logical_id) for m in obs.members] == [("i-1", "db-1")]
+    assert [(m.id, m.logical_id) for m in obs.visible] == [("i-1", "db-1")]
+    assert listed.logical_id is None
+
+
+def test_observe_parses_a_created_tag_once_for_the_instances_of_one_millisecond() -> None:
+    s = settings()
+    stamp = "2026-12-02T10:00:00.123Z"
+    found = [member(f"i-{n}", s, **{CREATED_TAG: stamp}) for n in range(3)]
+    found.append(member("i-3", s, **{CREATED_TAG: "2026-12-02T10:00:01.000Z"}))
+    found.append(member("i-4", s))
+    state = GroupState()
+    wall = parse_timestamp("2026-12-02T10:00:02.123Z") or 0.0
+    observe(s, state, found, 100.0, wall, random.Random(0))
+    created = [state.health[f"i-{n}"].created for n in range(5)]
+    assert created[:4] == pytest.approx([98.0, 98.0, 98.0, 98.877])
+    assert created[0] is created[1] is created[2]  # one float for the three
+    assert created[4] == float("-inf")
 
 
 def test_observe_counts_a_create_that_never_appeared_as_a_failure() -> None:
@@ -179,7 +212,7 @@ def test_observe_counts_young_deaths_once_per_burst(ages: list[float], counted: 
     state = GroupState()
     for iid, age in zip(ids, ages, strict=True):
         state.health[iid] = InstanceHealth(first_seen=now - age, created_by_us=True)
-    state.last_seen = set(ids)
+    state.last_seen = dict.fromkeys(ids)
     obs = observe(s, state, [], now, now, random.Random(0))
     assert state.breaker.failures == counted
     assert sum(1 for n in obs.notices if n.type == "instance-lost") == len(ages)
@@ -195,7 +228,7 @@ def test_a_replacement_that_dies_within_the_burst_window_still_counts() -> None:
     assert state.breaker.failures == 1 and state.breaker.burst_at == 100.0
     # Its replacement, created after that death, dies 1 s later: within EARLY_DEATH_BURST of it.
     state.health["i-2"] = InstanceHealth(first_seen=100.5, created_by_us=True)
-    state.last_seen = {"i-2"}
+    state.last_seen = {"i-2": None}
     assert EARLY_DEATH_BURST > 101.0 - 100.0
     observe(s, state, [], 101.0, 101.0, random.Random(0))
     assert state.breaker.failures == 2
@@ -206,7 +239,7 @@ def test_a_probe_that_stayed_up_lets_the_rest_be_created() -> None:
     state = GroupState()
     state.breaker.suspect = True
     state.health["i-1"] = InstanceHealth(first_seen=10.0, probe_until=12.0)
-    state.last_seen = {"i-1"}
+    state.last_seen = {"i-1": None}
     observe(s, state, [member("i-1", s)], 11.0, 11.0, random.Random(0))
     assert state.breaker.suspect  # not yet
     observe(s, state, [member("i-1", s)], 12.0, 12.0, random.Random(0))

@@ -290,3 +290,128 @@ async def test_stale_temporary_files_are_removed_at_start(
     assert target.read_text() == "keep"
     lines = [r.getMessage() for r in caplog.records if "stale temporary" in r.getMessage()]
     assert len(lines) == 1 and "removed 4 stale temporary file(s)" in lines[0]
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o277], ids=["umask-000", "umask-277"])
+async def test_new_files_appear_complete_and_private_and_are_not_echoed(
+    instance_dir: Path, umask: int
+) -> None:
+    # New files are written unnamed (O_TMPFILE) and linked in once complete: no temporary name
+    # ever shows in the directory, the mode is 0600 whatever the umask, and the watcher's one
+    # event for them (the unnamed file's CLOSE_WRITE) publishes nothing.
+    plugin = FileInstancePlugin(instance_dir)
+    await plugin.start()
+    events = plugin.subscribe("instance/")
+    try:
+        old = os.umask(umask)
+        try:
+            iid = await plugin.provision(Spec(properties={"n": 1}, tags={"infrakit.group": "g"}))
+        finally:
+            os.umask(old)
+        assert os.listdir(instance_dir) == [iid]
+        assert (instance_dir / iid).stat().st_mode & 0o777 == 0o600
+        document = json.loads((instance_dir / iid).read_text())
+        assert document["Spec"] == {
+            "Properties": {"n": 1},
+            "Tags": {"infrakit.group": "g"},
+            "Init": "",
+            "LogicalID": None,
+            "Attachments": None,
+        }
+        assert (await _next_event(events)).type == "created"
+        # The next event is a user's file, not an echo of ours.
+        (instance_dir / "instance-43").write_text(
+            json.dumps({"ID": "instance-43", "LogicalID": None, "Tags": {}, "Spec": None})
+        )
+        event = await _next_event(events)
+        assert (event.type, event.id) == ("created", "instance-43")
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        await plugin.stop()
+
+
+async def test_without_unnamed_files_new_files_are_renamed_into_place(instance_dir: Path) -> None:
+    # A file system without O_TMPFILE (or no /proc) makes the plugin rename temporary files, as
+    # every rewrite does; what it writes and publishes is the same.
+    plugin = FileInstancePlugin(instance_dir)
+    await plugin.start()
+    plugin._unnamed_files = False  # what the first refused O_TMPFILE open sets
+    events = plugin.subscribe("instance/")
+    try:
+        iid = await plugin.provision(Spec(properties={"n": 1}, tags={"infrakit.group": "g"}))
+        assert os.listdir(instance_dir) == [iid]
+        assert (instance_dir / iid).stat().st_mode & 0o777 == 0o600
+        assert json.loads((instance_dir / iid).read_text())["Tags"] == {"infrakit.group": "g"}
+        assert (await _next_event(events)).type == "created"
+        (instance_dir / "instance-43").write_text(
+            json.dumps({"ID": "instance-43", "LogicalID": None, "Tags": {}, "Spec": None})
+        )
+        event = await _next_event(events)
+        assert (event.type, event.id) == ("created", "instance-43")
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        await plugin.stop()
+
+
+async def test_a_groups_instances_share_one_spec_body_also_after_a_restart(
+    instance_dir: Path,
+) -> None:
+    # Memory: equal Properties, Init, LogicalID and Attachments are kept once, not per instance;
+    # what is described and written stays each file's own.
+    plugin = FileInstancePlugin(instance_dir)
+    await plugin.start()
+    try:
+        ids = [
+            await plugin.provision(
+                Spec(properties={"n": 1}, tags={"infrakit.group": "g", "i": str(n)}, init="echo")
+            )
+            for n in range(3)
+        ]
+        odd = await plugin.provision(Spec(properties={"n": True}, tags={"infrakit.group": "g"}))
+    finally:
+        await plugin.stop()
+    restarted = FileInstancePlugin(instance_dir)
+    await restarted.start()
+    try:
+        for p in (plugin, restarted):
+            bodies = {id(p._records[iid].body) for iid in ids}
+            assert len(bodies) == 1
+            assert id(p._records[odd].body) not in bodies  # 1 == True, but not the same JSON
+        described = {
+            d.id: d for d in await restarted.describe_instances({"infrakit.group": "g"}, True)
+        }
+        for iid in [*ids, odd]:
+            document = json.loads((instance_dir / iid).read_text())
+            assert described[iid].properties == document["Spec"]
+            assert described[iid].tags == document["Tags"]
+        assert described[odd].properties["Properties"] == {"n": True}
+    finally:
+        await restarted.stop()
+
+
+async def test_a_second_plugin_on_the_directory_sees_new_files_and_in_place_writes(
+    instance_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two managers share one directory: a file linked in complete (no rename, no CLOSE_WRITE of
+    # its name) is seen by its CREATE; a file written in place by open() is empty at its
+    # CREATE, read quietly then and indexed at its CLOSE_WRITE, with no warning.
+    writer = FileInstancePlugin(instance_dir)
+    watcher = FileInstancePlugin(instance_dir)
+    await writer.start()
+    await watcher.start()
+    events = watcher.subscribe("instance/")
+    try:
+        iid = await writer.provision(Spec(properties={"n": 1}, tags={"infrakit.group": "g"}))
+        event = await _next_event(events)
+        assert (event.type, event.id) == ("created", iid)
+        with (instance_dir / "instance-44").open("w") as handle:
+            handle.write(json.dumps({"ID": "instance-44", "Tags": {"a": "1"}, "Spec": None}))
+        event = await _next_event(events)
+        assert (event.type, event.id) == ("created", "instance-44")
+        described = await watcher.describe_instances({})
+        assert sorted(d.id for d in described) == sorted([iid, "instance-44"])
+        assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        await watcher.stop()
+        await writer.stop()

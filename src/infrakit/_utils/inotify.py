@@ -1,6 +1,6 @@
 """Linux inotify on one directory with the standard library only (ctypes), read in bulk.
 
-The file instance plugin sees three events per instance it writes (the temporary file's
+The file instance plugin saw three events per instance it wrote by renaming (the temporary file's
 ``CLOSE_WRITE`` and ``MOVED_FROM``, the instance's ``MOVED_TO``): 30 000 for a 10 000-instance
 scale-up. A general-purpose wrapper that builds an enum mask, a ``Path`` and an event object per
 event, and resumes a coroutine for each, spent more on that than the plugin spent writing the
@@ -22,6 +22,7 @@ import sys
 
 __all__ = [
     "CLOSE_WRITE",
+    "CREATE",
     "DELETE",
     "DELETE_SELF",
     "IGNORED",
@@ -35,6 +36,7 @@ __all__ = [
 
 # <sys/inotify.h>
 CLOSE_WRITE = 0x00000008
+CREATE = 0x00000100
 MOVED_FROM = 0x00000040
 MOVED_TO = 0x00000080
 DELETE = 0x00000200

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from infrakit import errors
 from infrakit._utils.aio import cancel_and_wait
@@ -68,8 +68,11 @@ class InstanceEvents:
         self._enqueue = enqueue
         #: Instance ID -> the group key that owns it.
         self._owner: dict[str, str] = {}
-        #: Group key -> the instance IDs it owns.
-        self._owned: dict[str, set[str]] = {}
+        #: Group key -> the instance IDs it owns as of its last observation (the caller's set,
+        #: kept as it is: see ``own``).
+        self._owned: dict[str, Collection[str]] = {}
+        #: Group key -> the IDs its Provision returned since (see ``provisioned``).
+        self._provisioned: dict[str, set[str]] = {}
         #: Plugin name -> the group keys whose instances it provides.
         self._users: dict[str, set[str]] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
@@ -97,14 +100,20 @@ class InstanceEvents:
 
     # --- routing -------------------------------------------------------------------------------
 
-    def own(self, key: str, ids: set[str]) -> None:
-        """Group ``key`` owns exactly ``ids`` now (its last observation)."""
-        before = self._owned.get(key, set())
-        for iid in before - ids:
-            if self._owner.get(iid) == key:
+    def own(self, key: str, ids: Collection[str]) -> None:
+        """Group ``key`` owns exactly ``ids`` now (its last observation). ``ids`` is kept, not
+        copied (the controller hands the group's ``last_seen``, which it replaces and never
+        changes in place): a copy was ~50 bytes per instance."""
+        before = self._owned.get(key, ())
+        for iid in before:
+            if iid not in ids and self._owner.get(iid) == key:
                 del self._owner[iid]
-        for iid in ids - before:
-            self._owner[iid] = key
+        for iid in self._provisioned.pop(key, ()):
+            if iid not in ids and self._owner.get(iid) == key:
+                del self._owner[iid]
+        for iid in ids:
+            if iid not in before:
+                self._owner[iid] = key
         if ids:
             self._owned[key] = ids
         else:
@@ -114,7 +123,7 @@ class InstanceEvents:
         """Provision returned ``iid`` for group ``key``: its events concern that group before
         it is listed (a provider whose listing lags)."""
         self._owner[iid] = key
-        self._owned.setdefault(key, set()).add(iid)
+        self._provisioned.setdefault(key, set()).add(iid)
 
     def route(self, plugin: str, ev: spi_event.Event) -> list[str]:
         """The group keys an instance event of ``plugin`` concerns (see the module docstring)."""

@@ -352,7 +352,9 @@ class GroupController(GroupExtensions):
             return 0.0
         now = self.clock.now()
         obs = group.observation = observe(settings, state, found, now, self.clock.wall(), self._rng)
-        self.sources.own(gid, {d.id for d in obs.visible})
+        # The visible members are the members (the same set) unless some are being destroyed.
+        same = len(obs.visible) == len(obs.members)
+        self.sources.own(gid, state.last_seen if same else {d.id: None for d in obs.visible})
         self._publish_all(gid, obs.notices)
         # Ingress: the load balancer follows the members (in the background; no Ingress: no-op).
         self.actuator.ingress.sync(group, obs.members)

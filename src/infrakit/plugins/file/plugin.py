@@ -40,7 +40,13 @@ from infrakit._utils.aio import Broker
 from infrakit._utils.private import private_dir
 from infrakit.errors import NotFoundError, SpecError
 from infrakit.spi.event import TOPIC_INSTANCE_CHANGE, Event, instance_change
-from infrakit.spi.instance import Context, Description, Spec, spec_to_wire, tags_match
+from infrakit.spi.instance import (
+    Context,
+    Description,
+    Spec,
+    attachments_to_wire,
+    tags_match,
+)
 from infrakit.spi.types import GROUP_TAG, JSON, Era, Tags
 
 __all__ = ["FileInstancePlugin"]
@@ -54,11 +60,25 @@ INSTANCE_ID = re.compile(r"instance-[0-9]{1,19}")
 TEMP_FILE = re.compile(r"\.instance-[0-9]{1,19}(?:\.[0-9]+\.[0-9a-f]+)?\.tmp")
 #: Temporary files of our own writes: created or truncated, never through a symlink.
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+#: New files: unnamed in the directory until linked into place (see ``_write``).
+_UNNAMED_FLAGS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0)
+#: First characters of names that are never instances: temporary files (``.instance-N.tmp``)
+#: and the unnamed files of new ones, which inotify names ``#<inode>``.
+_NOT_INSTANCES = frozenset(".#")
+#: Distinct Spec bodies remembered for sharing (pets have one each; the cache then starts over).
+SPEC_BODIES_KEPT = 256
 #: How much of a malformed ID an error message quotes.
 ID_QUOTE_CHARS = 80
 
-#: Stamp of a file as last read: (mtime in ns, size). Equal stamps mean "not changed".
-Stamp = tuple[int, int]
+#: Stamp of a file as last read: its mtime in ns and its size in one int (see :func:`_stamp`).
+#: Equal stamps mean "not changed".
+Stamp = int
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    """``(mtime_ns, size)`` as one int: a tuple of two ints is ~130 bytes per instance, this ~50."""
+    return st.st_mtime_ns << 64 | st.st_size
+
 
 PROPERTIES_SCHEMA: dict[str, Any] = {
     "type": ["object", "null"],
@@ -67,17 +87,56 @@ PROPERTIES_SCHEMA: dict[str, Any] = {
 PROPERTIES_EXAMPLE: dict[str, Any] = {"Note": "Instance properties version 1.0"}
 
 
+@dataclass(frozen=True, slots=True)
+class _SpecBody:
+    """An instance file's ``Spec`` less its ``Tags`` (which are the record's own): every instance
+    provisioned from the same Properties, Init, LogicalID and Attachments - a group's cattle -
+    shares one, instead of a five-key dict each."""
+
+    properties: JSON
+    init: str
+    logical_id: str | None
+    attachments: JSON
+
+    def wire(self, tags: Tags) -> dict[str, Any]:
+        """The ``Spec`` as the file holds it (Go field order), around ``tags``."""
+        return {
+            "Properties": self.properties,
+            "Tags": tags,
+            "Init": self.init,
+            "LogicalID": self.logical_id,
+            "Attachments": self.attachments,
+        }
+
+
+_SPEC_KEYS = frozenset({"Properties", "Tags", "Init", "LogicalID", "Attachments"})
+
+
 @dataclass(slots=True)
 class _Record:
     """One instance file as last read or written."""
 
-    logical_id: str | None
-    tags: Tags
-    spec: JSON
+    #: What DescribeInstances returns (without Properties): the ID, LogicalID and the record's
+    #: tags - one dict per instance, shared by the record, its description and its ``Spec``.
+    described: Description
+    #: The file's ``Spec``: a shared :class:`_SpecBody` around ``described.tags`` when it has
+    #: exactly that shape (what Provision writes), else the JSON as read.
+    body: _SpecBody | JSON
     stamp: Stamp
-    #: Its description without Properties, built on the first DescribeInstances and reused
-    #: until the file changes (a new record): a pass over 10 000 instances allocates nothing.
-    described: Description | None = None
+
+    @property
+    def tags(self) -> Tags:
+        return self.described.tags
+
+    @property
+    def logical_id(self) -> str | None:
+        return self.described.logical_id
+
+    @property
+    def spec(self) -> JSON:
+        """The file's ``Spec`` (a new dict each time for a shared body)."""
+        body = self.body
+        return body.wire(self.described.tags) if isinstance(body, _SpecBody) else body
 
 
 class FileInstancePlugin:
@@ -97,19 +156,28 @@ class FileInstancePlugin:
         #: True while a watcher keeps the index current; otherwise reads rescan first.
         self._watching = False
         #: ``infrakit.group`` tag value -> IDs: the group controller's Describe reads one group.
-        self._by_group: dict[str, set[str]] = {}
+        #: The IDs are a dict's keys, not a set: ~20 bytes an instance instead of ~50, and
+        #: listed in the order they were made.
+        self._by_group: dict[str, dict[str, None]] = {}
+        #: New files are written unnamed and linked in (see ``_write``) while this works.
+        self._unnamed_files = hasattr(os, "O_TMPFILE")
+        #: ``/proc/self/fd``, opened on the first new file (what ``linkat`` names it through).
+        self._proc_fd: int | None = None
+        #: Spec bodies by their JSON, and the last one used (see ``_body``).
+        self._bodies: dict[bytes, _SpecBody] = {}
+        self._last_body: _SpecBody | None = None
 
     def _set(self, instance_id: str, record: _Record) -> None:
         self._drop(instance_id)
         self._records[instance_id] = record
-        self._by_group.setdefault(record.tags.get(GROUP_TAG, ""), set()).add(instance_id)
+        self._by_group.setdefault(record.tags.get(GROUP_TAG, ""), {})[instance_id] = None
 
     def _drop(self, instance_id: str) -> _Record | None:
         record = self._records.pop(instance_id, None)
         if record is not None:
             members = self._by_group.get(record.tags.get(GROUP_TAG, ""))
             if members is not None:
-                members.discard(instance_id)
+                members.pop(instance_id, None)
                 if not members:
                     del self._by_group[record.tags.get(GROUP_TAG, "")]
         return record
@@ -131,6 +199,9 @@ class FileInstancePlugin:
                 await self._watcher
             self._watcher = None
         self._watching = False
+        if self._proc_fd is not None:
+            os.close(self._proc_fd)
+            self._proc_fd = None
 
     def _ensure_directory(self, next_step: str = "use another directory") -> None:
         """Create the directory (0700) or fail with one line ending in ``next_step`` (the kind
@@ -178,25 +249,28 @@ class FileInstancePlugin:
         instance_id = f"instance-{random.getrandbits(63)}"
         while instance_id in self._records:  # pragma: no cover - 1 in 2**63
             instance_id = f"instance-{random.getrandbits(63)}"
-        tags = dict(spec.tags)
-        wire_spec = spec_to_wire(spec, Era.HEAD)
-        wire_spec["Tags"] = tags  # equal to spec.tags: one dict per instance, not two
+        described = Description(instance_id, spec.logical_id, dict(spec.tags))
+        attachments = attachments_to_wire(spec.attachments, Era.HEAD)
+        body = self._body(spec.properties, spec.init, spec.logical_id, attachments)
         try:
-            self._write(instance_id, spec.logical_id, tags, wire_spec)
+            record = self._write(described, body, new=True)
         except FileNotFoundError:  # someone removed the directory: make it again, once
             self._ensure_directory()
-            self._write(instance_id, spec.logical_id, tags, wire_spec)
+            record = self._write(described, body, new=True)
         # Per-instance lines are debug: the group controller logs each batch at info.
-        log.debug("provisioned %s (%s)", instance_id, tags.get("infrakit.group", "no group"))
-        self._publish("created", instance_id, self._records.get(instance_id))
+        if log.isEnabledFor(logging.DEBUG):
+            group = described.tags.get(GROUP_TAG, "no group")
+            log.debug("provisioned %s (%s)", instance_id, group)
+        self._publish("created", instance_id, record)
         return instance_id
 
     async def label(self, instance_id: str, labels: Tags) -> None:
         record = self._get(instance_id)
         tags = {**record.tags, **labels}
-        self._write(instance_id, record.logical_id, tags, record.spec)
+        # The file's Spec is kept as it was (its Tags too, as before the label).
+        record = self._write(Description(instance_id, record.logical_id, tags), record.spec)
         log.debug("labelled %s with %s", instance_id, labels)
-        self._publish("changed", instance_id, self._records.get(instance_id))
+        self._publish("changed", instance_id, record)
 
     async def destroy(self, instance_id: str, context: Context | None = None) -> None:
         path = self._path(instance_id)
@@ -288,32 +362,132 @@ class FileInstancePlugin:
             raise self._not_found(instance_id)
         return record
 
-    def _write(self, instance_id: str, logical_id: str | None, tags: Tags, wire_spec: JSON) -> None:
-        """Write one instance file atomically (temp file + rename) and index it.
+    def _write(
+        self, described: Description, body: _SpecBody | JSON, *, new: bool = False
+    ) -> _Record:
+        """Write one instance file atomically and index it; its record.
 
+        A ``new`` file is written unnamed (``O_TMPFILE``) and linked into place once complete:
+        its inotify events are the link's ``CREATE`` and the unnamed file's ``CLOSE_WRITE``
+        (named ``#<inode>``), both skipped at once, and a killed process leaves nothing behind. Otherwise - a rewrite, or a file
+        system without ``O_TMPFILE`` - a temporary file is renamed into place (four events).
         No fsync: these instances are simulated, and a crash can at worst lose the newest file,
         which the group controller then re-creates.
         """
+        instance_id = described.id
         if not INSTANCE_ID.fullmatch(instance_id):  # only our own instance-<n> names, ever
             self._path(instance_id)
-        document = {"ID": instance_id, "LogicalID": logical_id, "Tags": tags, "Spec": wire_spec}
+        record = _Record(described, body, 0)
+        document = {
+            "ID": instance_id,
+            "LogicalID": described.logical_id,
+            "Tags": described.tags,
+            "Spec": record.spec,
+        }
         data = msgspec.json.encode(document)  # compact, ~5x faster than json.dumps
-        # Plain string paths and one fstat: at 10 000 creates, Path objects alone cost 0.85 s.
+        st = self._link_new(instance_id, data) if new and self._unnamed_files else None
+        if st is None:
+            st = self._replace(instance_id, data)
+        record.stamp = _stamp(st)
+        self._set(instance_id, record)
+        return record
+
+    def _link_new(self, instance_id: str, data: bytes) -> os.stat_result | None:
+        """Write a new file unnamed in the directory and link it in as ``instance_id``; None
+        when the file system (or a missing ``/proc``) does not allow it: every later write then
+        renames a temporary file instead. FileNotFoundError when the directory is gone."""
+        directory = self._directory
+        try:
+            fd = os.open(directory, _UNNAMED_FLAGS, 0o600)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # EOPNOTSUPP, EISDIR (kernels before 3.11), EINVAL ...
+            self._no_unnamed_files(exc)
+            return None
+        try:
+            st = _fill(fd, data)
+            if self._proc_fd is None:
+                self._proc_fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+            # linkat(2) of /proc/self/fd/N: the documented way to name an O_TMPFILE file.
+            os.link(
+                str(fd),
+                f"{directory}/{instance_id}",
+                src_dir_fd=self._proc_fd,
+                follow_symlinks=True,
+            )
+            if self._watching:  # its CREATE event tells nothing new: skip it (_handle_events)
+                self._own_writes.add(instance_id)
+        except FileExistsError:  # an unindexed file of that name (1 in 2**63): replace it
+            return None
+        except OSError as exc:
+            if not os.path.isdir(directory):
+                raise FileNotFoundError(exc.errno, exc.strerror, directory) from None
+            self._no_unnamed_files(exc)
+            return None
+        finally:
+            os.close(fd)
+        return st
+
+    def _no_unnamed_files(self, exc: OSError) -> None:
+        log.info(
+            "instance files in %s: no unnamed temporary files here (%s); renaming instead",
+            self.directory,
+            exc.strerror or exc,
+        )
+        self._unnamed_files = False
+
+    def _replace(self, instance_id: str, data: bytes) -> os.stat_result:
+        """Write ``data`` to a temporary file and rename it into place as ``instance_id``."""
+        # Plain string paths: at 10 000 creates, Path objects alone cost 0.85 s.
         directory = self._directory
         temp = f"{directory}/.{instance_id}.tmp"
         fd = os.open(temp, _TEMP_FLAGS, 0o600)
         try:
-            os.fchmod(fd, 0o600)  # whatever the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            st = os.fstat(fd)
+            st = _fill(fd, data)
         finally:
             os.close(fd)
         os.replace(temp, f"{directory}/{instance_id}")
         if self._watching:  # its MOVED_TO event tells nothing new: skip it (see _watch_inotify)
             self._own_writes.add(instance_id)
-        self._set(instance_id, _Record(logical_id, tags, wire_spec, (st.st_mtime_ns, st.st_size)))
+        return st
+
+    def _body(
+        self, properties: JSON, init: str, logical_id: str | None, attachments: JSON
+    ) -> _SpecBody:
+        """The shared Spec body equal to these parts (a group's creates, and its files read
+        again after a restart, share one); "equal" as JSON, so ``1`` and ``true`` differ."""
+        last = self._last_body
+        if (
+            last is not None
+            and last.properties is properties  # in-process: the group's very object
+            and last.init == init
+            and last.logical_id == logical_id
+            and last.attachments == attachments
+        ):
+            return last
+        key = msgspec.json.encode([properties, init, logical_id, attachments])
+        body = self._bodies.get(key)
+        if body is None:
+            if len(self._bodies) >= SPEC_BODIES_KEPT:
+                self._bodies.clear()
+            body = self._bodies[key] = _SpecBody(properties, init, logical_id, attachments)
+        self._last_body = body
+        return body
+
+    def _body_of(self, spec: JSON, tags: Tags) -> _SpecBody | JSON:
+        """A Spec read from a file: shared when it has the shape Provision writes (and the
+        record's tags), else as read."""
+        if (
+            isinstance(spec, dict)
+            and spec.keys() == _SPEC_KEYS
+            and spec["Tags"] == tags
+            and isinstance(spec["Init"], str)
+            and (spec["LogicalID"] is None or isinstance(spec["LogicalID"], str))
+        ):
+            return self._body(
+                spec["Properties"], spec["Init"], spec["LogicalID"], spec["Attachments"]
+            )
+        return spec
 
     def rescan(self, *, publish: bool = True) -> None:
         """Bring the index up to date with the directory (re-reading only changed files)."""
@@ -332,7 +506,7 @@ class FileInstancePlugin:
             if not stat.S_ISREG(st.st_mode):
                 continue
             seen.add(entry.name)
-            self._load(entry.name, (st.st_mtime_ns, st.st_size), publish=publish)
+            self._load(entry.name, _stamp(st), publish=publish)
         for gone in [name for name in self._records if name not in seen]:
             record = self._drop(gone)
             if publish:
@@ -340,8 +514,9 @@ class FileInstancePlugin:
         for gone in [name for name in self._skipped if name not in seen]:
             del self._skipped[gone]
 
-    def _refresh(self, name: str) -> None:
-        """Re-check one directory entry after the watcher saw it change."""
+    def _refresh(self, name: str, *, quiet: bool = False) -> None:
+        """Re-check one directory entry after the watcher saw it change (``quiet``: a file that
+        is not an instance file yet is left for its next event, unwarned)."""
         if not name or name.startswith("."):
             return
         try:
@@ -354,16 +529,18 @@ class FileInstancePlugin:
                 self._publish("deleted", name, record)
             return
         if stat.S_ISREG(st.st_mode):
-            self._load(name, (st.st_mtime_ns, st.st_size), publish=True)
+            self._load(name, _stamp(st), publish=True, quiet=quiet)
 
-    def _load(self, name: str, stamp: Stamp, *, publish: bool) -> None:
+    def _load(self, name: str, stamp: Stamp, *, publish: bool, quiet: bool = False) -> None:
         known = self._records.get(name)
         if known is not None and known.stamp == stamp:
             return
         if self._skipped.get(name) == stamp:
             return
-        record = self._read(name, stamp)
+        record = self._read(name, stamp, quiet=quiet)
         if record is None:
+            if quiet:
+                return
             self._skipped[name] = stamp
             if known is not None:
                 self._drop(name)
@@ -384,10 +561,15 @@ class FileInstancePlugin:
         ):
             self._publish("changed", name, record)
 
-    def _read(self, name: str, stamp: Stamp) -> _Record | None:
+    def _read(self, name: str, stamp: Stamp, *, quiet: bool = False) -> _Record | None:
         path = self.directory / name
+
+        def warn(message: str, *args: object) -> None:
+            if not quiet:
+                log.warning(message, *args)
+
         if not INSTANCE_ID.fullmatch(name):
-            log.warning(
+            warn(
                 "%s is not an instance file (its name is not instance-<number>); ignoring it", path
             )
             return None
@@ -398,18 +580,18 @@ class FileInstancePlugin:
         except FileNotFoundError:
             return None
         except RecursionError:
-            log.warning("%s is not an instance file (JSON nested too deeply); ignoring it", path)
+            warn("%s is not an instance file (JSON nested too deeply); ignoring it", path)
             return None
         except (OSError, ValueError) as exc:
-            log.warning("%s is not an instance file (%s); ignoring it", path, exc)
+            warn("%s is not an instance file (%s); ignoring it", path, exc)
             return None
         problem = _record_problem(document, name)
         if problem:
-            log.warning("%s is not an instance file (%s); ignoring it", path, problem)
+            warn("%s is not an instance file (%s); ignoring it", path, problem)
             return None
-        return _Record(
-            document.get("LogicalID"), dict(document.get("Tags") or {}), document.get("Spec"), stamp
-        )
+        tags = dict(document.get("Tags") or {})
+        described = Description(name, document.get("LogicalID"), tags)
+        return _Record(described, self._body_of(document.get("Spec"), tags), stamp)
 
     # --- watching -------------------------------------------------------------------------------
 
@@ -443,6 +625,7 @@ class FileInstancePlugin:
 
         mask = (
             inotify.CLOSE_WRITE
+            | inotify.CREATE
             | inotify.MOVED_TO
             | inotify.MOVED_FROM
             | inotify.DELETE
@@ -477,7 +660,16 @@ class FileInstancePlugin:
         gone = inotify.DELETE_SELF | inotify.MOVE_SELF | inotify.IGNORED
         for bits, name in events:
             if name is not None:
-                if name.startswith("."):  # our own temporary files: nothing to see
+                if name[:1] in _NOT_INSTANCES:  # our own temporary files: nothing to see
+                    continue
+                if bits & inotify.CREATE:
+                    # A file linked in complete (O_TMPFILE, as Provision writes; another plugin
+                    # on this directory too) has no other event. One made by open() is empty or
+                    # partial now, and its CLOSE_WRITE follows: read it quietly.
+                    if name in self._own_writes:
+                        self._own_writes.discard(name)  # our own link: indexed already
+                    else:
+                        self._refresh(name, quiet=True)
                     continue
                 if bits & inotify.MOVED_TO and name in self._own_writes:
                     self._own_writes.discard(name)  # our own rename: indexed already
@@ -489,6 +681,19 @@ class FileInstancePlugin:
             elif bits & inotify.Q_OVERFLOW:
                 self.rescan()
         return True
+
+
+def _fill(fd: int, data: bytes) -> os.stat_result:
+    """Write all of ``data`` to the new file ``fd``; its stat, with mode 0600 whatever the umask."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
+    st = os.fstat(fd)
+    if stat.S_IMODE(st.st_mode) != 0o600:
+        os.fchmod(fd, 0o600)
+    return st
 
 
 def _record_problem(document: Any, name: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,10 +193,13 @@ class VanillaFlavor:
         attachments = spec.attachments
         if parsed.attachments:
             attachments = [*(spec.attachments or []), *parsed.attachments]
-        return dataclasses.replace(
-            spec,
-            tags={**spec.tags, **parsed.tags},
+        tags = {**spec.tags, **parsed.tags} if parsed.tags else dict(spec.tags)
+        # Built directly: dataclasses.replace looks up every field by name (~3 us a create).
+        return Spec(
+            properties=spec.properties,
+            tags=tags,
             init=init,
+            logical_id=spec.logical_id,
             attachments=attachments,
         )
 
