@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from infrakit import errors
+from infrakit._utils import collector
 from infrakit.cli import reads
 
 __all__ = ["Read", "parse", "run"]
@@ -77,7 +78,8 @@ def run(argv: list[str]) -> bool:
     if read is None or "_INFRAKIT_COMPLETE" in os.environ:
         return False
     try:
-        out, warning = _perform(read)
+        with collector.paused():  # a short process: 100 000 rows need no collection
+            out, warning = _perform(read)
     except (errors.InfrakitError, reads.ReadFailed) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

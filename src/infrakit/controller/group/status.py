@@ -212,34 +212,30 @@ def snapshot_of(
 def _instance_rows(
     rows: list[_Row], state: GroupState, now: float, tags: bool
 ) -> list[dict[str, Any]]:
-    """The rows Status carries; with ``tags`` also what DescribeGroup would list of each: its
-    ``Tags`` (as the plugin sent them), its place in the observation (``Seen``) and, only where
-    it differs from the row's (taken from the ``infrakit.logical_id`` tag), the plugin's own
-    logical ID (``ListedLogicalID``)."""
-    out = [_instance_row(r, state, now) for r in rows]
-    if tags:
-        for row, shown in zip(rows, out, strict=True):
-            member = row[7]
+    """Each instance as Status shows it: its config (desired or old), health and since when,
+    whether it is being destroyed, and why its health is what it is. With ``tags`` also what
+    DescribeGroup would list of it: its ``Tags`` (as the plugin sent them), its place in the
+    observation (``Seen``) and, only where it differs from the row's (taken from the
+    ``infrakit.logical_id`` tag), the plugin's own logical ID (``ListedLogicalID``)."""
+    destroying = state.destroying
+    out = []
+    for _, iid, lid, h, word, desired, seen, member in rows:
+        shown: dict[str, Any] = {
+            "ID": iid,
+            "LogicalID": lid,
+            "Config": "desired" if desired else "old",
+            "Health": word,
+            "HealthSince": round(now - h.since, 3) if h and h.last_check is not None else None,
+            "Destroying": iid in destroying,
+            "Note": h.note if h else "",
+        }
+        if tags:
             shown["Tags"] = member.tags
-            shown["Seen"] = row[6]
-            if member.logical_id != row[2]:
+            shown["Seen"] = seen
+            if member.logical_id != lid:
                 shown["ListedLogicalID"] = member.logical_id
+        out.append(shown)
     return out
-
-
-def _instance_row(row: _Row, state: GroupState, now: float) -> dict[str, Any]:
-    """One instance as Status shows it: its config (desired or old), health and since when,
-    whether it is being destroyed, and why its health is what it is."""
-    _, iid, lid, h, word, desired, _, _ = row
-    return {
-        "ID": iid,
-        "LogicalID": lid,
-        "Config": "desired" if desired else "old",
-        "Health": word,
-        "HealthSince": round(now - h.since, 3) if h and h.last_check is not None else None,
-        "Destroying": iid in state.destroying,
-        "Note": h.note if h else "",
-    }
 
 
 def _degraded(settings: GroupSettings, state: GroupState, now: float) -> dict[str, Any] | None:

@@ -98,15 +98,24 @@ class FileInstancePlugin:
         self._watching = False
         #: ``infrakit.group`` tag value -> IDs: the group controller's Describe reads one group.
         self._by_group: dict[str, set[str]] = {}
+        #: The last answer without Properties to "every instance" (key None) or "one group's"
+        #: (its tag value), kept until a record of it changes: a pass over an unchanged group of
+        #: 100 000 copies a list instead of looking at each record.
+        self._listed: dict[str | None, list[Description]] = {}
 
     def _set(self, instance_id: str, record: _Record) -> None:
         self._drop(instance_id)
         self._records[instance_id] = record
-        self._by_group.setdefault(record.tags.get(GROUP_TAG, ""), set()).add(instance_id)
+        group = record.tags.get(GROUP_TAG, "")
+        self._by_group.setdefault(group, set()).add(instance_id)
+        self._listed.pop(group, None)
+        self._listed.pop(None, None)
 
     def _drop(self, instance_id: str) -> _Record | None:
         record = self._records.pop(instance_id, None)
         if record is not None:
+            self._listed.pop(record.tags.get(GROUP_TAG, ""), None)
+            self._listed.pop(None, None)
             members = self._by_group.get(record.tags.get(GROUP_TAG, ""))
             if members is not None:
                 members.discard(instance_id)
@@ -216,12 +225,20 @@ class FileInstancePlugin:
     async def describe_instances(self, tags: Tags, properties: bool = False) -> list[Description]:
         if not self._watching:
             self.rescan()
-        if tags.get(GROUP_TAG):
-            ids: Iterable[str] = self._by_group.get(tags[GROUP_TAG], ())
-        else:
-            ids = self._records
+        group = tags.get(GROUP_TAG) or None
         # The by-group index already selected them when the group tag is the only filter.
         check = bool(tags) and set(tags) != {GROUP_TAG}
+        if not check and not properties:
+            listed = self._listed.get(group)
+            if listed is None:
+                listed = self._listed[group] = self._describe(group, tags, False, False)
+            return list(listed)  # the caller's own list: the cached one stays as it is
+        return self._describe(group, tags, check, properties)
+
+    def _describe(
+        self, group: str | None, tags: Tags, check: bool, properties: bool
+    ) -> list[Description]:
+        ids: Iterable[str] = self._by_group.get(group, ()) if group else self._records
         out = []
         for instance_id in ids:
             record = self._records[instance_id]
