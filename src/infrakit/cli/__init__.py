@@ -36,7 +36,7 @@ def main() -> None:
     from infrakit.cli import fastpath
 
     if fastpath.run(sys.argv[1:]):
-        return
+        fastpath.leave()
     from infrakit.cli.root import cli
 
     cli(prog_name="infrakit")

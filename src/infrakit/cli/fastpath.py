@@ -26,7 +26,7 @@ from infrakit import errors
 from infrakit._utils import collector
 from infrakit.cli import reads
 
-__all__ = ["Read", "parse", "run"]
+__all__ = ["Read", "leave", "parse", "run"]
 
 QUIET = ("-q", "--quiet")
 
@@ -95,6 +95,17 @@ def run(argv: list[str]) -> bool:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
     return True
+
+
+def leave() -> NoReturn:
+    """End the process once a read is printed, without the interpreter's clean-up: freeing
+    100 000 decoded rows one by one took 50-150 ms after the answer was out."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        os._exit(1)
+    os._exit(0)
 
 
 def _perform(read: Read) -> tuple[str, str | None]:
