@@ -12,8 +12,8 @@ import pytest
 
 from infrakit.cli._common import instance_table
 from infrakit.cli.group import status_lines
-from infrakit.cli.instance import _unknown_type
 from infrakit.cli.manager import _members
+from infrakit.cli.reads import _unknown_type
 from infrakit.spi import instance as spi_instance
 from tests.cli.conftest import EXAMPLES, Stack, error_line, invoke
 from tests.e2e.conftest import wait_for

@@ -526,13 +526,13 @@ def test_hints_name_the_real_next_step(stack: E2E) -> None:
 
 
 def test_start_hints_match_the_kinds_default_names() -> None:
-    from infrakit.cli._common import _UP_KINDS
+    from infrakit.cli.reads import UP_KINDS
     from infrakit.launch import registry
     from infrakit.launch.stack import UP_PLUGINS
 
     kinds = registry.available()
-    assert {name for _, name in UP_PLUGINS} == set(_UP_KINDS)
-    for name, kind in _UP_KINDS.items():
+    assert {name for _, name in UP_PLUGINS} == set(UP_KINDS)
+    for name, kind in UP_KINDS.items():
         assert kinds[kind].default_name == name
 
 

@@ -109,6 +109,37 @@ async def test_descriptions_share_no_state_a_label_could_change(instance_dir: Pa
         await plugin.stop()
 
 
+async def test_a_listing_is_kept_until_one_of_its_records_changes(instance_dir: Path) -> None:
+    # Not started: every read rescans, so external changes come through the same index.
+    plugin = FileInstancePlugin(instance_dir)
+    instance_dir.mkdir(parents=True)
+    a1 = await plugin.provision(Spec(tags={"infrakit.group": "a"}))
+    b1 = await plugin.provision(Spec(tags={"infrakit.group": "b"}))
+
+    async def ids(tags: dict[str, str]) -> list[str]:
+        return sorted(d.id for d in await plugin.describe_instances(tags))
+
+    first = await plugin.describe_instances({"infrakit.group": "a"})
+    first.clear()  # the caller's own list: the kept one is not touched
+    assert await ids({"infrakit.group": "a"}) == [a1]
+    assert await ids({}) == sorted([a1, b1])
+    a2 = await plugin.provision(Spec(tags={"infrakit.group": "a"}))
+    assert await ids({"infrakit.group": "a"}) == sorted([a1, a2])
+    await plugin.label(b1, {"infrakit.group": "a"})
+    assert await ids({"infrakit.group": "a"}) == sorted([a1, a2, b1])
+    assert await ids({"infrakit.group": "b"}) == []
+    (instance_dir / a1).unlink()  # out of band
+    assert await ids({"infrakit.group": "a"}) == sorted([a2, b1])
+    assert await ids({}) == sorted([a2, b1])
+    document = json.loads((instance_dir / a2).read_text())
+    document["Tags"]["infrakit.group"] = "c"
+    (instance_dir / a2).write_text(json.dumps(document) + " ")  # another size: a new stamp
+    assert await ids({"infrakit.group": "a"}) == [b1]
+    assert await ids({"infrakit.group": "c"}) == [a2]
+    await plugin.destroy(b1)
+    assert await ids({"infrakit.group": "a"}) == []
+
+
 async def test_destroy_removes_the_file_and_unknown_ids_are_not_found(
     served, instance_dir: Path
 ) -> None:

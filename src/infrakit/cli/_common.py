@@ -16,6 +16,7 @@ import click
 
 from infrakit import errors
 from infrakit._utils import jsonfile
+from infrakit.cli.reads import format_tags, instance_lines, open_client, start_hint
 
 if TYPE_CHECKING:
     from infrakit.rpc.client import SyncClient
@@ -243,34 +244,11 @@ def read_spec(path: str, var_pairs: Sequence[str] = (), vars_files: Sequence[str
         fail(str(exc))
 
 
-#: The plugins ``infrakit up`` runs, by socket name, and the kind ``plugin start`` runs each as
-#: alone (each kind's default name; tests/e2e/test_bad_input.py checks them against the registry).
-_UP_KINDS = {
-    "group": "group",
-    "instance-file": "file",
-    "flavor-vanilla": "vanilla",
-    "flavor-combo": "combo",
-}
-
-
-def start_hint(lookup: str) -> str | None:
-    """The next step for a plugin ``lookup`` that is not running, when its kind is known."""
-    kind = _UP_KINDS.get(lookup)
-    if kind is None:
-        return None
-    return f"start it with `infrakit up` (which runs it) or `infrakit plugin start {kind}`"
-
-
 def client_for(name: str) -> SyncClient:
     """A client for the plugin named ``name`` (``lookup[/sub]``) in the plugin directory, closed
     when the running command ends."""
-    from infrakit import discovery
-    from infrakit.rpc.client import SyncClient
-
-    lookup = discovery.split_name(name)[0]
     try:
-        entry = discovery.find(name, start_hint=start_hint(lookup))
-        client = SyncClient(lookup, entry.address)
+        client = open_client(name)
     except errors.InfrakitError as exc:
         fail(str(exc))
     context = click.get_current_context(silent=True)
@@ -291,36 +269,10 @@ def echo_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2))
 
 
-def format_tags(tags: dict[str, str] | None) -> str:
-    if not tags:
-        return ""
-    try:
-        return ",".join(map("=".join, sorted(tags.items())))
-    except TypeError:  # a plugin sent a value that is not a string
-        return ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
-
-
-def _row_fields(d: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
-    """ID, LogicalID, Tags, Properties of one description (wire keys, or any case)."""
-    if "ID" in d:  # the wire's own spelling: no per-row re-keying (1000 rows: ~10 ms)
-        return d["ID"], d.get("LogicalID"), d.get("Tags"), d.get("Properties")
-    view = {k.lower(): v for k, v in d.items()}
-    return view.get("id", ""), view.get("logicalid"), view.get("tags"), view.get("properties")
-
-
 def instance_table(
     descriptions: list[dict[str, Any]], quiet: bool, properties: bool = False
 ) -> None:
-    """InfraKit's instance table: ``%-30s\\t%-30s\\t%-s`` of ID, LOGICAL, TAGS (``-q``: no header)."""
-    lines = []
-    if not quiet:
-        header = f"{'ID':<30}\t{'LOGICAL':<30}\t{'TAGS'}"
-        lines.append(header + ("\tPROPERTIES" if properties else ""))
-    for d in descriptions:
-        iid, logical, tags, props = _row_fields(d)
-        row = f"{iid:<30}\t{(logical if logical else '  -   '):<30}\t{format_tags(tags)}"
-        if properties:
-            row += "\t" + json.dumps(props, separators=(",", ":"))
-        lines.append(row)
+    """InfraKit's instance table (:func:`infrakit.cli.reads.instance_lines`), in one write."""
+    lines = instance_lines(descriptions, quiet, properties)
     if lines:
         click.echo("\n".join(lines))  # one write: 1000 rows cost ~1 ms instead of ~7 ms

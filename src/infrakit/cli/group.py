@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from infrakit import errors
+from infrakit.cli import reads
 from infrakit.cli._common import (
     CliError,
     NamedGroup,
@@ -27,13 +29,13 @@ from infrakit.cli._common import (
     client_for,
     echo_doc,
     fail,
-    instance_table,
     output_option,
     read_spec,
     template_options,
 )
 from infrakit.cli.metadata import get as get_metadata
 from infrakit.cli.metadata import keys as metadata_keys
+from infrakit.cli.reads import status_lines
 from infrakit.rpc.client import SyncClient
 from infrakit.spi import group as spi_group
 
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from infrakit.specfile.diff import Change
     from infrakit.specfile.reader import SpecFile
 
-__all__ = ["group_cli"]
+__all__ = ["group_cli", "status_lines"]
 
 OUTPUT = output_option
 
@@ -250,84 +252,26 @@ def validate(
 @click.pass_context
 def describe(ctx: click.Context, gid: str, quiet: bool, output: str) -> None:
     """List a group's instances, and its health and update status."""
-    result = _group(ctx, "Group.DescribeGroup", ID=gid)
-    desc = {k.lower(): v for k, v in (result.get("description") or {}).items()}
-    instances = desc.get("instances") or []
-    status = _status(ctx, gid)
-    if quiet and status is not None and status.get("ActualUnknown"):
-        # Rows of the last observation are still printed; a script reading them must know.
-        ago = status.get("ObservedAgo")
-        when = f"as seen {ago:.1f}s ago" if isinstance(ago, int | float) else "none seen yet"
-        click.echo(f"warning: instances of {gid} {when}: {status['ActualUnknown']}", err=True)
-    if output != "text":
-        echo_doc(
-            {
-                "ID": gid,
-                "Instances": instances,
-                "Converged": desc.get("converged", False),
-                "Status": status,
-            },
-            output,
-        )
-        return
-    instance_table(instances, quiet)
-    if status is not None and not quiet:
-        click.echo("\n" + "\n".join(status_lines(gid, status)))  # one write, not one per row
-
-
-def _status(ctx: click.Context, gid: str) -> dict[str, Any] | None:
     client = _client(ctx)
+    if output != "text":
+        result = _group(ctx, "Group.DescribeGroup", ID=gid)
+        desc = {k.lower(): v for k, v in (result.get("description") or {}).items()}
+        doc = {
+            "ID": gid,
+            "Instances": desc.get("instances") or [],
+            "Converged": desc.get("converged", False),
+            "Status": reads.group_status(client, gid),
+        }
+        echo_doc(doc, output)
+        return
     try:
-        result = client.call("Group.Status", {"Name": "", "ID": gid})
-    except Exception:
-        return None
-    return result if isinstance(result, dict) else None
-
-
-def status_lines(gid: str, s: dict[str, Any]) -> list[str]:
-    """Human summary of ``Group.Status``."""
-    healthy = s.get("Healthy") if s.get("HealthChecked") else "-"
-    state = "converged" if s.get("Converged") else "converging"
-    actual = s.get("Actual")
-    ago = s.get("ObservedAgo")
-    seen = f", observed {ago:.1f}s ago" if isinstance(ago, int | float) else ""
-    lines = [
-        f"Group {gid}: desired {s.get('Desired')}, actual "
-        f"{'unknown' if actual is None else actual}, healthy {healthy}, "
-        f"pending {s.get('Pending')}, destroying {s.get('Destroying')} - {state}"
-        f" (instance events: {s.get('Events')}{seen})"
-    ]
-    if actual is None and s.get("ActualUnknown"):
-        lines.append(f"Actual unknown: {s['ActualUnknown']}")
-    upd = s.get("Updating")
-    if upd:
-        phase = "paused" if upd.get("Paused") else ("failed" if upd.get("Failed") else "rolling")
-        extra = f" - {upd['Reason']}" if upd.get("Reason") else ""
-        canary = ""
-        if upd.get("Canary") and not upd.get("Promoted"):
-            canary = f", canary {upd['Canary']} (not promoted)"
-        lines.append(
-            f"Updating: {phase}, {upd.get('Replaced')} of {upd.get('Total')} replaced{canary}{extra}"
-        )
-    if s.get("Degraded"):
-        lines.append(f"Degraded: {s['Degraded'].get('Reason')}")
-    elif s.get("Backoff"):
-        lines.append(f"Backoff: next create in {s['Backoff']:.1f}s")
-    if s.get("ShortCircuit"):
-        lines.append(f"Remediation: {s['ShortCircuit']}")
-    if s.get("LastError"):
-        lines.append(f"Last error: {s['LastError']}")
-    rows = s.get("Instances") or []
-    if rows:
-        lines.append(f"{'INSTANCE':<30}\t{'CONFIG':<8}\t{'HEALTH':<10}\tNOTE")
-        for r in rows:
-            note = "destroying" if r.get("Destroying") else (r.get("Note") or "")
-            lines.append(
-                f"{r.get('ID', ''):<30}\t{r.get('Config', ''):<8}\t{r.get('Health', ''):<10}\t{note}"
-            )
-    for d in s.get("Decisions") or []:
-        lines.append(f"  - {d}")
-    return lines
+        instances, status = reads.describe_group(client, gid)
+    except errors.InfrakitError as exc:
+        fail(str(exc))
+    warning = reads.unknown_warning(gid, status) if quiet else None
+    if warning:
+        click.echo(warning, err=True)
+    click.echo(reads.describe_lines(gid, instances, status, quiet), nl=False)
 
 
 @group_cli.command("inspect")

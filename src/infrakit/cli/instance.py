@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from infrakit import errors
+from infrakit.cli import reads
 from infrakit.cli._common import (
     NamedGroup,
     client_for,
@@ -35,11 +35,6 @@ def _complete_plugins(ctx: click.Context, param: click.Parameter, incomplete: st
     except Exception:
         return []
     return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
-
-
-def _split(name: str) -> tuple[str, str]:
-    lookup, _, sub = name.partition("/")
-    return lookup, sub
 
 
 def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
@@ -69,61 +64,13 @@ def instance_cli(ctx: click.Context, name: str) -> None:
 
 
 def _typed(ctx: click.Context, interface: Any, method: str, **params: Any) -> dict[str, Any]:
-    """Call an instance or flavor plugin; ``--name PLUGIN/TYPE`` travels as ``Type``.
-
-    Failures are one line; an unknown type (InfraKit's bare ``no-plugin:<type>``) is explained
-    with the types the plugin's handshake lists, and a plugin's hint to run ``infrakit instance
-    describe`` gets the ``--name`` it needs.
-    """
+    """Call an instance or flavor plugin (:func:`infrakit.cli.reads.typed_call`); failures are
+    one line."""
     name = ctx.obj["name"]
-    lookup, sub = _split(name)
-    client = client_for(name)
     try:
-        result = client.call(method, {"Type": sub, **params}, interface=interface)
-    except errors.InfrakitError as exc:
-        message = str(exc)
-        if message.startswith(f"no-plugin:{sub}") and isinstance(
-            exc, errors.NotFoundError | errors.PluginError
-        ):
-            fail(_unknown_type(client.objects, interface, lookup, sub, message))
-        fail(
-            message.replace(
-                "infrakit instance describe", f"infrakit instance --name {name} describe"
-            )
-        )
-    return {k.lower(): v for k, v in result.items()} if isinstance(result, dict) else {}
-
-
-def _unknown_type(
-    objects: dict[str, Any] | None, interface: Any, lookup: str, sub: str, said: str
-) -> str:
-    """What to say when plugin ``lookup`` has no object of type ``sub`` (``""``: no default)."""
-    kind = interface.name
-    listed = None if objects is None else objects.get(str(interface))
-    names = [str(o.get("Name")) for o in listed or [] if isinstance(o, dict)]
-    types = sorted(n for n in names if n not in ("", "."))
-    has_default = any(n in ("", ".") for n in names)
-    if not sub:
-        where = f"its types: {', '.join(types)}" if types else f"it answered {said}"
-        return (
-            f"plugin {lookup} has no default {kind} object ({where}); "
-            f"name one as --name {lookup}/TYPE"
-        )
-    if listed is None:
-        return (
-            f"plugin {lookup} has no {kind} type {sub!r} (it answered {said}); --name takes "
-            f"PLUGIN or PLUGIN/TYPE: check the type, or use --name {lookup} for its default object"
-        )
-    if not types:
-        return (
-            f"plugin {lookup} serves one {kind} object and no type {sub!r}; "
-            f"drop the /{sub}: --name {lookup}"
-        )
-    default = f", or --name {lookup} for its default object" if has_default else ""
-    return (
-        f"plugin {lookup} has no {kind} type {sub!r} (its types: {', '.join(types)}); "
-        f"use --name {lookup}/TYPE with one of them{default}"
-    )
+        return reads.typed_call(client_for(name), name, interface, method, params)
+    except reads.ReadFailed as exc:
+        fail(str(exc))
 
 
 def _instance(ctx: click.Context, method: str, **params: Any) -> dict[str, Any]:

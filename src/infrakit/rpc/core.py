@@ -325,7 +325,7 @@ class ClientCore:
     ) -> Any:
         """A reply body decoded (None when empty). Not JSON: None for a 404 or when not
         ``strict`` (the challenge), else a :class:`~infrakit.errors.ProtocolError`."""
-        if not body.strip():
+        if not body or body.isspace():  # no copy of a 36 MB body just to look at it
             return None
         try:
             return loads(body)

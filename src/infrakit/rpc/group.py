@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from infrakit import errors
+from infrakit._utils import collector
 from infrakit.rpc.client import Client
 from infrakit.rpc.server import Handler, Service
 from infrakit.spi import group
@@ -110,7 +111,9 @@ async def _free(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str
 async def _describe(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:
     gid = _group_id(view, "DescribeGroup")
     desc = await obj.describe_group(gid)
-    return _echo(name, gid, era, Description=group.group_description_to_wire(desc, era))
+    with collector.paused():  # a dict per instance: see infrakit._utils.collector
+        wire = group.group_description_to_wire(desc, era)
+    return _echo(name, gid, era, Description=wire)
 
 
 async def _destroy(obj: Any, name: str, view: dict[str, Any], era: Era) -> dict[str, Any]:

@@ -362,7 +362,8 @@ class SocketTransport:
         while len(self._buf) < size:
             if not self._recv_more():
                 raise _EmptyReply("connection closed mid-body")
-        data = bytes(self._buf[:size])
+        with memoryview(self._buf) as view:
+            data = bytes(view[:size])  # one copy (a slice of the bytearray would be a second)
         del self._buf[:size]
         return data
 

@@ -16,6 +16,7 @@ import contextlib
 from typing import Any, Protocol
 
 from infrakit import errors
+from infrakit._utils import collector
 from infrakit._utils.clock import Clock
 from infrakit.controller.group import rollout
 from infrakit.controller.group.actuator import Actuator
@@ -109,17 +110,18 @@ class GroupExtensions:
         await self._fresh_observation(group)
         now = self.clock.now()
         obs = group.observation
-        report = status_report(
-            group.settings,
-            group.state,
-            obs.visible if obs is not None else None,
-            observed_ago=now - obs.at if obs is not None else None,
-            unknown=group.unknown_reason(now),
-            converged=group.truly_converged(self.clock.now()),
-            events=self.watch_mode.get(group.settings.properties.instance.plugin, "polling"),
-            now=now,
-            page=page,
-        )
+        with collector.paused():  # a row per instance: see infrakit._utils.collector
+            report = status_report(
+                group.settings,
+                group.state,
+                obs.visible if obs is not None else None,
+                observed_ago=now - obs.at if obs is not None else None,
+                unknown=group.unknown_reason(now),
+                converged=group.truly_converged(self.clock.now()),
+                events=self.watch_mode.get(group.settings.properties.instance.plugin, "polling"),
+                now=now,
+                page=page,
+            )
         report["Passes"] = group.passes
         return report
 

@@ -31,25 +31,31 @@ DECISIONS_SHOWN = 10
 class InstancePage:
     """Which instance rows Status carries: ``limit`` rows from ``offset`` (None: all), of every
     instance or (``attention``) only those that are not healthy at the desired config - how
-    the status page and ``group watch`` stay fast with 10 000 instances."""
+    the status page and ``group watch`` stay fast with 10 000 instances. With ``tags`` each row
+    also carries the instance's ``Tags`` and ``Seen``, its place in the observation (the order
+    DescribeGroup lists them in): ``group describe`` prints both of its tables from one call."""
 
     offset: int = 0
     limit: int | None = None
     attention: bool = False
+    tags: bool = False
 
 
 def instance_page(options: dict[str, Any] | None) -> InstancePage:
-    """The page Status ``options`` ask for (``Offset``, ``Limit``, ``Filter: attention``); a
-    value of the wrong kind is one :class:`~infrakit.errors.SpecError` line."""
+    """The page Status ``options`` ask for (``Offset``, ``Limit``, ``Filter: attention``,
+    ``Tags: true``); a value of the wrong kind is one :class:`~infrakit.errors.SpecError` line."""
     options = options or {}
     offset, limit, which = options.get("offset", 0), options.get("limit"), options.get("filter")
+    tags = options.get("tags")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise errors.SpecError(f"Group.Status: Offset {offset!r}: expected a whole number >= 0")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise errors.SpecError(f"Group.Status: Limit {limit!r}: expected a whole number >= 0")
     if which not in (None, "", "all", "attention"):
         raise errors.SpecError(f"Group.Status: Filter {which!r}: expected 'all' or 'attention'")
-    return InstancePage(offset, limit, which == "attention")
+    if tags is not None and not isinstance(tags, bool):
+        raise errors.SpecError(f"Group.Status: Tags {tags!r}: expected true or false")
+    return InstancePage(offset, limit, which == "attention", bool(tags))
 
 
 def status_report(
@@ -78,7 +84,7 @@ def status_report(
         checked = settings.properties.health is not None
         chosen = [r for r in chosen if _needs_attention(r, checked, state)]
     end = None if page.limit is None else page.offset + page.limit
-    return {
+    report: dict[str, Any] = {
         "Desired": settings.size,
         # Unknown, never zero, while the provider cannot be observed: "0 instances" would read
         # as an outage that is not there (and is what InfraKit said).
@@ -104,19 +110,26 @@ def status_report(
         "ShortCircuit": state.short_circuit,
         "LastError": state.last_error,
         "Events": events,
-        "Instances": [_instance_row(r, state, now) for r in chosen[page.offset : end]],
+        "Instances": _instance_rows(chosen[page.offset : end], state, now, page.tags),
         "InstancesTotal": len(chosen),
         "InstancesOffset": page.offset,
         "Decisions": list(state.decisions[-DECISIONS_SHOWN:]),
     }
+    if page.tags:  # tells a client this server knows the option (an older one ignores it)
+        report["InstancesTagged"] = True
+    return report
 
 
 #: What Status needs of one member, worked out once: (logical ID or "", ID, logical ID, health
-#: record, health word, at the desired config), sorted on the first two (Status order).
-_Row = tuple[str, str, "str | None", "InstanceHealth | None", str, bool]
+#: record, health word, at the desired config, place in the observation, the member), sorted on
+#: the first two (Status order).
+_Row = tuple[str, str, "str | None", "InstanceHealth | None", str, bool, int, Description]
 
 
 _STATUS_ORDER = itemgetter(0, 1)
+#: The same order when no member has a logical ID (cattle): 100 000 rows sort in a third of the
+#: time on the ID alone as on an (empty string, ID) pair.
+_ID_ORDER = itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -136,21 +149,23 @@ def _survey(settings: GroupSettings, state: GroupState, members: list[Descriptio
     rows: list[_Row] = []
     words: dict[str, int] = {}
     old = 0
-    for m in members:
+    pets = False
+    for seen, m in enumerate(members):
         h = health.get(m.id)
         word = health_word(h)
         desired = matches(m.tags)
         old += not desired
         words[word] = words.get(word, 0) + 1
         lid = logical_id_of(m)
-        rows.append((lid or "", m.id, lid, h, word, desired))
-    rows.sort(key=_STATUS_ORDER)  # stable; a duplicate ID never compares the records
+        pets = pets or lid is not None
+        rows.append((lid or "", m.id, lid, h, word, desired, seen, m))
+    rows.sort(key=_STATUS_ORDER if pets else _ID_ORDER)  # stable: never compares the records
     return _Survey(rows, words, old)
 
 
 def _needs_attention(row: _Row, checked: bool, state: GroupState) -> bool:
     """Not healthy (when health is checked), at an old config, or being destroyed."""
-    _, iid, _, _, word, desired = row
+    _, iid, _, _, word, desired, _, _ = row
     return (checked and word != "healthy") or not desired or iid in state.destroying
 
 
@@ -194,19 +209,33 @@ def snapshot_of(
     )
 
 
-def _instance_row(row: _Row, state: GroupState, now: float) -> dict[str, Any]:
-    """One instance as Status shows it: its config (desired or old), health and since when,
-    whether it is being destroyed, and why its health is what it is."""
-    _, iid, lid, h, word, desired = row
-    return {
-        "ID": iid,
-        "LogicalID": lid,
-        "Config": "desired" if desired else "old",
-        "Health": word,
-        "HealthSince": round(now - h.since, 3) if h and h.last_check is not None else None,
-        "Destroying": iid in state.destroying,
-        "Note": h.note if h else "",
-    }
+def _instance_rows(
+    rows: list[_Row], state: GroupState, now: float, tags: bool
+) -> list[dict[str, Any]]:
+    """Each instance as Status shows it: its config (desired or old), health and since when,
+    whether it is being destroyed, and why its health is what it is. With ``tags`` also what
+    DescribeGroup would list of it: its ``Tags`` (as the plugin sent them), its place in the
+    observation (``Seen``) and, only where it differs from the row's (taken from the
+    ``infrakit.logical_id`` tag), the plugin's own logical ID (``ListedLogicalID``)."""
+    destroying = state.destroying
+    out = []
+    for _, iid, lid, h, word, desired, seen, member in rows:
+        shown: dict[str, Any] = {
+            "ID": iid,
+            "LogicalID": lid,
+            "Config": "desired" if desired else "old",
+            "Health": word,
+            "HealthSince": round(now - h.since, 3) if h and h.last_check is not None else None,
+            "Destroying": iid in destroying,
+            "Note": h.note if h else "",
+        }
+        if tags:
+            shown["Tags"] = member.tags
+            shown["Seen"] = seen
+            if member.logical_id != lid:
+                shown["ListedLogicalID"] = member.logical_id
+        out.append(shown)
+    return out
 
 
 def _degraded(settings: GroupSettings, state: GroupState, now: float) -> dict[str, Any] | None:

@@ -166,15 +166,24 @@ class FileInstancePlugin:
         #: Spec bodies by their JSON, and the last one used (see ``_body``).
         self._bodies: dict[bytes, _SpecBody] = {}
         self._last_body: _SpecBody | None = None
+        #: The last answer without Properties to "every instance" (key None) or "one group's"
+        #: (its tag value), kept until a record of it changes: a pass over an unchanged group of
+        #: 100 000 copies a list instead of looking at each record.
+        self._listed: dict[str | None, list[Description]] = {}
 
     def _set(self, instance_id: str, record: _Record) -> None:
         self._drop(instance_id)
         self._records[instance_id] = record
-        self._by_group.setdefault(record.tags.get(GROUP_TAG, ""), {})[instance_id] = None
+        group = record.tags.get(GROUP_TAG, "")
+        self._by_group.setdefault(group, {})[instance_id] = None
+        self._listed.pop(group, None)
+        self._listed.pop(None, None)
 
     def _drop(self, instance_id: str) -> _Record | None:
         record = self._records.pop(instance_id, None)
         if record is not None:
+            self._listed.pop(record.tags.get(GROUP_TAG, ""), None)
+            self._listed.pop(None, None)
             members = self._by_group.get(record.tags.get(GROUP_TAG, ""))
             if members is not None:
                 members.pop(instance_id, None)
@@ -290,12 +299,20 @@ class FileInstancePlugin:
     async def describe_instances(self, tags: Tags, properties: bool = False) -> list[Description]:
         if not self._watching:
             self.rescan()
-        if tags.get(GROUP_TAG):
-            ids: Iterable[str] = self._by_group.get(tags[GROUP_TAG], ())
-        else:
-            ids = self._records
+        group = tags.get(GROUP_TAG) or None
         # The by-group index already selected them when the group tag is the only filter.
         check = bool(tags) and set(tags) != {GROUP_TAG}
+        if not check and not properties:
+            listed = self._listed.get(group)
+            if listed is None:
+                listed = self._listed[group] = self._describe(group, tags, False, False)
+            return list(listed)  # the caller's own list: the cached one stays as it is
+        return self._describe(group, tags, check, properties)
+
+    def _describe(
+        self, group: str | None, tags: Tags, check: bool, properties: bool
+    ) -> list[Description]:
+        ids: Iterable[str] = self._by_group.get(group, ()) if group else self._records
         out = []
         for instance_id in ids:
             record = self._records[instance_id]
@@ -306,12 +323,7 @@ class FileInstancePlugin:
                     Description(instance_id, record.logical_id, dict(record.tags), record.spec)
                 )
                 continue
-            if record.described is None:
-                # A copy of the tags, made here: copies made one after another on a listing sit
-                # together in memory, where the record's (made by Provision) are scattered among
-                # its other allocations. Sharing the record's saved 0.2 KB per instance, but a
-                # pass over 10 000 then took 1.7 us per instance instead of 0.8.
-                record.described = Description(instance_id, record.logical_id, dict(record.tags))
+            # The record's own description (shared, never changed by callers in this process).
             out.append(record.described)
         return out
 
