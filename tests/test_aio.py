@@ -82,3 +82,17 @@ async def test_sync_methods_run_on_daemon_threads_that_return_results_and_errors
     assert busy.result(timeout=5) is True
     with pytest.raises(RuntimeError, match="after shutdown"):
         pool.submit(lambda: None)
+
+
+async def test_take_ready_hands_over_what_is_queued_without_waiting() -> None:
+    from infrakit._utils.aio import Broker
+
+    broker: Broker[int] = Broker()
+    sub = broker.subscribe("a/")
+    assert sub.take_ready() == []  # type: ignore[attr-defined]
+    for i in range(5):
+        broker.publish("a/x", i)
+    broker.publish("b/x", 99)  # another topic: not this subscriber's
+    assert sub.take_ready() == [0, 1, 2, 3, 4]  # type: ignore[attr-defined]
+    assert sub.take_ready() == []  # type: ignore[attr-defined]
+    await sub.aclose()  # type: ignore[attr-defined]

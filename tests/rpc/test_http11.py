@@ -179,3 +179,36 @@ async def test_an_event_stream_is_chunked_and_ends_when_the_server_stops() -> No
         received = await asyncio.to_thread(subscribe)
     head = received.split(b"\r\n\r\n", 1)[0].lower()
     assert b"transfer-encoding: chunked" in head and b"text/event-stream" in head
+
+
+async def test_a_burst_of_events_reaches_a_subscriber_whole_and_in_order() -> None:
+    """1000 events published at once (a scale-up's creates) are written as few chunks, but every
+    one arrives, in order, as its own SSE event."""
+    from infrakit._utils.aio import Broker
+    from infrakit.rpc.client import Client
+    from infrakit.rpc.server import PluginServer
+    from infrakit.spi.event import Event
+    from infrakit.testing import short_tempdir
+
+    broker: Broker[Event] = Broker()
+    directory = short_tempdir()
+    server = PluginServer("ev", [], events=broker)
+    await server.start(directory / "ev")
+    client = Client("ev", directory / "ev")
+    got: list[str] = []
+    try:
+        stream = client.subscribe("instance/")
+        first = await anext(stream)
+        assert first.type == "subscribed"
+        for i in range(1000):
+            broker.publish("instance/created", Event(topic="instance/created", type="c", id=str(i)))
+        async with asyncio.timeout(20):
+            async for event in stream:
+                got.append(event.id)
+                if len(got) == 1000:
+                    break
+        await stream.aclose()  # type: ignore[attr-defined]
+    finally:
+        await client.close()
+        await server.stop()
+    assert got == [str(i) for i in range(1000)]

@@ -249,6 +249,11 @@ class _Subscription(Generic[T]):
         _, item = await self._queue.get()
         return item
 
+    def take_ready(self) -> list[T]:
+        """Every item queued right now, without waiting (a burst sent as one write)."""
+        queue = self._queue
+        return [queue.get_nowait()[1] for _ in range(queue.qsize())]
+
     async def aclose(self) -> None:
         self._finalizer()
 

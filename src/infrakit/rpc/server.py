@@ -577,6 +577,10 @@ class PluginServer:
         self, events: AsyncIterator[spi_event.Event]
     ) -> AsyncGenerator[bytes, None]:
         iterator = events.__aiter__()
+        #: A broker subscription hands over what is queued without waiting.
+        take_ready: Callable[[], list[spi_event.Event]] | None = getattr(
+            iterator, "take_ready", None
+        )
         pending: asyncio.Task[spi_event.Event] | None = None
         try:
             while not self._stopping.is_set():
@@ -592,7 +596,9 @@ class PluginServer:
                     return
                 finally:
                     pending = None
-                yield sse_data(codec.dumps(spi_event.event_to_wire(item)))
+                # A burst (1000 creates) goes out as one write of its frames, not one each.
+                burst = [item, *(take_ready() if take_ready is not None else ())]
+                yield b"".join(sse_data(codec.dumps(spi_event.event_to_wire(e))) for e in burst)
         finally:
             if pending is not None:
                 pending.cancel()
