@@ -69,9 +69,7 @@ _REASONS = {
     503: "Service Unavailable",
 }
 
-_TOKEN_CHARS = frozenset(
-    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-)
+_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class BadRequest(Exception):
@@ -160,6 +158,8 @@ class _Reader:
     async def request_line(self) -> bytes:
         """The request line; bytes that cannot begin one (a TLS hello, binary noise) are refused
         as they arrive rather than at the admission deadline."""
+        if b"\n" in self.buffer:  # the whole line is here: parsing it will judge it
+            return await self.line()
         while self.buffer.find(b"\n") < 0:
             if _cannot_begin_request(self.buffer):
                 break
@@ -297,6 +297,11 @@ async def read_body(
             f"{sink.encoding}): not supported; send it plain, gzip or deflate",
             close=True,
         )
+    if sink.plain and "transfer-encoding" not in request.headers and len(reader.buffer) >= declared:
+        data = bytes(reader.buffer[:declared])  # all here already: no timer needed
+        del reader.buffer[:declared]
+        sink.add(data)
+        return sink.result()
     try:
         async with asyncio.timeout(limits.body_timeout):
             if "transfer-encoding" in request.headers:
@@ -334,6 +339,8 @@ class _BodySink:
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding.strip().lower()
         self.unsupported = self.encoding not in ("", "identity", "gzip", "x-gzip", "deflate")
+        #: Neither compressed nor unsupported: the bytes are the body.
+        self.plain = self.encoding in ("", "identity")
         self.received = 0
         self.size = 0
         self.chunks: list[bytes] = []
@@ -415,18 +422,23 @@ async def _read_chunked(reader: _Reader, sink: _BodySink) -> None:
             raise BadRequest("a chunk longer than its size")
 
 
+def _is_token(data: bytes) -> bool:
+    """Only RFC 9110 token characters (what a method or a header name may be made of)."""
+    return not data.translate(None, _TOKEN_BYTES)
+
+
 def _cannot_begin_request(buffer: bytearray) -> bool:
     """True when ``buffer`` does not start with an HTTP method (a token, then a space)."""
     head = bytes(buffer[: MAX_METHOD + 1])
     space = head.find(b" ")
     method = head if space < 0 else head[:space]
     method = method.split(b"\n", 1)[0].rstrip(b"\r")
-    return (space < 0 and len(head) > MAX_METHOD) or not set(method) <= _TOKEN_CHARS
+    return (space < 0 and len(head) > MAX_METHOD) or not _is_token(method)
 
 
 def _parse_request_line(line: bytes) -> tuple[str, str, str]:
     parts = line.split(b" ")
-    if len(parts) != 3 or not parts[0] or not set(parts[0]) <= _TOKEN_CHARS:
+    if len(parts) != 3 or not parts[0] or not _is_token(parts[0]):
         raise BadRequest(f"not an HTTP request line: {_shown(line)}")
     method, target, version = parts
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
@@ -438,7 +450,7 @@ def _parse_request_line(line: bytes) -> tuple[str, str, str]:
 
 def _add_header(headers: dict[str, str], line: bytes) -> None:
     name, colon, value = line.partition(b":")
-    if not colon or not name or not set(name) <= _TOKEN_CHARS:
+    if not colon or not name or not _is_token(name):
         raise BadRequest(f"not a header line: {_shown(line)}")
     key = name.decode("ascii").lower()
     text = value.strip(b" \t").decode("latin-1")
