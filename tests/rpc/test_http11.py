@@ -162,7 +162,7 @@ async def test_a_declared_body_far_over_the_cap_is_refused_without_reading_it(so
     assert "request body too large" in reply.json()["error"]["message"]
 
 
-async def test_an_event_stream_is_chunked_and_ends_when_the_server_stops() -> None:
+async def test_an_event_stream_is_sent_chunked_as_server_sent_events() -> None:
     plugin = FakeInstancePlugin()
     async with serve_plugin(plugin, "inst") as h:
 

@@ -1,8 +1,8 @@
 """The cyclic garbage collector around start-up: fewer collections while a command starts, and
 the start-up's objects out of its sight once a long-running process serves.
 
-Starting ``infrakit up`` allocates some 300 000 objects (modules, classes, aiohttp, pydantic);
-at the default threshold (700) the collector ran 130 times before every socket answered - 61 ms
+Starting ``infrakit up`` allocated some 300 000 objects (modules, classes, aiohttp - gone since -
+and pydantic); at the default threshold (700) the collector ran 130 times before every socket answered - 61 ms
 of a ~460 ms start, one full collection alone 33 ms - and 20-40 times (5-10 ms) in every short CLI
 command, all to find almost no garbage. :func:`defer` raises the threshold for the start;
 :func:`settle`, called once a server is up, freezes what is alive then (``gc.freeze``: later full

@@ -45,7 +45,6 @@ a token (see :mod:`infrakit.rpc.server`)::
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -216,33 +215,3 @@ class Client(ClientCore):
                             yield spi_event.Event(topic="", type="subscribed")
         finally:
             await stream.aclose()
-
-
-async def connect_unix(path: str, timeout: float | None) -> socket.socket:
-    """Async twin of :func:`infrakit.rpc.sync._connect_unix_blocking`: a connected non-blocking
-    UNIX socket, retrying EAGAIN until ``timeout``.
-
-    (asyncio's own ``sock_connect`` mistakes a UNIX EAGAIN for a connection in progress and hands
-    back an unconnected socket.) Raises :class:`TimeoutError` when the queue stays full.
-    """
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    delay = 0.002
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        while True:
-            try:
-                sock.connect(path)
-                return sock
-            except BlockingIOError:
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"accept queue of {path} stayed full") from None
-                await asyncio.sleep(delay if remaining is None else min(delay, remaining))
-                delay = min(delay * 2, 0.05)
-    except BaseException:
-        sock.close()
-        raise

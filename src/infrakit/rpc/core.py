@@ -6,7 +6,8 @@ name the plugin, the method and the address, and read the ``/events`` stream. Th
 once; the clients only move bytes:
 
 * :class:`infrakit.rpc.client.Client` - async, over a pluggable :class:`AsyncTransport`
-  (aiohttp on a UNIX socket or TCP by default, :class:`infrakit.rpc.memory.MemoryTransport`
+  (:class:`infrakit.rpc.streams.StreamTransport` on a UNIX socket or TCP by default,
+  :class:`infrakit.rpc.memory.MemoryTransport`
   straight into a :class:`~infrakit.rpc.server.PluginServer` in the same process);
 * :class:`infrakit.rpc.sync.SyncClient` - blocking, over plain sockets (the fast CLI).
 
@@ -63,6 +64,8 @@ __all__ = [
     "Subscribed",
     "default_call_timeout",
     "parse_address",
+    "parse_response_head",
+    "request_head",
     "sse_comment",
     "sse_data",
 ]
@@ -155,6 +158,32 @@ def sse_data(payload: bytes) -> bytes:
 def sse_comment(text: str) -> bytes:
     """One SSE comment frame: ``: subscribed TOPIC``, ``: replayed N``, ``: keep-alive``."""
     return b": " + text.encode() + b"\n\n"
+
+
+def request_head(http_method: str, path: str, headers: dict[str, str], length: int | None) -> bytes:
+    """The head of a client's HTTP/1.1 request (both clients' socket transports); ``length``
+    (a body follows) adds ``Content-Length`` and, unless given, a JSON ``Content-Type``."""
+    lines = [f"{http_method} {path} HTTP/1.1", "Host: plugin"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    if length is not None:
+        if "Content-Type" not in headers:
+            lines.append("Content-Type: application/json")
+        lines.append(f"Content-Length: {length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def parse_response_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """A response's status and headers (names in lower case) from its head without the final
+    CRLFCRLF; :class:`ValueError` carrying the first line when it is not an HTTP response."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise ValueError(repr(lines[0][:60]))
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        key, _, value = line.decode("latin-1").partition(":")
+        headers[key.strip().lower()] = value.strip()
+    return int(parts[1]), headers
 
 
 @dataclass(frozen=True, slots=True)

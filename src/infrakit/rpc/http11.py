@@ -368,15 +368,15 @@ class _BodySink:
             room = envelope.MAX_BODY_BYTES + 1 - self.size
             plain = self._inflate.decompress(data, room)
         except zlib.error as exc:
-            self._fail(str(exc))
+            self.error = self._undecodable(str(exc))
             raise _Stop from exc
         self.size += len(plain)
         self.chunks.append(plain)
         if self.size > envelope.MAX_BODY_BYTES:
             raise _Stop
 
-    def _fail(self, why: str) -> None:
-        self.error = BodyError(
+    def _undecodable(self, why: str) -> BodyError:
+        return BodyError(
             envelope.PARSE_ERROR,
             f"parse error: the request body cannot be decoded (Content-Encoding "
             f"{self.encoding}): {why}; send it plain or correctly encoded",
@@ -389,8 +389,7 @@ class _BodySink:
         if self.size > envelope.MAX_BODY_BYTES:
             return too_large(close=self._inflate is not None or self.abandoned)
         if self._inflate is not None and not self._inflate.eof:
-            self._fail("the compressed data ends early")
-            return self.error  # type: ignore[return-value]
+            return self._undecodable("the compressed data ends early")
         return b"".join(self.chunks)
 
 

@@ -23,9 +23,9 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from infrakit import errors
-from infrakit.rpc.core import ClientCore
+from infrakit.rpc.core import ClientCore, parse_response_head, request_head
 
-__all__ = ["IDLE_SECONDS", "MAX_CONNECTIONS", "StreamTransport", "parse_head"]
+__all__ = ["IDLE_SECONDS", "MAX_CONNECTIONS", "StreamTransport", "connect_unix"]
 
 #: Connections one client keeps open at most (calls beyond wait for one).
 MAX_CONNECTIONS = 64
@@ -41,20 +41,6 @@ class _EmptyReply(ConnectionError):
 
 class _NotHttp(Exception):
     """The peer's reply is not HTTP (its first line is the message)."""
-
-
-def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    """A response's status line and headers (names in lower case), without the final CRLFCRLF;
-    :class:`ValueError` naming the first line when it is not an HTTP response."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        raise ValueError(repr(lines[0][:60]))
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        key, _, value = line.decode("latin-1").partition(":")
-        headers[key.strip().lower()] = value.strip()
-    return int(parts[1]), headers
 
 
 class _Conn:
@@ -88,7 +74,7 @@ class _Conn:
         except asyncio.LimitOverrunError as exc:
             raise _NotHttp("reply headers too long") from exc
         try:
-            return parse_head(data[:-4])
+            return parse_response_head(data[:-4])
         except ValueError as exc:
             raise _NotHttp(str(exc)) from exc
 
@@ -116,14 +102,32 @@ class _Conn:
             yield data[:-2]
 
 
-def _request(method: str, path: str, headers: dict[str, str], body: bytes | None) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: plugin"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    if body is not None:
-        if "Content-Type" not in headers:
-            lines.append("Content-Type: application/json")
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+async def connect_unix(path: str, timeout: float | None) -> socket.socket:
+    """Async twin of :func:`infrakit.rpc.sync._connect_unix_blocking`: a connected non-blocking
+    UNIX socket, retrying EAGAIN until ``timeout``.
+
+    (asyncio's own ``sock_connect`` mistakes a UNIX EAGAIN for a connection in progress and hands
+    back an unconnected socket.) Raises :class:`TimeoutError` when the queue stays full.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    delay = 0.002
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                sock.connect(path)
+                return sock
+            except BlockingIOError:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"accept queue of {path} stayed full") from None
+                await asyncio.sleep(delay if remaining is None else min(delay, remaining))
+                delay = min(delay * 2, 0.05)
+    except BaseException:
+        sock.close()
+        raise
 
 
 class StreamTransport:
@@ -146,8 +150,6 @@ class StreamTransport:
         try:
             async with asyncio.timeout(core.connect_timeout):
                 if address.path is not None:
-                    from infrakit.rpc.client import connect_unix
-
                     sock = await connect_unix(address.path, core.connect_timeout)
                     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=READ_SIZE)
                 else:
@@ -191,7 +193,7 @@ class StreamTransport:
     ) -> tuple[int, bytes, Any]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
-        request = _request("POST", path, headers, data)
+        request = request_head("POST", path, headers, len(data)) + data
         async with self._slots:
             for attempt in (0, 1):
                 conn = self._take_idle()
@@ -244,7 +246,7 @@ class StreamTransport:
         conn = await self._connect(core, what)
         try:
             async with asyncio.timeout(core.handshake_timeout):
-                conn.writer.write(_request("GET", path, headers, None))
+                conn.writer.write(request_head("GET", path, headers, None))
                 status, got = await conn.head()
         except TimeoutError as exc:
             conn.close()

@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from infrakit import errors
-from infrakit.rpc.core import ClientCore, Replayed, SseDecoder, Subscribed
+from infrakit.rpc.core import (
+    ClientCore,
+    Replayed,
+    SseDecoder,
+    Subscribed,
+    parse_response_head,
+    request_head,
+)
 from infrakit.spi.types import InterfaceSpec
 
 if TYPE_CHECKING:
@@ -259,16 +266,6 @@ class SocketTransport:
             self.peer = sock.getpeername()
         return sock
 
-    @staticmethod
-    def _head(http_method: str, path: str, headers: dict[str, str], length: int | None) -> bytes:
-        lines = [f"{http_method} {path} HTTP/1.1", "Host: plugin"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        if length is not None:
-            if "Content-Type" not in headers:
-                lines.append("Content-Type: application/json")
-            lines.append(f"Content-Length: {length}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
     def exchange(
         self,
         http_method: str,
@@ -286,7 +283,7 @@ class SocketTransport:
             sock = self._sock or self._connect(method)
             sock.settimeout(seconds)
             try:
-                sock.sendall(self._head(http_method, path, headers, len(data)) + data)
+                sock.sendall(request_head(http_method, path, headers, len(data)) + data)
                 return self._read_response(method)
             except TimeoutError as exc:
                 self.close()
@@ -306,7 +303,7 @@ class SocketTransport:
         # The subscription is answered at once (like a handshake); the stream may then be quiet.
         sock.settimeout(core.handshake_timeout)
         try:
-            sock.sendall(self._head("GET", path, headers, None))
+            sock.sendall(request_head("GET", path, headers, None))
             status, got = self._read_head(what)
         except TimeoutError as exc:
             self.close()
@@ -376,18 +373,13 @@ class SocketTransport:
                 self.close()
                 raise errors.ProtocolError(f"{self.core.what(method)}: truncated HTTP reply")
         head_end = self._buf.index(b"\r\n\r\n")
-        head = bytes(self._buf[:head_end]).split(b"\r\n")
+        head = bytes(self._buf[:head_end])
         del self._buf[: head_end + 4]
-        parts = head[0].split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        try:
+            return parse_response_head(head)
+        except ValueError as exc:
             self.close()
-            raise self.core.not_http(method, repr(head[0][:60]))
-        status = int(parts[1])
-        headers: dict[str, str] = {}
-        for line in head[1:]:
-            key, _, value = line.decode("latin-1").partition(":")
-            headers[key.strip().lower()] = value.strip()
-        return status, headers
+            raise self.core.not_http(method, str(exc)) from None
 
     def _read_response(self, method: str) -> tuple[int, dict[str, str], bytes]:
         """Parse one HTTP/1.1 response (Content-Length, chunked, or read-to-close bodies)."""
