@@ -339,9 +339,9 @@ class Stack:
     def events(self, topic: str, plugin: str = "group") -> EventStream:
         return EventStream(self.socket(plugin), topic)
 
-    def commit(self, doc: dict[str, Any]) -> Any:
+    def commit(self, doc: dict[str, Any], *, pretend: bool = False) -> Any:
         return self.client("group").call(
-            "Group.CommitGroup", {"Name": "", "Spec": doc, "Pretend": False}
+            "Group.CommitGroup", {"Name": "", "Spec": doc, "Pretend": pretend}
         )
 
     def describe(self, gid: str) -> list[dict[str, Any]]:
