@@ -323,6 +323,16 @@ async def test_stale_temporary_files_are_removed_at_start(
     assert len(lines) == 1 and "removed 4 stale temporary file(s)" in lines[0]
 
 
+async def _next_is_a_users_file(instance_dir: Path, events: AsyncIterator[Event]) -> None:
+    """A file a user writes is published as ``created``: the next event is that, not an echo of
+    the plugin's own write."""
+    (instance_dir / "instance-43").write_text(
+        json.dumps({"ID": "instance-43", "LogicalID": None, "Tags": {}, "Spec": None})
+    )
+    event = await _next_event(events)
+    assert (event.type, event.id) == ("created", "instance-43")
+
+
 @pytest.mark.parametrize("umask", [0o000, 0o277], ids=["umask-000", "umask-277"])
 async def test_new_files_appear_complete_and_private_and_are_not_echoed(
     instance_dir: Path, umask: int
@@ -350,12 +360,7 @@ async def test_new_files_appear_complete_and_private_and_are_not_echoed(
             "Attachments": None,
         }
         assert (await _next_event(events)).type == "created"
-        # The next event is a user's file, not an echo of ours.
-        (instance_dir / "instance-43").write_text(
-            json.dumps({"ID": "instance-43", "LogicalID": None, "Tags": {}, "Spec": None})
-        )
-        event = await _next_event(events)
-        assert (event.type, event.id) == ("created", "instance-43")
+        await _next_is_a_users_file(instance_dir, events)
     finally:
         await events.aclose()  # type: ignore[attr-defined]
         await plugin.stop()
@@ -374,11 +379,7 @@ async def test_without_unnamed_files_new_files_are_renamed_into_place(instance_d
         assert (instance_dir / iid).stat().st_mode & 0o777 == 0o600
         assert json.loads((instance_dir / iid).read_text())["Tags"] == {"infrakit.group": "g"}
         assert (await _next_event(events)).type == "created"
-        (instance_dir / "instance-43").write_text(
-            json.dumps({"ID": "instance-43", "LogicalID": None, "Tags": {}, "Spec": None})
-        )
-        event = await _next_event(events)
-        assert (event.type, event.id) == ("created", "instance-43")
+        await _next_is_a_users_file(instance_dir, events)
     finally:
         await events.aclose()  # type: ignore[attr-defined]
         await plugin.stop()

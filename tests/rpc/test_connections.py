@@ -26,12 +26,11 @@ from infrakit.rpc.server import PluginServer
 from infrakit.spi.instance import Spec
 from infrakit.testing import short_tempdir
 from infrakit.testing.fakes import FakeInstancePlugin
-from tests.rpc.wire import parse_reply
+from tests.rpc.wire import HELLO, parse_reply
 
 pytestmark = pytest.mark.timeout(60)
 
 TOKEN = "sekrit-token"
-HELLO = b'{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":1}'
 HALF = b"POST / HTTP/1.1\r\nHost: x\r\n"
 
 

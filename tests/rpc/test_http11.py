@@ -9,24 +9,15 @@ import gzip
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from infrakit.testing import serve_plugin
 from infrakit.testing.fakes import FakeInstancePlugin
-from tests.rpc.wire import parse_reply, raw
+from tests.rpc.wire import HELLO, parse_reply, raw
 
 pytestmark = pytest.mark.timeout(30)
-
-HELLO = b'{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":1}'
-
-
-@pytest.fixture
-async def sock() -> AsyncIterator[Path]:
-    async with serve_plugin(FakeInstancePlugin(), "inst") as h:
-        yield h.socket
 
 
 def request(body: bytes = HELLO, *headers: str, version: str = "1.1", close: bool = True) -> bytes:

@@ -23,17 +23,9 @@ from infrakit.rpc.server import PluginServer
 from infrakit.spi.types import Health
 from infrakit.testing import serve_plugin, short_tempdir
 from infrakit.testing.fakes import FakeFlavorPlugin, FakeInstancePlugin
-from tests.rpc.wire import head_call, http, raw, seed_call
+from tests.rpc.wire import HELLO, head_call, http, raw, seed_call
 
 pytestmark = pytest.mark.timeout(30)
-
-HELLO = b'{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":1}'
-
-
-@pytest.fixture
-async def sock() -> AsyncIterator[Path]:
-    async with serve_plugin(FakeInstancePlugin(), "inst") as h:
-        yield h.socket
 
 
 async def still_serving(path: Path) -> None:

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: The smallest valid JSON-RPC request body: a Handshake.Hello any plugin answers.
+HELLO = b'{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":1}'
+
 
 @dataclass
 class Reply:
