@@ -3,12 +3,11 @@
 For each size, on disk (the stack's INFRAKIT_HOME) and on tmpfs (``/dev/shm``), a fresh stack
 commits the tutorial's cattle spec and the clock stops at the group's ``converged`` event (the
 file plugin then lists exactly Size instances at the spec's hash). The stack is warm, as a
-running site's is: before the clock starts, the same spec is committed with ``Pretend`` (a dry
-run that checks it and creates nothing), so the one-time load of the spec models (pydantic,
-~0.1 s, imported in the background once ``up`` answers) is not charged to the commit. That load
-is its own figure, at the smallest size: the *cold* commit, sent the moment ``up`` answers. Beside each trial the bench
-times writing as many files with no infrakit at all (the *file-writing floor*), and reports the
-ratio. At the largest size it then measures the stack's idle CPU (events live, nothing changing)
+running site's is (``commit_and_wait(warm=True)``: a ``Pretend`` commit of the same spec before
+the clock starts), so the one-time load of the spec models is not charged to the commit; that
+load is its own figure at the smallest size: the *cold* commit, sent the moment ``up`` answers.
+Beside each trial the bench times writing as many files with no infrakit at all (the
+*file-writing floor*), and reports the ratio. At the largest size it then measures the stack's idle CPU (events live, nothing changing)
 and its RSS; and, in this process, the CPU of one reconcile pass per instance at 10 000. The
 growth fit is the exponent ``k`` of ``time ~ size**k`` between the smallest and largest size
 (1.0 is linear). Run::
@@ -69,9 +68,12 @@ def measure_sizes(
                 for build, bin_dir in order:
                     metric, ratio = pairs[build]
                     with _using(bin_dir), running("up") as stack:
-                        doc = group_spec("cattle", size)
-                        stack.commit(doc, pretend=True)
-                        took = commit_and_wait(stack, doc, timeout=max(120.0, size / 200))
+                        took = commit_and_wait(
+                            stack,
+                            group_spec("cattle", size),
+                            timeout=max(120.0, size / 200),
+                            warm=True,
+                        )
                         if size == max(sizes) and trial == 0:
                             suffix = "" if len(builds) == 1 else f"_{build}"
                             metrics += _idle_and_rss(stack, place, size, idle_seconds, suffix)

@@ -290,8 +290,7 @@ def measure_daemons(builds: Sequence[tuple[str, Path]], trials: int) -> list[Met
                 with running("daemons") as stack:
                     out[("start", build)].samples.append(time.monotonic() - started)
                     doc = group_spec("cattle", CLI_SIZE)
-                    stack.commit(doc, pretend=True)  # warm, as bench.scale: see its docstring
-                    seconds = commit_and_wait(stack, doc, timeout=120)
+                    seconds = commit_and_wait(stack, doc, timeout=120, warm=True)
                     out[("commit", build)].samples.append(seconds)
                     time.sleep(1.0)
                     out[("rss", build)].samples.append(stack.rss_bytes() / 1e6)
